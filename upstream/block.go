@@ -1,0 +1,139 @@
+package upstream
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// Slots are the two addresses edgeswitch moves traffic between: the same
+// host on two ports.
+type Slots struct {
+	Host  string
+	Ports [2]int
+}
+
+// Has reports whether port is one of the slot ports.
+func (s Slots) Has(port int) bool { return port == s.Ports[0] || port == s.Ports[1] }
+
+// Block is one upstream block located in the bytes of the file that holds it.
+type Block struct {
+	Name    string
+	File    string // path of the file holding the block
+	Line    int    // line of the "upstream" word
+	Src     []byte // the whole file, as read
+	Servers []Server
+
+	open, close int // offsets of the block's '{' and '}'
+}
+
+// Server is one "server" directive of the block.
+type Server struct {
+	Addr       string // as written, quotes removed
+	Port       int    // slot port; 0 until the block is checked against Slots
+	Line       int
+	start, end int // the directive, from "server" to its ';' inclusive
+	addr       token
+}
+
+// Listed returns the slot ports the block lists, in order, without repeats.
+func (b *Block) Listed() []int {
+	var ports []int
+	seen := map[int]bool{}
+	for _, s := range b.Servers {
+		if !seen[s.Port] {
+			seen[s.Port] = true
+			ports = append(ports, s.Port)
+		}
+	}
+	return ports
+}
+
+// Live returns the slot that takes the traffic: the only one listed. It is
+// false when both slots are listed, the starting layout.
+func (b *Block) Live() (int, bool) {
+	if l := b.Listed(); len(l) == 1 {
+		return l[0], true
+	}
+	return 0, false
+}
+
+// locate finds every "upstream name { ... }" block in src, with the byte
+// range of each of its server directives.
+func locate(file string, src []byte, name string) ([]*Block, error) {
+	toks, err := scan(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	var (
+		blocks []*Block
+		cur    *Block // the block being read, if any
+		depth  int    // nesting depth before the current statement
+		inner  int    // depth of cur's body
+		stmt   []token
+	)
+	for _, t := range toks {
+		if t.punct == 0 {
+			stmt = append(stmt, t)
+			continue
+		}
+		switch t.punct {
+		case '{':
+			depth++
+			if cur == nil && isUpstream(stmt, name) {
+				cur = &Block{Name: name, File: file, Line: stmt[0].line, Src: src, open: t.start}
+				inner = depth
+			}
+		case ';':
+			if cur != nil && depth == inner && len(stmt) >= 2 && stmt[0].text == "server" {
+				cur.Servers = append(cur.Servers, Server{
+					Addr: stmt[1].text, Line: stmt[0].line,
+					start: stmt[0].start, end: t.end, addr: stmt[1],
+				})
+			}
+		case '}':
+			if depth == 0 {
+				return nil, fmt.Errorf("%s:%d: unexpected \"}\"", file, t.line)
+			}
+			if cur != nil && depth == inner {
+				cur.close = t.start
+				blocks = append(blocks, cur)
+				cur = nil
+			}
+			depth--
+		}
+		stmt = stmt[:0]
+	}
+	if depth != 0 || len(stmt) != 0 {
+		return nil, fmt.Errorf("%s: unexpected end of file, expecting \"}\" or \";\"", file)
+	}
+	return blocks, nil
+}
+
+func isUpstream(stmt []token, name string) bool {
+	return len(stmt) == 2 && stmt[0].text == "upstream" && stmt[1].text == name
+}
+
+// checkSlots sets each server's Port, and refuses servers that are not slots:
+// edgeswitch must not drop an address it does not manage.
+func (b *Block) checkSlots(s Slots) error {
+	if len(b.Servers) == 0 {
+		return fmt.Errorf("%s:%d: upstream %s lists no server; add \"server %s;\" to it",
+			b.File, b.Line, b.Name, net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[0])))
+	}
+	for i, srv := range b.Servers {
+		host, port, err := net.SplitHostPort(srv.Addr)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || host != s.Host || !s.Has(p) {
+			return fmt.Errorf("%s:%d: upstream %s lists server %s, which is not a slot (%s); "+
+				"edgeswitch only manages upstreams whose servers are its slots: move other servers to another upstream or fix the host and ports settings",
+				b.File, srv.Line, b.Name, srv.Addr, s)
+		}
+		b.Servers[i].Port = p
+	}
+	return nil
+}
+
+func (s Slots) String() string {
+	return net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[0])) + " or " + net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[1]))
+}

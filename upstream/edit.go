@@ -1,0 +1,113 @@
+package upstream
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/aymanbagabas/go-udiff"
+)
+
+// ErrTarget means the requested port is not one of the slots.
+var ErrTarget = fmt.Errorf("target is not a slot")
+
+// Edit is the byte-minimal change that leaves one slot listed: the bytes of
+// Block.File before and after, and the spans that changed.
+type Edit struct {
+	File     string
+	Old, New []byte
+	edits    []udiff.Edit
+}
+
+// Changed reports whether the edit changes anything.
+func (e *Edit) Changed() bool { return len(e.edits) > 0 }
+
+// Diff renders the edit as a unified diff labelled with the file's path.
+func (e *Edit) Diff() string {
+	if !e.Changed() {
+		return ""
+	}
+	d, err := udiff.ToUnified(e.File, e.File, string(e.Old), e.edits, udiff.DefaultContextLines)
+	if err != nil {
+		// The edits come from this package and are sorted and in range.
+		panic(fmt.Sprintf("upstream: diff of own edit: %v", err))
+	}
+	return d
+}
+
+// To computes the edit that makes target the only slot of the block.
+//
+// The server line of target is kept as it is; if none lists it, the first
+// server line gets the new port and keeps its parameters, spacing and
+// comment. Every other server line is removed whole, with its line break when
+// it stands alone on its line. No other byte changes.
+func (b *Block) To(target int, slots Slots) (*Edit, error) {
+	if !slots.Has(target) {
+		return nil, fmt.Errorf("%w: %d (slots are %d and %d); pass --to %d or --to %d",
+			ErrTarget, target, slots.Ports[0], slots.Ports[1], slots.Ports[0], slots.Ports[1])
+	}
+	keep := 0
+	for i, s := range b.Servers {
+		if s.Port == target {
+			keep = i
+			break
+		}
+	}
+	var edits []udiff.Edit
+	for i, s := range b.Servers {
+		switch {
+		case i != keep:
+			start, end := lineSpan(b.Src, s.start, s.end)
+			edits = append(edits, udiff.Edit{Start: start, End: end})
+		case s.Port != target:
+			a := s.addr
+			colon := a.start + strings.LastIndexByte(string(b.Src[a.start:a.end]), ':')
+			end := colon + 1
+			for end < a.end && b.Src[end] >= '0' && b.Src[end] <= '9' {
+				end++
+			}
+			edits = append(edits, udiff.Edit{Start: colon + 1, End: end, New: strconv.Itoa(target)})
+		}
+	}
+	out, err := udiff.ApplyBytes(b.Src, edits)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: apply own edit to %s: %w", b.File, err)
+	}
+	return &Edit{File: b.File, Old: b.Src, New: out, edits: edits}, nil
+}
+
+// lineSpan widens the directive [start, end) to what removing it should
+// remove: the whole line with its break (and trailing comment) when the
+// directive stands alone on its line; otherwise the directive and the blanks
+// that separate it from its neighbours on the line.
+func lineSpan(src []byte, start, end int) (int, int) {
+	ls := start
+	for ls > 0 && isBlank(src[ls-1]) {
+		ls--
+	}
+	le := end
+	for le < len(src) && isBlank(src[le]) {
+		le++
+	}
+	eol := le
+	if eol < len(src) && src[eol] == '#' {
+		eol = len(src)
+		if i := bytes.IndexByte(src[le:], '\n'); i >= 0 {
+			eol = le + i
+		}
+	}
+	if eol < len(src) && src[eol] == '\r' && eol+1 < len(src) && src[eol+1] == '\n' {
+		eol++
+	}
+	atEOL := eol == len(src) || src[eol] == '\n'
+	switch {
+	case (ls == 0 || src[ls-1] == '\n') && atEOL:
+		return ls, min(eol+1, len(src))
+	case le == len(src) || src[le] == '\n' || src[le] == '\r':
+		return ls, le
+	}
+	return start, le
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
