@@ -1,0 +1,167 @@
+package upstream
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestTo(t *testing.T) {
+	tests := []struct {
+		name, src string
+		to        int
+		want      string
+	}{
+		{
+			name: "the live slot line gets the new port and keeps its parameters and comment",
+			src:  "upstream app {\n    server 127.0.0.1:4000 weight=5 max_fails=3;  # blue\n}\n",
+			to:   4001,
+			want: "upstream app {\n    server 127.0.0.1:4001 weight=5 max_fails=3;  # blue\n}\n",
+		},
+		{
+			name: "switching to the live slot changes nothing",
+			src:  "upstream app { server 127.0.0.1:4000; }",
+			to:   4000,
+			want: "upstream app { server 127.0.0.1:4000; }",
+		},
+		{
+			name: "with both listed the other line goes whole with its comment and break",
+			src:  "upstream app {\n\tserver 127.0.0.1:4000; # blue\n\tserver 127.0.0.1:4001; # green\n}\n",
+			to:   4001,
+			want: "upstream app {\n\tserver 127.0.0.1:4001; # green\n}\n",
+		},
+		{
+			name: "CRLF line breaks are removed whole",
+			src:  "upstream app {\r\n  server 127.0.0.1:4000;\r\n  server 127.0.0.1:4001;\r\n}\r\n",
+			to:   4000,
+			want: "upstream app {\r\n  server 127.0.0.1:4000;\r\n}\r\n",
+		},
+		{
+			name: "a directive sharing its line leaves its neighbours and the line",
+			src:  "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4001; keepalive 8; }",
+			to:   4001,
+			want: "upstream app { server 127.0.0.1:4001; keepalive 8; }",
+		},
+		{
+			name: "the last directive on a shared line takes the blanks before it",
+			src:  "upstream app {\n  keepalive 8; server 127.0.0.1:4000;\n  server 127.0.0.1:4001;\n}",
+			to:   4001,
+			want: "upstream app {\n  keepalive 8;\n  server 127.0.0.1:4001;\n}",
+		},
+		{
+			name: "a quoted address keeps its quotes",
+			src:  "upstream app {\n  server \"127.0.0.1:4000\" weight=2;\n}",
+			to:   4001,
+			want: "upstream app {\n  server \"127.0.0.1:4001\" weight=2;\n}",
+		},
+		{
+			name: "a server directive spread over lines is removed with all its lines",
+			src:  "upstream app {\n  server 127.0.0.1:4001;\n  server 127.0.0.1:4000\n         weight=3;\n}\n",
+			to:   4001,
+			want: "upstream app {\n  server 127.0.0.1:4001;\n}\n",
+		},
+		{
+			name: "a directive followed by the closing brace leaves the brace on its line",
+			src:  "upstream app {\n  server 127.0.0.1:4000;\n  server 127.0.0.1:4001; }",
+			to:   4000,
+			want: "upstream app {\n  server 127.0.0.1:4000;\n  }",
+		},
+		{
+			name: "blocks that only look alike are left alone",
+			src: "# upstream app { server 127.0.0.1:4000; }\n" +
+				"log_format x '{ upstream app { server 127.0.0.1:4000; } }';\n" +
+				"upstream app2 { server 127.0.0.1:4000; }\n" +
+				"upstream app { server 127.0.0.1:4000; }\n",
+			to: 4001,
+			want: "# upstream app { server 127.0.0.1:4000; }\n" +
+				"log_format x '{ upstream app { server 127.0.0.1:4000; } }';\n" +
+				"upstream app2 { server 127.0.0.1:4000; }\n" +
+				"upstream app { server 127.0.0.1:4001; }\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Parse("app.conf", []byte(tt.src), "app", slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := b.To(tt.to, slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, string(e.New)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+			if e.Changed() != (tt.src != tt.want) {
+				t.Errorf("Changed() = %v for an edit that changes %v", e.Changed(), tt.src != tt.want)
+			}
+		})
+	}
+}
+
+func TestToRefusesAPortThatIsNotASlot(t *testing.T) {
+	b, err := Parse("app.conf", []byte("upstream app { server 127.0.0.1:4000; }"), "app", slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.To(8080, slots); !errors.Is(err, ErrTarget) {
+		t.Fatalf("To(8080) = %v, want ErrTarget", err)
+	}
+}
+
+func TestLive(t *testing.T) {
+	tests := []struct {
+		name, src string
+		listed    []int
+		live      int
+	}{
+		{"one slot listed is live", "upstream app { server 127.0.0.1:4001; }", []int{4001}, 4001},
+		{"both listed means none is live yet", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4001; }", []int{4000, 4001}, 0},
+		{"a slot listed twice is one slot", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4000 backup; }", []int{4000}, 4000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Parse("app.conf", []byte(tt.src), "app", slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live, _ := b.Live()
+			if d := cmp.Diff(tt.listed, b.Listed()); d != "" || live != tt.live {
+				t.Errorf("Listed() diff %s, Live() = %d, want %d", d, live, tt.live)
+			}
+		})
+	}
+}
+
+func TestFindErrors(t *testing.T) {
+	tests := []struct {
+		dir  string
+		want error
+		says []string // the message names what is wrong and where
+	}{
+		{"not-found", ErrNotFound, []string{"found: api, web", "set upstream"}},
+		{"twice", ErrTwice, []string{" and ", "keep one"}},
+		{"foreign-ip", ErrNotSlot, []string{"10.0.0.5:80", "nginx.conf:"}},
+		{"foreign-unix", ErrNotSlot, []string{"unix:/run/app.sock"}},
+		{"foreign-hostname", ErrNotSlot, []string{"app.internal:4000"}},
+		{"no-parse", ErrParse, nil},
+		{"missing-include", ErrParse, []string{"no such file"}},
+		{"empty-upstream", ErrNotSlot, []string{"lists no server"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			_, err := Find(filepath.Join("../testdata/upstream/errors", tt.dir, "nginx.conf"), "app", slots)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Find = %v, want %v", err, tt.want)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
