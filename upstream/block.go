@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 )
 
@@ -32,7 +33,8 @@ type Server struct {
 	Addr       string // as written, quotes removed
 	Port       int    // slot port; 0 until the block is checked against Slots
 	Line       int
-	start, end int // the directive, from "server" to its ';' inclusive
+	Standby    bool // marked backup or down: it cannot carry the traffic alone
+	start, end int  // the directive, from "server" to its ';' inclusive
 	addr       token
 }
 
@@ -89,6 +91,7 @@ func locate(file string, src []byte, name string) ([]*Block, error) {
 				cur.Servers = append(cur.Servers, Server{
 					Addr: stmt[1].text, Line: stmt[0].line,
 					start: stmt[0].start, end: t.end, addr: stmt[1],
+					Standby: slices.ContainsFunc(stmt[2:], func(w token) bool { return w.text == "backup" || w.text == "down" }),
 				})
 			}
 		case '}':

@@ -38,21 +38,19 @@ func (e *Edit) Diff() string {
 
 // To computes the edit that makes target the only slot of the block.
 //
-// The server line of target is kept as it is; if none lists it, the first
-// server line gets the new port and keeps its parameters, spacing and
-// comment. Every other server line is removed whole, with its line break when
+// The server line of target is kept as it is; if none lists it (or it is
+// marked backup or down), the first other line gets the new port and keeps
+// its parameters, spacing and comment. Every other server line is removed whole, with its line break when
 // it stands alone on its line. No other byte changes.
 func (b *Block) To(target int, slots Slots) (*Edit, error) {
 	if !slots.Has(target) {
 		return nil, fmt.Errorf("%w: %d (slots are %d and %d); pass --to %d or --to %d",
 			ErrTarget, target, slots.Ports[0], slots.Ports[1], slots.Ports[0], slots.Ports[1])
 	}
-	keep := 0
-	for i, s := range b.Servers {
-		if s.Port == target {
-			keep = i
-			break
-		}
+	keep := b.keep(target)
+	if keep < 0 {
+		return nil, fmt.Errorf("%s:%d: every server of upstream %s is marked backup or down, so none can carry the traffic alone; remove the flag from one",
+			b.File, b.Line, b.Name)
 	}
 	var edits []udiff.Edit
 	for i, s := range b.Servers {
@@ -75,6 +73,26 @@ func (b *Block) To(target int, slots Slots) (*Edit, error) {
 		return nil, fmt.Errorf("upstream: apply own edit to %s: %w", b.File, err)
 	}
 	return &Edit{File: b.File, Old: b.Src, New: out, edits: edits}, nil
+}
+
+// keep picks the server line that stays: target's own line, unless it is
+// marked backup or down (alone, nginx would refuse it or send it nothing);
+// then the first line that is neither, which gets the new port. It returns
+// -1 when every line is marked.
+func (b *Block) keep(target int) int {
+	first := -1
+	for i, s := range b.Servers {
+		if s.Standby {
+			continue
+		}
+		if s.Port == target {
+			return i
+		}
+		if first < 0 {
+			first = i
+		}
+	}
+	return first
 }
 
 // lineSpan widens the directive [start, end) to what removing it should

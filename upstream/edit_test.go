@@ -70,6 +70,12 @@ func TestTo(t *testing.T) {
 			want: "upstream app {\n  server 127.0.0.1:4000;\n  }",
 		},
 		{
+			name: "a target line marked backup gives way to the primary line, which takes the port",
+			src:  "upstream app {\n  server 127.0.0.1:4000 max_fails=2;\n  server 127.0.0.1:4001 backup;\n}\n",
+			to:   4001,
+			want: "upstream app {\n  server 127.0.0.1:4001 max_fails=2;\n}\n",
+		},
+		{
 			name: "blocks that only look alike are left alone",
 			src: "# upstream app { server 127.0.0.1:4000; }\n" +
 				"log_format x '{ upstream app { server 127.0.0.1:4000; } }';\n" +
@@ -150,6 +156,8 @@ func TestFindErrors(t *testing.T) {
 		{"no-parse", ErrParse, nil},
 		{"missing-include", ErrParse, []string{"no such file"}},
 		{"empty-upstream", ErrNotSlot, []string{"lists no server"}},
+		{"foreign-port", ErrNotSlot, []string{"127.0.0.1:4002"}},
+		{"localhost-name", ErrNotSlot, []string{"localhost:4000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

@@ -20,78 +20,167 @@ var (
 	ErrNotSlot  = errors.New("not a slot")
 )
 
-// Find parses the nginx config tree rooted at mainConf, following include
-// directives as nginx does (globs; relative paths against mainConf's
-// directory), and returns the one upstream block called name, located in the
-// bytes of its file, with every server checked to be one of slots.
+// Find reads the nginx config tree rooted at mainConf, following include
+// directives as nginx does (globs, sorted; relative paths against mainConf's
+// directory; wildcards skip hidden files), and returns the one upstream
+// block called name, located in the bytes of its file, with every server
+// checked to be one of slots.
 func Find(mainConf, name string, slots Slots) (*Block, error) {
-	p, err := parser.NewParser(mainConf,
-		parser.WithIncludeParsing(),
-		parser.WithSkipValidDirectivesErr(),
-		parser.WithSkipComments())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w; set nginx-conf to your main nginx.conf", ErrParse, err)
-	}
-	conf, err := p.Parse()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s (in %s or a file it includes): %w", ErrParse, mainConf, mainConf, err)
-	}
-	w := walker{name: name}
-	if err := w.walk(conf.FilePath, conf.Block.Directives); err != nil {
+	w := &walker{name: name, root: filepath.Dir(mainConf), open: map[string]bool{}}
+	if err := w.file(mainConf); err != nil {
 		return nil, err
 	}
-	switch len(w.found) {
-	case 0:
-		return nil, notFound(mainConf, name, w.names)
-	case 1:
-	default:
-		var at []string
-		for _, f := range w.found {
-			at = append(at, fmt.Sprintf("%s:%d", f.file, f.up.Line))
-		}
-		return nil, fmt.Errorf("%w: upstream %s is defined at %s; keep one definition", ErrTwice, name, strings.Join(at, " and "))
-	}
-	f := w.found[0]
-	src, err := os.ReadFile(f.file)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", f.file, err)
-	}
-	return locateOne(f.file, src, name, f.up, slots)
+	return w.one(mainConf, slots)
 }
 
 // Parse locates the upstream block called name in src, the bytes of file,
-// cross-checked against gonginx's reading of the same bytes. It is Find for
-// one file already in memory.
+// without following includes. It is Find for one file already in memory.
 func Parse(file string, src []byte, name string, slots Slots) (*Block, error) {
-	conf, err := parser.NewStringParser(string(src), parser.WithSkipValidDirectivesErr(), parser.WithSkipComments()).Parse()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrParse, file, err)
-	}
-	w := walker{name: name}
-	if err := w.walk(file, conf.Block.Directives); err != nil {
+	w := &walker{name: name}
+	if err := w.parse(file, src); err != nil {
 		return nil, err
 	}
-	if len(w.found) != 1 {
-		return nil, fmt.Errorf("%w: %s holds %d upstream blocks called %s", ErrNotFound, file, len(w.found), name)
+	return w.one(file, slots)
+}
+
+// found is one gonginx reading of "upstream name", with its file's bytes.
+type found struct {
+	file string
+	src  []byte
+	up   *config.Upstream
+}
+
+// walker reads config files with gonginx, collecting the upstream blocks
+// called name and the names of all upstreams for error messages. With a
+// root it follows includes; without, it stays in one file.
+type walker struct {
+	name  string
+	root  string
+	open  map[string]bool // files being read, to stop include cycles
+	found []found
+	names []string
+}
+
+func (w *walker) file(path string) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w; check the path and that edgeswitch may read it", ErrParse, err)
 	}
-	return locateOne(file, src, name, w.found[0].up, slots)
+	w.open[path] = true
+	defer delete(w.open, path)
+	return w.parse(path, src)
+}
+
+func (w *walker) parse(path string, src []byte) error {
+	masked, err := maskLua(src)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrParse, path, err)
+	}
+	conf, err := parser.NewStringParser(string(masked), parser.WithSkipValidDirectivesErr(), parser.WithSkipComments()).Parse()
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w; fix it so that nginx -t passes", ErrParse, path, err)
+	}
+	return w.walk(path, src, conf.Block.Directives)
+}
+
+func (w *walker) walk(path string, src []byte, ds []config.IDirective) error {
+	for _, d := range ds {
+		switch d := d.(type) {
+		case *config.Include:
+			if err := w.include(path, d); err != nil {
+				return err
+			}
+		case *config.Upstream:
+			w.names = append(w.names, d.UpstreamName)
+			if d.UpstreamName == w.name {
+				w.found = append(w.found, found{file: path, src: src, up: d})
+			}
+		default:
+			if b := d.GetBlock(); b != nil {
+				if err := w.walk(path, src, b.GetDirectives()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (w *walker) include(from string, inc *config.Include) error {
+	if w.root == "" {
+		return nil
+	}
+	pattern := unquote(inc.IncludePath)
+	if !filepath.IsAbs(pattern) {
+		pattern = filepath.Join(w.root, pattern)
+	}
+	wildcard := strings.ContainsAny(pattern, "*?[")
+	paths, err := filepath.Glob(pattern)
+	if err != nil {
+		return fmt.Errorf("%w: %s: include %s: %w", ErrParse, from, inc.IncludePath, err)
+	}
+	if len(paths) == 0 && !wildcard {
+		return fmt.Errorf("%w: %s: include %s: no such file; create it or remove the include", ErrParse, from, pattern)
+	}
+	for _, p := range paths {
+		if (wildcard && strings.HasPrefix(filepath.Base(p), ".")) || w.open[p] {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			continue
+		}
+		if err := w.file(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// one turns what the walk found into the single block, or the error that
+// says why there is not exactly one.
+func (w *walker) one(where string, slots Slots) (*Block, error) {
+	switch len(w.found) {
+	case 0:
+		return nil, w.notFound(where)
+	case 1:
+		return locateOne(w.found[0], w.name, slots)
+	}
+	var at []string
+	for _, f := range w.found {
+		line := "?"
+		if bs, err := locate(f.file, f.src, w.name); err == nil && len(bs) > 0 {
+			line = fmt.Sprint(bs[0].Line)
+		}
+		at = append(at, f.file+":"+line)
+	}
+	return nil, fmt.Errorf("%w: upstream %s is defined at %s; keep one definition",
+		ErrTwice, w.name, strings.Join(slices.Compact(at), " and "))
+}
+
+func (w *walker) notFound(where string) error {
+	if len(w.names) == 0 {
+		return fmt.Errorf("%w: no upstream block in %s or the files it includes; add \"upstream %s { server 127.0.0.1:4000; }\" inside http {}",
+			ErrNotFound, where, w.name)
+	}
+	return fmt.Errorf("%w: no upstream %s in %s or the files it includes (found: %s); set upstream to one of them",
+		ErrNotFound, w.name, where, strings.Join(w.names, ", "))
 }
 
 // locateOne finds the block with the byte scanner, checks that it saw the
 // same servers as gonginx (two readings that agree are what makes a
 // byte-level edit safe) and that every server is a slot.
-func locateOne(file string, src []byte, name string, up *config.Upstream, slots Slots) (*Block, error) {
-	blocks, err := locate(file, src, name)
+func locateOne(f found, name string, slots Slots) (*Block, error) {
+	blocks, err := locate(f.file, f.src, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrParse, err)
 	}
 	if len(blocks) != 1 {
 		return nil, fmt.Errorf("%w: %s: gonginx found upstream %s once but the byte scanner found it %d times; edit the file by hand or report this config",
-			ErrParse, file, name, len(blocks))
+			ErrParse, f.file, name, len(blocks))
 	}
 	b := blocks[0]
 	var want, got []string
-	for _, s := range up.UpstreamServers {
+	for _, s := range f.up.UpstreamServers {
 		want = append(want, unquote(s.Address))
 	}
 	for _, s := range b.Servers {
@@ -99,7 +188,7 @@ func locateOne(file string, src []byte, name string, up *config.Upstream, slots 
 	}
 	if !slices.Equal(want, got) {
 		return nil, fmt.Errorf("%w: %s:%d: gonginx reads the servers of upstream %s as %q but the byte scanner reads %q; edit the file by hand or report this config",
-			ErrParse, file, b.Line, name, want, got)
+			ErrParse, f.file, b.Line, name, want, got)
 	}
 	if err := b.checkSlots(slots); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSlot, err)
@@ -112,56 +201,4 @@ func unquote(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
-}
-
-type found struct {
-	file string
-	up   *config.Upstream
-}
-
-// walker collects the upstream blocks called name in a parsed tree, with the
-// file each one is in, and the names of all upstreams for error messages.
-type walker struct {
-	name  string
-	found []found
-	names []string
-}
-
-func (w *walker) walk(file string, ds []config.IDirective) error {
-	for _, d := range ds {
-		switch d := d.(type) {
-		case *config.Include:
-			if len(d.Configs) == 0 && !strings.ContainsAny(d.IncludePath, "*?[") {
-				return fmt.Errorf("%w: %s:%d: include %s: no such file; create it or remove the include",
-					ErrParse, file, d.GetLine(), d.IncludePath)
-			}
-			for _, c := range d.Configs {
-				if err := w.walk(c.FilePath, c.Block.Directives); err != nil {
-					return err
-				}
-			}
-			continue
-		case *config.Upstream:
-			w.names = append(w.names, d.UpstreamName)
-			if d.UpstreamName == w.name {
-				w.found = append(w.found, found{file: filepath.Clean(file), up: d})
-			}
-			continue
-		}
-		if b := d.GetBlock(); b != nil {
-			if err := w.walk(file, b.GetDirectives()); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func notFound(mainConf, name string, names []string) error {
-	if len(names) == 0 {
-		return fmt.Errorf("%w: no upstream block in %s or the files it includes; add \"upstream %s { server 127.0.0.1:4000; }\" inside http {}",
-			ErrNotFound, mainConf, name)
-	}
-	return fmt.Errorf("%w: no upstream %s in %s or the files it includes (found: %s); set upstream to one of them",
-		ErrNotFound, name, mainConf, strings.Join(names, ", "))
 }

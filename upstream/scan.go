@@ -24,7 +24,39 @@ type token struct {
 //
 // gonginx has no byte offsets; this scanner is the small piece that has them.
 func scan(src []byte) ([]token, error) {
-	var toks []token
+	toks, _, err := scanLua(src)
+	return toks, err
+}
+
+// maskLua returns src with the bodies of *_by_lua_block blocks blanked out
+// (line breaks kept, so line numbers stay), for gonginx, whose lexer reads
+// Lua with nginx's rules and trips on a brace in a Lua string.
+func maskLua(src []byte) ([]byte, error) {
+	if !bytes.Contains(src, []byte("_by_lua_block")) {
+		return src, nil
+	}
+	_, spans, err := scanLua(src)
+	if err != nil || len(spans) == 0 {
+		return src, err
+	}
+	out := bytes.Clone(src)
+	for _, sp := range spans {
+		for i := sp[0]; i < sp[1]; i++ {
+			if out[i] != '\n' {
+				out[i] = ' '
+			}
+		}
+	}
+	return out, nil
+}
+
+// scanLua is scan that also returns the byte spans of the Lua block bodies
+// it skipped.
+func scanLua(src []byte) ([]token, [][2]int, error) {
+	var (
+		toks  []token
+		spans [][2]int
+	)
 	line := 1
 	i := 0
 	for i < len(src) {
@@ -45,21 +77,22 @@ func scan(src []byte) ([]token, error) {
 			if c == '{' && isLuaBlock(toks) {
 				end, err := skipLua(src, i)
 				if err != nil {
-					return nil, fmt.Errorf("line %d: %w", line, err)
+					return nil, nil, fmt.Errorf("line %d: %w", line, err)
 				}
+				spans = append(spans, [2]int{i, end})
 				line += bytes.Count(src[i:end], []byte{'\n'})
 				i = end
 			}
 		case c == '"' || c == '\'':
 			t, err := scanQuoted(src, i, line)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			toks = append(toks, t)
 			line += bytes.Count(src[t.start:t.end], []byte{'\n'})
 			i = t.end
 			if i < len(src) && !strings.ContainsRune(" \t\r\n;{)", rune(src[i])) {
-				return nil, fmt.Errorf("line %d: unexpected %q after a quoted string", line, src[i])
+				return nil, nil, fmt.Errorf("line %d: unexpected %q after a quoted string", line, src[i])
 			}
 		default:
 			t := scanWord(src, i, line)
@@ -67,7 +100,7 @@ func scan(src []byte) ([]token, error) {
 			i = t.end
 		}
 	}
-	return toks, nil
+	return toks, spans, nil
 }
 
 func scanQuoted(src []byte, i, line int) (token, error) {

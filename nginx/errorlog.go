@@ -1,0 +1,142 @@
+package nginx
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tufanbarisyildirim/gonginx/parser"
+)
+
+// Where nginx logs when neither the config nor the build says otherwise
+// usably: Debian's build says --error-log-path=stderr and its packaged
+// nginx.conf sets this file.
+const (
+	defaultErrorLog = "/var/log/nginx/error.log"
+	defaultPrefix   = "/usr/share/nginx"
+)
+
+// ErrorLog is nginx's main error log. A master that rejects a config on
+// reload says why only there, so the confirm step marks the log before the
+// reload and reads what was appended after it.
+type ErrorLog struct{ Path string }
+
+// ErrorLogPath finds the main error log of the nginx that conf configures:
+// the first top-level `error_log` in conf that names a file, else the build's
+// --error-log-path from `bin -V`, else /var/log/nginx/error.log. Relative
+// paths are resolved against the build's --prefix (nginx's -p at run time
+// is not visible here). Files included from conf are not searched. It
+// never fails: a wrong guess only costs the [emerg] line in a report.
+func ErrorLogPath(ctx context.Context, run Runner, bin, conf string) string {
+	version := sync.OnceValue(func() string {
+		out, _ := run(ctx, bin, "-V")
+		return string(out)
+	})
+	build := func(name string) string {
+		for _, f := range strings.Fields(version()) {
+			if v, ok := strings.CutPrefix(f, "--"+name+"="); ok {
+				return strings.Trim(v, `'"`)
+			}
+		}
+		return ""
+	}
+	resolve := func(path string) string {
+		if filepath.IsAbs(path) {
+			return path
+		}
+		prefix := build("prefix")
+		if prefix == "" {
+			prefix = defaultPrefix
+		}
+		return filepath.Join(prefix, path)
+	}
+
+	if path := confErrorLog(conf); path != "" {
+		return resolve(path)
+	}
+	if path := build("error-log-path"); isFile(path) {
+		return resolve(path)
+	}
+	return defaultErrorLog
+}
+
+// confErrorLog returns the first top-level error_log in the main config
+// file that names a file, or "".
+func confErrorLog(conf string) string {
+	p, err := parser.NewParser(conf, parser.WithSkipValidDirectivesErr())
+	if err != nil {
+		return ""
+	}
+	c, err := p.Parse()
+	if err != nil {
+		return ""
+	}
+	for _, d := range c.Block.GetDirectives() {
+		params := d.GetParameters()
+		if d.GetName() != "error_log" || len(params) == 0 {
+			continue
+		}
+		if path := strings.Trim(params[0].Value, `'"`); isFile(path) {
+			return path
+		}
+	}
+	return ""
+}
+
+// isFile reports whether an error_log target is a file rather than stderr,
+// syslog or the in-memory buffer.
+func isFile(target string) bool {
+	return target != "" && target != "stderr" &&
+		!strings.HasPrefix(target, "syslog:") && !strings.HasPrefix(target, "memory:")
+}
+
+// Mark returns the log's current size, the offset to read from later; 0 when
+// the log does not exist yet.
+func (l ErrorLog) Mark() int64 {
+	fi, err := os.Stat(l.Path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// maxTail bounds how much LastEmerg reads, in case a debug level log grew a
+// lot since the mark.
+const maxTail = 1 << 20
+
+// LastEmerg returns the last line at level emerg, alert or crit written
+// after offset mark, trimmed, or "" when there is none. A log now shorter
+// than mark was rotated or truncated and is read from the start.
+func (l ErrorLog) LastEmerg(mark int64) string {
+	f, err := os.Open(l.Path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if fi.Size() < mark {
+		mark = 0
+	}
+	mark = max(mark, fi.Size()-maxTail)
+	var last string
+	sc := bufio.NewScanner(io.NewSectionReader(f, mark, fi.Size()-mark))
+	for sc.Scan() {
+		// "2024/01/02 03:04:05 [emerg] 123#123: message"
+		fields := strings.SplitN(sc.Text(), " ", 4)
+		if len(fields) < 4 {
+			continue
+		}
+		switch fields[2] {
+		case "[emerg]", "[alert]", "[crit]":
+			last = strings.TrimSpace(sc.Text())
+		}
+	}
+	return last
+}
