@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/coreos/go-systemd/v22/dbus"
+	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/swap"
+)
+
+// cli is the kong grammar: global settings, then one command.
+type cli struct {
+	Config  string           `short:"c" env:"-" placeholder:"FILE" help:"TOML file with the settings below as keys (default /etc/edgeswitch/edgeswitch.toml, or EDGESWITCH_CONFIG)."`
+	Version kong.VersionFlag `env:"-" help:"Print the version and exit."`
+	JSON    bool             `help:"Print JSON lines on stdout instead of text."`
+
+	settings `embed:""`
+
+	Switch switchCmd `cmd:"" help:"Move traffic to the other slot (or --to PORT): start it, wait until healthy, rewrite the upstream, nginx -t, reload, drain, stop the old slot."`
+}
+
+// settings are the options every command shares; their names are the keys
+// of the config file.
+type settings struct {
+	Upstream       string        `default:"app" help:"Name of the nginx upstream block to manage."`
+	NginxConf      string        `default:"/etc/nginx/nginx.conf" help:"Main nginx config; the upstream is found in it or its includes."`
+	NginxBin       string        `default:"nginx" help:"nginx binary used for nginx -t -c <nginx-conf>."`
+	NginxUnit      string        `default:"nginx.service" help:"systemd unit that is reloaded (never restarted)."`
+	Unit           string        `default:"app@.service" help:"systemd template unit of the app; the instance is the port."`
+	Host           string        `default:"127.0.0.1" help:"Address of the slots."`
+	Ports          []int         `default:"4000,4001" help:"The two slot ports."`
+	HealthPath     string        `default:"/" help:"Path polled on the starting slot."`
+	HealthStatus   string        `default:"200-299" help:"Accepted status codes, e.g. 200-299,301."`
+	HealthInterval time.Duration `default:"100ms" help:"Time between health polls."`
+	HealthTimeout  time.Duration `default:"60s" help:"Give up on the new slot after this."`
+	ReloadTimeout  time.Duration `default:"10s" help:"Wait this long for nginx's new workers."`
+	DrainTimeout   time.Duration `default:"30s" help:"Wait this long for old nginx workers to finish."`
+	StateDir       string        `default:"/var/lib/edgeswitch" help:"Directory for the lock and the history."`
+	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
+}
+
+// options turns the settings into swap's options.
+func (s settings) options() (swap.Options, error) {
+	if len(s.Ports) != 2 {
+		return swap.Options{}, fmt.Errorf("%w: ports must list exactly two ports, e.g. --ports 4000,4001", swap.ErrUsage)
+	}
+	o := swap.Options{
+		Upstream: s.Upstream, NginxConf: s.NginxConf, NginxBin: s.NginxBin, NginxUnit: s.NginxUnit,
+		Unit: s.Unit, Host: s.Host, Ports: [2]int{s.Ports[0], s.Ports[1]},
+		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
+		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
+		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, StateDir: s.StateDir,
+	}
+	return o, o.Check()
+}
+
+type switchCmd struct {
+	To      int  `placeholder:"PORT" help:"Slot to move traffic to (default: the one that is not live)."`
+	DryRun  bool `help:"Show the config diff and change nothing."`
+	KeepOld bool `help:"Leave the old slot running, for an instant rollback."`
+}
+
+func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
+	o, err := g.options()
+	if err != nil {
+		return err
+	}
+	env, err := d.env(ctx, g.User)
+	if err != nil {
+		return err
+	}
+	res, err := swap.Switch(ctx, o, swap.Request{To: c.To, DryRun: c.DryRun, KeepOld: c.KeepOld}, env)
+	if err == nil {
+		d.out.result(res, c.DryRun)
+	}
+	return err
+}
+
+// deps builds the real effects on demand, so that --help and bad usage
+// never need D-Bus.
+type deps struct {
+	out  *printer
+	conn *dbus.Conn
+}
+
+func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
+	connect, which := dbus.NewSystemConnectionContext, "system"
+	if userManager {
+		connect, which = dbus.NewUserConnectionContext, "user"
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		return swap.Env{}, fmt.Errorf("%w: cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)",
+			swap.ErrUsage, which, err)
+	}
+	d.conn = conn
+	name := fmt.Sprint(os.Getuid())
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return swap.Env{
+		Systemd: conn,
+		Run:     nginx.ExecRunner,
+		Procs:   nginx.Procs{Root: "/proc"},
+		HTTP:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		Now:     time.Now,
+		Report:  d.out.event,
+		User:    name,
+	}, nil
+}
+
+// run parses args, runs the command and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	path, explicit := configPath(args)
+	conf, err := loadConfig(path, explicit)
+	if err != nil {
+		fmt.Fprintln(stderr, "edgeswitch:", err)
+		return 2
+	}
+	var c cli
+	exit := -1
+	parser, err := kong.New(&c,
+		kong.Name("edgeswitch"),
+		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
+		kong.UsageOnError(),
+		kong.Vars{"version": version},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }),
+		kong.Resolvers(conf),
+	)
+	if err != nil {
+		panic(err) // the grammar is wrong: a bug, not a user error
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 {
+		return exit
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "edgeswitch:", err)
+		return 2
+	}
+	d := &deps{out: newPrinter(stdout, stderr, c.JSON)}
+	defer func() {
+		if d.conn != nil {
+			d.conn.Close()
+		}
+	}()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run(&c, d)
+	if err != nil {
+		d.out.fail(err)
+	}
+	return swap.ExitCode(err)
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// defaultConfig is read when it exists and no other file is named.
+const defaultConfig = "/etc/edgeswitch/edgeswitch.toml"
+
+// configPath finds the config file before kong parses the arguments, since
+// the file feeds kong's defaults: -c/--config, else EDGESWITCH_CONFIG, else
+// the default path. It reports whether the file was asked for explicitly
+// (then it must exist).
+func configPath(args []string) (string, bool) {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return defaultConfig, false
+		case (a == "-c" || a == "--config") && i+1 < len(args):
+			return args[i+1], true
+		case strings.HasPrefix(a, "--config="):
+			return strings.TrimPrefix(a, "--config="), true
+		case strings.HasPrefix(a, "-c") && len(a) > 2:
+			return a[2:], true
+		}
+	}
+	if p := os.Getenv("EDGESWITCH_CONFIG"); p != "" {
+		return p, true
+	}
+	return defaultConfig, false
+}
+
+// tomlResolver feeds kong the settings of a flat TOML file whose keys are
+// the long flag names.
+type tomlResolver struct {
+	path   string
+	values map[string]any
+}
+
+// loadConfig reads the config file. A missing default file is no error; a
+// file that does not parse is, with its line and column.
+func loadConfig(path string, explicit bool) (*tomlResolver, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return &tomlResolver{path: path}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w; create it (edgeswitch init) or pass -c FILE", err)
+	}
+	values := map[string]any{}
+	if err := toml.Unmarshal(data, &values); err != nil {
+		var derr *toml.DecodeError
+		if errors.As(err, &derr) {
+			row, col := derr.Position()
+			return nil, fmt.Errorf("config file %s:%d:%d: %s; fix that line", path, row, col, derr.Error())
+		}
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return &tomlResolver{path: path, values: values}, nil
+}
+
+// Validate refuses keys that are not settings, so a typo is not ignored.
+func (r *tomlResolver) Validate(app *kong.Application) error {
+	known := map[string]bool{}
+	for _, f := range app.Flags {
+		known[f.Name] = true
+	}
+	for _, n := range app.Leaves(true) {
+		for _, f := range n.Flags {
+			known[f.Name] = true
+		}
+	}
+	var unknown []string
+	for k := range r.values {
+		if !known[k] || k == "config" || k == "version" || k == "help" {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range known {
+			if k != "config" && k != "version" && k != "help" && !yield(k) {
+				return
+			}
+		}
+	})
+	return fmt.Errorf("config file %s: unknown setting %s; the settings are: %s",
+		r.path, strings.Join(unknown, ", "), strings.Join(names, ", "))
+}
+
+// Resolve returns the file's value for a flag as the text kong would parse
+// from the command line: lists joined by commas.
+func (r *tomlResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+	v, ok := r.values[flag.Name]
+	if !ok {
+		return nil, nil
+	}
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return fmt.Sprint(v), nil
+}

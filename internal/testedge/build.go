@@ -1,0 +1,87 @@
+package testedge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// demoapp is the binary built by this process, shared by its edges: one
+// `go build` per process instead of one link per edge.
+var demoapp struct {
+	sync.Mutex
+	path string
+}
+
+// buildDemoapp builds cmd/demoapp once per process into a fixed per-user
+// path under the temp dir (replaced atomically, so concurrent test processes
+// neither clash nor pile up copies) and returns that path.
+func buildDemoapp(ctx context.Context) (string, error) {
+	demoapp.Lock()
+	defer demoapp.Unlock()
+	if demoapp.path != "" {
+		return demoapp.path, nil
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("edgeswitch-testedge-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf("demoapp.%d.tmp", os.Getpid()))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/demoapp")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("go build ./cmd/demoapp in %s: %w: %s", root, err, strings.TrimSpace(string(out)))
+	}
+	path := filepath.Join(dir, "demoapp")
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	demoapp.path = path
+	return path, nil
+}
+
+// moduleRoot finds the edgeswitch module: from this source file when the
+// build kept its path (not -trimpath), else from `go env GOMOD`.
+func moduleRoot(ctx context.Context) (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		if _, err := os.Stat(filepath.Join(root, "cmd", "demoapp")); err == nil {
+			return root, nil
+		}
+	}
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("cannot find the edgeswitch module to build cmd/demoapp (go env GOMOD: %q, %v); run from inside it", gomod, err)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// copyFile copies src to dst with mode perm, replacing dst.
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,435 @@
+// Package testedge runs a sandbox edge for end-to-end tests and `make demo`:
+// a real systemd user manager reached over a real D-Bus session bus, a real
+// nginx as a user unit, and the two app slots as a template unit running
+// cmd/demoapp. edgeswitch then switches it exactly as it would switch a
+// production host, with `--user`.
+//
+// Every edge has its own unit names (es-<id>-...) and directory, so edges
+// never clash, and Close removes everything it added. The user manager is
+// shared: one that answers is reused (and never stopped); otherwise Start
+// starts one, and the last Close of the last process using it stops it.
+package testedge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NginxBin is the nginx the edge runs (Debian's nginx-light).
+var NginxBin = "/usr/sbin/nginx"
+
+// startTimeout bounds the wait for nginx to answer from the first slot.
+const startTimeout = 10 * time.Second
+
+// Options configure Start.
+type Options struct {
+	// Dir holds this edge's configs, logs and binaries; required. It must
+	// not contain white space, quotes or any of %$\;{}#, which unit files
+	// and nginx.conf would need escaped.
+	Dir string
+	// Ports are the two slot ports; a zero entry is replaced by a free
+	// loopback port.
+	Ports [2]int
+	// AppArgs are extra demoapp flags in the template unit's ExecStart
+	// (e.g. "-ready-after=300ms"); none by default.
+	AppArgs []string
+}
+
+// Edge is a running sandbox edge. Its fields are what edgeswitch needs as
+// settings (nginx-conf, nginx-unit, unit, ports, state-dir, --user).
+type Edge struct {
+	Dir          string
+	Env          []string // XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS for child processes (edgeswitch)
+	NginxConf    string   // main nginx.conf
+	UpstreamFile string   // holds `upstream app { server 127.0.0.1:<Ports[0]>; ... }`, included by NginxConf
+	NginxUnit    string   // es-<id>-nginx.service
+	AppUnit      string   // es-<id>-app@.service; the instance is the port
+	Ports        [2]int
+	ListenAddr   string // 127.0.0.1:<port> where nginx listens
+	StateDir     string // empty directory for edgeswitch's state-dir
+
+	id        string
+	appArgs   []string
+	unitDir   string   // where the unit files are, once written
+	unitFiles []string // what Close removes
+	managed   bool     // holds a reference on the user manager
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start builds an edge in o.Dir and returns once nginx answers from the
+// first slot. On error, everything it had started is cleaned up.
+func Start(ctx context.Context, o Options) (*Edge, error) {
+	if err := prerequisites(); err != nil {
+		return nil, err
+	}
+	e, err := newEdge(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.start(ctx); err != nil {
+		return nil, errors.Join(err, e.Close())
+	}
+	return e, nil
+}
+
+// prerequisites says which required program is missing.
+func prerequisites() error {
+	for _, p := range []string{NginxBin, "/lib/systemd/systemd"} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("testedge needs %s: %w (install nginx-light and systemd)", p, err)
+		}
+	}
+	for _, p := range []string{"systemctl", "unshare"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("testedge needs %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func newEdge(o Options) (*Edge, error) {
+	if o.Dir == "" {
+		return nil, errors.New("testedge: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(dir, " \t\n\"'%$\\;{}#") {
+		return nil, fmt.Errorf("testedge: Options.Dir %q has characters that unit files or nginx.conf would need escaped; choose a plain path", dir)
+	}
+	ports := o.Ports
+	for i := range ports {
+		for ports[i] == 0 || (i == 1 && o.Ports[1] == 0 && ports[1] == ports[0]) {
+			if ports[i], err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ports[0] == ports[1] {
+		return nil, fmt.Errorf("testedge: Options.Ports are both %d; give two different ports", ports[0])
+	}
+	listen, err := freePort()
+	for err == nil && slices.Contains(ports[:], listen) {
+		listen, err = freePort()
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	id := hex.EncodeToString(b)
+	return &Edge{
+		Dir:          dir,
+		Env:          userEnv(),
+		NginxConf:    filepath.Join(dir, "nginx", "nginx.conf"),
+		UpstreamFile: filepath.Join(dir, "nginx", "conf.d", "app.conf"),
+		NginxUnit:    "es-" + id + "-nginx.service",
+		AppUnit:      "es-" + id + "-app@.service",
+		Ports:        ports,
+		ListenAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)),
+		StateDir:     filepath.Join(dir, "state"),
+		id:           id,
+		appArgs:      slices.Clone(o.AppArgs),
+	}, nil
+}
+
+func (e *Edge) start(ctx context.Context) error {
+	for _, d := range []string{"bin", "nginx/conf.d", "nginx/tmp", "state"} {
+		if err := os.MkdirAll(filepath.Join(e.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	bin, err := buildDemoapp(ctx)
+	if err != nil {
+		return err
+	}
+	if err := copyFile(bin, filepath.Join(e.Dir, "bin", "demoapp"), 0o755); err != nil {
+		return fmt.Errorf("installing demoapp: %w", err)
+	}
+	if err := e.writeNginxConfig(); err != nil {
+		return err
+	}
+	if err := acquireManager(ctx, filepath.Join(e.Dir, "systemd-user.log")); err != nil {
+		return err
+	}
+	e.managed = true
+	if e.unitDir, err = e.findUnitDir(ctx); err != nil {
+		return err
+	}
+	if err := e.writeUnits(); err != nil {
+		return err
+	}
+	if _, err := e.Systemctl(ctx, "daemon-reload"); err != nil {
+		return err
+	}
+	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(e.Ports[0])); err != nil {
+		return fmt.Errorf("%w\napp log:\n%s", err, tail(e.appLog(e.Ports[0]), 10))
+	}
+	if _, err := e.Systemctl(ctx, "start", e.NginxUnit); err != nil {
+		return fmt.Errorf("%w\nnginx unit log:\n%s\nnginx error log:\n%s", err,
+			tail(filepath.Join(e.Dir, "nginx", "unit.log"), 10), tail(filepath.Join(e.Dir, "nginx", "error.log"), 10))
+	}
+	return e.waitServing(ctx, e.Ports[0])
+}
+
+// waitServing polls GET / through nginx until slot port answers it.
+func (e *Edge) waitServing(ctx context.Context, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	want := strconv.Itoa(port)
+	last := "no answer yet"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL("/"), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Slot") == want {
+				return nil
+			}
+			last = fmt.Sprintf("%s from slot %q", resp.Status, resp.Header.Get("X-Slot"))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nginx at %s did not answer 200 from slot %d within %s (last: %s); app log:\n%s\nnginx error log:\n%s",
+				e.ListenAddr, port, startTimeout, last, tail(e.appLog(port), 10), tail(filepath.Join(e.Dir, "nginx", "error.log"), 10))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops and removes the edge's units, reloads the manager and, when
+// this was the last edge of any process, stops the user manager if testedge
+// started it. It is safe to call more than once.
+func (e *Edge) Close() error {
+	e.closeOnce.Do(func() { e.closeErr = e.close() })
+	return e.closeErr
+}
+
+func (e *Edge) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if len(e.unitFiles) > 0 {
+		// systemd puts template instances in a slice of their own, which
+		// would otherwise stay loaded.
+		units := []string{e.NginxUnit, strings.Replace(e.AppUnit, "@", "@*", 1), e.appSlice()}
+		if _, err := e.Systemctl(ctx, append([]string{"stop"}, units...)...); err != nil {
+			errs = append(errs, err)
+		}
+		// Failed units stay loaded after their file is gone.
+		_, _ = e.Systemctl(ctx, append([]string{"reset-failed"}, units...)...)
+		for _, f := range e.unitFiles {
+			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+		}
+		if _, err := e.Systemctl(ctx, "daemon-reload"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.managed {
+		errs = append(errs, releaseManager())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing test edge %s: %w", e.id, err)
+	}
+	return nil
+}
+
+// Systemctl runs `systemctl --user args...` against the edge's manager and
+// returns its output; the error carries the command line and the output.
+func (e *Edge) Systemctl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "systemctl", append([]string{"--user"}, args...)...)
+	cmd.Env = append(os.Environ(), e.Env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("systemctl --user %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// URL is the address of path on the edge's nginx.
+func (e *Edge) URL(path string) string { return "http://" + e.ListenAddr + path }
+
+// SlotUnit is the app unit instance for a slot port, e.g. es-<id>-app@4001.service.
+func (e *Edge) SlotUnit(port int) string {
+	return strings.Replace(e.AppUnit, "@", "@"+strconv.Itoa(port), 1)
+}
+
+// SetAppArgs replaces the demoapp flags of the template unit and reloads
+// the manager; slots started afterwards get them (e.g. -crash, -never-ready
+// for failure-path tests), running slots keep theirs.
+func (e *Edge) SetAppArgs(ctx context.Context, args ...string) error {
+	e.appArgs = slices.Clone(args)
+	if err := e.writeUnits(); err != nil {
+		return err
+	}
+	_, err := e.Systemctl(ctx, "daemon-reload")
+	return err
+}
+
+// appSlice is the slice systemd makes for the app template's instances,
+// app-<escaped template prefix>.slice ("-" escapes to \x2d).
+func (e *Edge) appSlice() string {
+	prefix, _, _ := strings.Cut(e.AppUnit, "@")
+	return "app-" + strings.ReplaceAll(prefix, "-", `\x2d`) + ".slice"
+}
+
+func (e *Edge) appLog(port int) string {
+	return filepath.Join(e.Dir, "app-"+strconv.Itoa(port)+".log")
+}
+
+// findUnitDir picks a directory the manager reads units from: the runtime
+// one, which vanishes with /run/user, rather than ~/.config/systemd/user.
+func (e *Edge) findUnitDir(ctx context.Context) (string, error) {
+	out, err := e.Systemctl(ctx, "show", "-p", "UnitPath", "--value")
+	if err != nil {
+		return "", err
+	}
+	paths := strings.Fields(out)
+	home, _ := os.UserHomeDir()
+	for _, d := range []string{filepath.Join(runtimeDir(), "systemd", "user"), filepath.Join(home, ".config", "systemd", "user")} {
+		if slices.Contains(paths, d) {
+			return d, os.MkdirAll(d, 0o755)
+		}
+	}
+	return "", fmt.Errorf("the user manager reads units from neither %s/systemd/user nor ~/.config/systemd/user (UnitPath=%s)", runtimeDir(), out)
+}
+
+func (e *Edge) writeNginxConfig() error {
+	n := filepath.Join(e.Dir, "nginx")
+	main := fmt.Sprintf(`# nginx for test edge %[1]s (internal/testedge); absolute paths, nothing outside %[2]s.
+user root;
+worker_processes 2;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log notice;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    client_body_temp_path %[2]s/tmp/body;
+    proxy_temp_path %[2]s/tmp/proxy;
+    fastcgi_temp_path %[2]s/tmp/fastcgi;
+    uwsgi_temp_path %[2]s/tmp/uwsgi;
+    scgi_temp_path %[2]s/tmp/scgi;
+
+    include %[2]s/conf.d/*.conf;
+}
+`, e.id, n)
+	app := fmt.Sprintf(`upstream app {
+    server 127.0.0.1:%d;
+    keepalive 16;
+}
+
+server {
+    listen %s;
+
+    location / {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_next_upstream error timeout;
+    }
+}
+`, e.Ports[0], e.ListenAddr)
+	if err := os.WriteFile(e.NginxConf, []byte(main), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(e.UpstreamFile, []byte(app), 0o644)
+}
+
+// writeUnits writes the nginx unit and the app template unit.
+func (e *Edge) writeUnits() error {
+	n := filepath.Join(e.Dir, "nginx")
+	nginx := fmt.Sprintf(`[Unit]
+Description=nginx of test edge %[1]s
+
+[Service]
+Type=forking
+PIDFile=%[2]s/nginx.pid
+ExecStartPre=%[3]s -t -q -e %[2]s/error.log -c %[4]s
+ExecStart=%[3]s -e %[2]s/error.log -c %[4]s
+ExecReload=%[3]s -e %[2]s/error.log -c %[4]s -s reload
+# SIGQUIT is nginx's graceful stop: workers finish their requests first.
+KillSignal=SIGQUIT
+KillMode=mixed
+TimeoutStopSec=10
+StandardOutput=append:%[2]s/unit.log
+StandardError=inherit
+`, e.id, n, NginxBin, e.NginxConf)
+	args := ""
+	for _, a := range e.appArgs {
+		args += " " + execQuote(a)
+	}
+	app := fmt.Sprintf(`[Unit]
+Description=app slot %%i of test edge %[1]s
+
+[Service]
+Type=simple
+ExecStart=%[2]s/bin/demoapp -port %%i%[3]s
+KillSignal=SIGTERM
+TimeoutStopSec=10
+Restart=no
+StandardOutput=append:%[2]s/app-%%i.log
+StandardError=inherit
+`, e.id, e.Dir, args)
+	files := map[string]string{e.NginxUnit: nginx, e.AppUnit: app}
+	for name, text := range files {
+		path := filepath.Join(e.unitDir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			return fmt.Errorf("writing unit: %w", err)
+		}
+		if !slices.Contains(e.unitFiles, path) {
+			e.unitFiles = append(e.unitFiles, path)
+		}
+	}
+	return nil
+}
+
+// execQuote quotes one ExecStart argument: systemd expands % specifiers
+// and $ variables, and splits on white space.
+func execQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`)
+	q := r.Replace(s)
+	if q == s && s != "" && !strings.ContainsAny(s, " \t\n'") {
+		return s
+	}
+	return `"` + q + `"`
+}
+
+// freePort asks the kernel for a free loopback port. Another process may
+// take it before we bind it; tests accept that small race.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,214 @@
+package testedge
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+)
+
+// TestSwitchByHand does what edgeswitch automates, under load: start the
+// idle slot, point the upstream at it, reload nginx. Then Close must leave
+// nothing of the edge behind.
+func TestSwitchByHand(t *testing.T) {
+	// A second edge alive throughout: edges must not clash, and it keeps
+	// the user manager up so we can ask it about e after e.Close.
+	other := New(t, Options{})
+	e := New(t, Options{})
+	ctx := t.Context()
+	p0, p1 := e.Ports[0], e.Ports[1]
+	mgr.Lock()
+	if mgr.started != 0 {
+		t.Logf("user manager: started by this test (pid %d)", mgr.started)
+	} else {
+		t.Log("user manager: reused")
+	}
+	mgr.Unlock()
+
+	if got := slotOf(t, e.URL("/")); got != p0 {
+		t.Fatalf("nginx answers from slot %d, want %d", got, p0)
+	}
+	// The path edgeswitch takes: go-systemd over the session bus, in this process.
+	conn, err := sddbus.NewUserConnectionContext(ctx)
+	if err != nil {
+		t.Fatalf("go-systemd cannot reach the user manager: %v", err)
+	}
+	defer conn.Close()
+	if p, err := conn.GetUnitPropertyContext(ctx, e.NginxUnit, "ActiveState"); err != nil || p.Value.Value() != "active" {
+		t.Fatalf("%s ActiveState over D-Bus: %v %v, want active", e.NginxUnit, p, err)
+	}
+
+	load := RunLoad(ctx, LoadOptions{URL: e.URL(""), Clients: 8})
+	defer load.Stop()
+
+	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
+		return status(t, "http://127.0.0.1:"+strconv.Itoa(p1)+"/health") == http.StatusOK
+	})
+	conf, err := os.ReadFile(e.UpstreamFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := "server 127.0.0.1:"+strconv.Itoa(p0)+";", "server 127.0.0.1:"+strconv.Itoa(p1)+";"
+	if !bytes.Contains(conf, []byte(from)) {
+		t.Fatalf("%s lacks %q:\n%s", e.UpstreamFile, from, conf)
+	}
+	if err := os.WriteFile(e.UpstreamFile, bytes.Replace(conf, []byte(from), []byte(to), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Systemctl(ctx, "reload", e.NginxUnit); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nginx answering from slot "+strconv.Itoa(p1), func() bool { return slotOf(t, e.URL("/")) == p1 })
+	time.Sleep(200 * time.Millisecond) // some load on the new slot
+
+	s := load.Stop()
+	t.Logf("load through the switch: %v", s)
+	if s.Failed != 0 {
+		t.Errorf("%d failed requests, want none (both slots were up throughout)", s.Failed)
+	}
+	if s.BySlot[strconv.Itoa(p0)] == 0 || s.BySlot[strconv.Itoa(p1)] == 0 {
+		t.Errorf("answers by slot %v, want some from both %d and %d", s.BySlot, p0, p1)
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := other.Systemctl(ctx, "list-units", "--all", "--plain", "--no-legend", "es-"+e.id+"-*", e.appSlice())
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("units left after Close: %q %v", out, err)
+	}
+	for _, f := range e.unitFiles {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("unit file %s left after Close (%v)", f, err)
+		}
+	}
+	if procs := processesUnder(t, e.Dir); len(procs) > 0 {
+		t.Errorf("processes left after Close:\n%s", strings.Join(procs, "\n"))
+	}
+	if got := slotOf(t, other.URL("/")); got != other.Ports[0] {
+		t.Errorf("the other edge answers from slot %d, want %d", got, other.Ports[0])
+	}
+}
+
+// TestSetAppArgs checks that AppArgs reach the slots and that SetAppArgs
+// changes them for slots started afterwards.
+func TestSetAppArgs(t *testing.T) {
+	e := New(t, Options{AppArgs: []string{"-ready-after=1h"}})
+	ctx := t.Context()
+	p0, p1 := e.Ports[0], e.Ports[1]
+	if got := status(t, "http://127.0.0.1:"+strconv.Itoa(p0)+"/health"); got != http.StatusServiceUnavailable {
+		t.Errorf("slot %d /health: %d, want 503 from -ready-after=1h", p0, got)
+	}
+
+	if err := e.SetAppArgs(ctx, "-crash"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e.SlotUnit(p1)+" failed", func() bool {
+		out, _ := e.Systemctl(ctx, "is-failed", e.SlotUnit(p1))
+		return strings.TrimSpace(out) == "failed"
+	})
+	if log := tail(e.appLog(p1), 5); !strings.Contains(log, "crashing on purpose") {
+		t.Errorf("slot log does not tell the crash:\n%s", log)
+	}
+
+	if err := e.SetAppArgs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
+		return status(t, "http://127.0.0.1:"+strconv.Itoa(p1)+"/health") == http.StatusOK
+	})
+}
+
+func TestExecQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"-ready-after=300ms", "-ready-after=300ms"},
+		{"-addr=127.0.0.1:1", "-addr=127.0.0.1:1"},
+		{"two words", `"two words"`},
+		{"100%", `"100%%"`},
+		{"$HOME", `"$$HOME"`},
+		{`a"b`, `"a\"b"`},
+		{"", `""`},
+	}
+	for _, tt := range tests {
+		if got := execQuote(tt.in); got != tt.want {
+			t.Errorf("execQuote(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+// slotOf is the X-Slot of a fresh GET, 0 when there is no good answer.
+func slotOf(t *testing.T, url string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0
+	}
+	n, _ := strconv.Atoi(resp.Header.Get("X-Slot"))
+	return n
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %s after 10s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// processesUnder lists live processes whose command line mentions dir:
+// the edge's nginx (-c dir/...) and demoapp (dir/bin/demoapp).
+func processesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) == 0 { // gone, or a zombie
+			continue
+		}
+		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, dir) {
+			found = append(found, filepath.Base(filepath.Dir(p))+": "+cmd)
+		}
+	}
+	return found
+}

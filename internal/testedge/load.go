@@ -1,0 +1,196 @@
+package testedge
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LoadOptions configure RunLoad.
+type LoadOptions struct {
+	URL     string // base URL, e.g. Edge.URL(""); only loopback addresses are dialled
+	Clients int    // concurrent clients, each with one keep-alive connection; default 1
+	Method  string // GET (default) or POST
+	Path    string // appended to URL; default "/"
+	Body    []byte // request body for POST
+}
+
+// LoadStats count what the clients saw. A request fails on a transport
+// error or a status >= 500.
+type LoadStats struct {
+	Requests, Failed int64
+	BySlot           map[string]int64 // X-Slot of successful answers -> count
+	Errors           map[string]int64 // kind of failure ("status 502", "connection reset", ...) -> count
+}
+
+// String is a one-line summary for test logs and the demo.
+func (s LoadStats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d requests, %d failed", s.Requests, s.Failed)
+	for _, k := range slices.Sorted(maps.Keys(s.BySlot)) {
+		fmt.Fprintf(&b, "; slot %s: %d", k, s.BySlot[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Errors)) {
+		fmt.Fprintf(&b, "; %s: %d", k, s.Errors[k])
+	}
+	return b.String()
+}
+
+// Load is a running load generator.
+type Load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	stats  LoadStats
+	stop   sync.Once
+}
+
+// RunLoad starts o.Clients goroutines that send requests back to back
+// until ctx ends or Stop is called. Each client has its own transport with
+// at most one idle connection, like a browser tab or a keep-alive API
+// client, so a reload that closes idle connections shows up; net/http's
+// own retry of idempotent requests on a dead keep-alive connection is left
+// on, as real clients have it.
+func RunLoad(ctx context.Context, o LoadOptions) *Load {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &Load{cancel: cancel, stats: LoadStats{BySlot: map[string]int64{}, Errors: map[string]int64{}}}
+	method := cmp.Or(o.Method, http.MethodGet)
+	target := o.URL + cmp.Or(o.Path, "/")
+	for range max(o.Clients, 1) {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.client(ctx, method, target, o.Body)
+		}()
+	}
+	return l
+}
+
+func (l *Load) client(ctx context.Context, method, target string, body []byte) {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}).DialContext,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	for ctx.Err() == nil {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, rd)
+		if err != nil {
+			l.record(nil, err)
+			return
+		}
+		resp, err := c.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil && ctx.Err() != nil {
+			return // cut short by Stop: not the server's failure
+		}
+		l.record(resp, err)
+		if err != nil {
+			// Do not spin on a server that is down.
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (l *Load) record(resp *http.Response, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stats.Requests++
+	switch {
+	case err != nil:
+		l.stats.Failed++
+		l.stats.Errors[errKind(err)]++
+	case resp.StatusCode >= 500:
+		l.stats.Failed++
+		l.stats.Errors["status "+strconv.Itoa(resp.StatusCode)]++
+	default:
+		l.stats.BySlot[resp.Header.Get("X-Slot")]++
+	}
+}
+
+// Snapshot returns the counts so far.
+func (l *Load) Snapshot() LoadStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.BySlot = maps.Clone(s.BySlot)
+	s.Errors = maps.Clone(s.Errors)
+	return s
+}
+
+// Stop ends the load, waits for the clients and returns the final counts.
+// Requests cut short by Stop are not counted.
+func (l *Load) Stop() LoadStats {
+	l.stop.Do(func() {
+		l.cancel()
+		l.wg.Wait()
+	})
+	return l.Snapshot()
+}
+
+var errNotLoopback = errors.New("refused: not a loopback address")
+
+// loopbackOnly keeps the load generator from ever hitting a real host.
+func loopbackOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%w: %s", errNotLoopback, host)
+	}
+	return nil
+}
+
+// errKind folds an error into a few kinds, so Errors stays small.
+func errKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errNotLoopback):
+		return errNotLoopback.Error()
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "EOF"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,74 @@
+package testedge
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestLoadCountsAnswersAndFailures(t *testing.T) {
+	var n, posted atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posted.Add(1)
+		}
+		if n.Add(1)%3 == 0 {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("X-Slot", "4001")
+	}))
+	defer srv.Close()
+
+	l := RunLoad(t.Context(), LoadOptions{URL: srv.URL, Clients: 4, Method: http.MethodPost, Body: []byte("x")})
+	time.Sleep(100 * time.Millisecond)
+	s := l.Stop()
+	t.Log(s)
+	if s.Requests < 10 {
+		t.Fatalf("only %d requests in 100ms", s.Requests)
+	}
+	if s.Requests != s.Failed+s.BySlot["4001"] {
+		t.Errorf("requests %d != failed %d + answered %d", s.Requests, s.Failed, s.BySlot["4001"])
+	}
+	if s.Failed != s.Errors["status 502"] || s.Failed < s.Requests/3-4 {
+		t.Errorf("failed %d, errors %v: want about a third as status 502", s.Failed, s.Errors)
+	}
+	if posted.Load() != n.Load() {
+		t.Errorf("server saw %d POSTs of %d requests", posted.Load(), n.Load())
+	}
+	if again := l.Stop(); again.Requests != s.Requests {
+		t.Errorf("second Stop: %d requests, want %d", again.Requests, s.Requests)
+	}
+}
+
+func TestLoadDialsOnlyLoopback(t *testing.T) {
+	l := RunLoad(t.Context(), LoadOptions{URL: "http://192.0.2.1:80", Clients: 2})
+	time.Sleep(50 * time.Millisecond)
+	s := l.Stop()
+	if s.Failed == 0 || s.Failed != s.Errors[errNotLoopback.Error()] {
+		t.Errorf("got %v, want only %q failures", s, errNotLoopback)
+	}
+}
+
+func TestLoadStopsWithContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	l := RunLoad(ctx, LoadOptions{URL: srv.URL, Clients: 2})
+	<-ctx.Done()
+	done := make(chan LoadStats)
+	go func() { done <- l.Stop() }()
+	select {
+	case s := <-done:
+		if s.Failed != 0 || !strings.Contains(s.String(), "0 failed") {
+			t.Errorf("got %v, want no failures from the context ending", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("load still running 5s after its context ended")
+	}
+}

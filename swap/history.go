@@ -1,0 +1,82 @@
+package swap
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// Record is one switch attempt, one JSON line of the history file.
+type Record struct {
+	Time     string     `json:"time"` // RFC 3339
+	Upstream string     `json:"upstream"`
+	From     int        `json:"from,omitempty"` // 0 when no slot was live alone
+	To       int        `json:"to"`
+	Result   string     `json:"result"` // switched, unchanged, failed or stuck
+	Error    string     `json:"error,omitempty"`
+	Steps    []StepTime `json:"steps"`
+	User     string     `json:"user,omitempty"`
+}
+
+// StepTime is how long one step took.
+type StepTime struct {
+	Step    string  `json:"step"`
+	Seconds float64 `json:"seconds"`
+}
+
+const historyFile = "history.jsonl"
+
+// appendHistory appends r to the history in stateDir and, when journald is
+// there, logs it as a structured entry.
+func appendHistory(stateDir string, r Record) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, historyFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	_, werr := f.Write(append(line, '\n'))
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if journal.Enabled() {
+		msg := fmt.Sprintf("edgeswitch: upstream %s %s %d -> %d", r.Upstream, r.Result, r.From, r.To)
+		return journal.Send(msg, journal.PriInfo, map[string]string{
+			"EDGESWITCH_UPSTREAM": r.Upstream,
+			"EDGESWITCH_FROM":     strconv.Itoa(r.From),
+			"EDGESWITCH_TO":       strconv.Itoa(r.To),
+			"EDGESWITCH_RESULT":   r.Result,
+			"EDGESWITCH_RECORD":   string(line),
+		})
+	}
+	return nil
+}
+
+// History returns the recorded attempts for upstream, oldest first.
+func History(stateDir, upstream string) ([]Record, error) {
+	f, err := os.Open(filepath.Join(stateDir, historyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+	var rs []Record
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r Record
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Upstream == upstream {
+			rs = append(rs, r)
+		}
+	}
+	return rs, sc.Err()
+}

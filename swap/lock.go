@@ -1,0 +1,39 @@
+package swap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// lock takes the switch lock of one upstream: an flock on a file in the
+// state dir, held until release. The kernel drops it when the process dies,
+// so a crashed switch never leaves a stale lock. The file keeps the holder's
+// PID so a second switch can name it.
+func lock(stateDir, name string) (release func(), err error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: state dir: %w; create it or set state-dir to a writable directory", ErrUsage, err)
+	}
+	path := filepath.Join(stateDir, name+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: lock: %w; set state-dir to a writable directory", ErrUsage, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: another switch of upstream %s is running (pid %s); wait for it to finish",
+				ErrUsage, name, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("%w: lock %s: %w", ErrUsage, path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,157 @@
+package swap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/dbus"
+	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/upstream"
+)
+
+// Options are the settings of a switch. The CLI fills them from flags and
+// the config file; Defaults gives the values it starts from.
+type Options struct {
+	Upstream  string // name of the upstream block; default "app"
+	NginxConf string // main nginx config; default /etc/nginx/nginx.conf
+	NginxBin  string // binary for nginx -t; default "nginx"
+	NginxUnit string // unit that is reloaded; default nginx.service
+	Unit      string // template unit of the app, instance = port; default app@.service
+	Host      string // address of the slots; default 127.0.0.1
+	Ports     [2]int // the two slot ports; default 4000 and 4001
+
+	HealthPath     string        // polled on the starting slot; default "/"
+	HealthStatus   string        // accepted codes, e.g. "200-299,301"; default "200-299"
+	HealthInterval time.Duration // between polls; default 100ms
+	HealthTimeout  time.Duration // give up on the new slot; default 60s
+	ReloadTimeout  time.Duration // wait for nginx's new workers; default 10s
+	DrainTimeout   time.Duration // wait for old workers to exit; default 30s
+	StateDir       string        // lock and history; default /var/lib/edgeswitch
+}
+
+// Defaults returns the documented default settings.
+func Defaults() Options {
+	return Options{
+		Upstream:       "app",
+		NginxConf:      "/etc/nginx/nginx.conf",
+		NginxBin:       "nginx",
+		NginxUnit:      "nginx.service",
+		Unit:           "app@.service",
+		Host:           "127.0.0.1",
+		Ports:          [2]int{4000, 4001},
+		HealthPath:     "/",
+		HealthStatus:   "200-299",
+		HealthInterval: 100 * time.Millisecond,
+		HealthTimeout:  60 * time.Second,
+		ReloadTimeout:  10 * time.Second,
+		DrainTimeout:   30 * time.Second,
+		StateDir:       "/var/lib/edgeswitch",
+	}
+}
+
+// ErrUsage marks bad settings or setup: exit code 2, nothing was changed.
+var ErrUsage = errors.New("bad usage or setup")
+
+// Check rejects settings that cannot work, before anything is touched.
+func (o Options) Check() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
+	}
+	for _, p := range o.Ports {
+		if p < 1 || p > 65535 {
+			return bad("port %d is out of range; ports must be two different numbers from 1 to 65535", p)
+		}
+	}
+	switch {
+	case o.Ports[0] == o.Ports[1]:
+		return bad("both slot ports are %d; set ports to two different ports, e.g. [4000, 4001]", o.Ports[0])
+	case !strings.Contains(o.Unit, "@.") && !strings.HasSuffix(o.Unit, "@"):
+		return bad("unit %q is not a template unit; set unit to a name like app@.service (the instance is the port)", o.Unit)
+	case !strings.HasPrefix(o.HealthPath, "/"):
+		return bad("health-path %q must start with /", o.HealthPath)
+	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0:
+		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout not negative")
+	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":
+		return bad("upstream, nginx-conf, nginx-unit and state-dir must not be empty")
+	}
+	if _, err := parseStatus(o.HealthStatus); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// Slots returns the two slot addresses.
+func (o Options) Slots() upstream.Slots { return upstream.Slots{Host: o.Host, Ports: o.Ports} }
+
+// SlotUnit returns the unit of the slot on port: app@.service -> app@4001.service.
+func (o Options) SlotUnit(port int) string {
+	p := strconv.Itoa(port)
+	if strings.HasSuffix(o.Unit, "@") {
+		return o.Unit + p + ".service"
+	}
+	return strings.Replace(o.Unit, "@.", "@"+p+".", 1)
+}
+
+// other returns the slot port that is not port.
+func (o Options) other(port int) int {
+	if port == o.Ports[0] {
+		return o.Ports[1]
+	}
+	return o.Ports[0]
+}
+
+// statusRange is one accepted range of HTTP status codes.
+type statusRange struct{ lo, hi int }
+
+// parseStatus reads "200-299,301" into ranges.
+func parseStatus(s string) ([]statusRange, error) {
+	var rs []statusRange
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		if !isRange {
+			hi = lo
+		}
+		l, err1 := strconv.Atoi(lo)
+		h, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || l < 100 || h > 599 || l > h {
+			return nil, fmt.Errorf("health-status %q: want codes or ranges like 200-299,301", s)
+		}
+		rs = append(rs, statusRange{l, h})
+	}
+	return rs, nil
+}
+
+// Systemd is the part of *dbus.Conn a switch uses, with go-systemd's own
+// signatures so the real connection fits as it is. Restart appears only for
+// app slots; nginx is only ever reloaded.
+type Systemd interface {
+	nginx.Systemd
+	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
+	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
+	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
+}
+
+var _ Systemd = (*dbus.Conn)(nil)
+
+// Env holds the effects a switch has on the world, as values so tests can
+// replace any of them.
+type Env struct {
+	Systemd Systemd
+	Run     nginx.Runner // runs nginx -t; nginx.ExecRunner in production
+	Procs   nginx.Procs  // reads /proc for nginx's workers
+	HTTP    *http.Client // health polls
+	Now     func() time.Time
+	Report  func(Event) // progress; nil reports nothing
+	User    string      // who runs the switch, for the history
+}
+
+func (e Env) report(ev Event) {
+	if e.Report != nil {
+		e.Report(ev)
+	}
+}

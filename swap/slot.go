@@ -1,0 +1,111 @@
+package swap
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// job runs one systemd job call (start, stop, restart) and waits for its
+// result. Anything but "done" is a failure.
+func job(ctx context.Context, call func(context.Context, string, string, chan<- string) (int, error), unit string) error {
+	ch := make(chan string, 1) // buffered: go-systemd sends even if nobody listens any more
+	if _, err := call(ctx, unit, "replace", ch); err != nil {
+		return err
+	}
+	select {
+	case r := <-ch:
+		if r != "done" {
+			return fmt.Errorf("job %s; see journalctl -u %s", r, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unitState returns a unit's ActiveState and SubState ("active"/"running",
+// "activating"/"auto-restart", "inactive"/"dead", ...) and LoadState.
+func unitState(ctx context.Context, sd Systemd, unit string) (active, sub, load string, err error) {
+	props, err := sd.GetUnitPropertiesContext(ctx, unit)
+	if err != nil {
+		return "", "", "", fmt.Errorf("state of %s: %w", unit, err)
+	}
+	active, _ = props["ActiveState"].(string)
+	sub, _ = props["SubState"].(string)
+	load, _ = props["LoadState"].(string)
+	return active, sub, load, nil
+}
+
+// running reports whether a unit's process is up or coming up.
+func running(active string) bool {
+	return active == "active" || active == "activating" || active == "reloading"
+}
+
+// healthCheck polls one slot until it answers as configured.
+type healthCheck struct {
+	url      string
+	accept   []statusRange
+	interval time.Duration
+	client   *http.Client
+}
+
+func newHealthCheck(o Options, port int, client *http.Client) healthCheck {
+	accept, _ := parseStatus(o.HealthStatus) // checked by Options.Check
+	return healthCheck{
+		url:      "http://" + net.JoinHostPort(o.Host, strconv.Itoa(port)) + o.HealthPath,
+		accept:   accept,
+		interval: o.HealthInterval,
+		client:   client,
+	}
+}
+
+// probe makes one request and returns whether the answer is accepted and a
+// short description of it for people.
+func (h healthCheck) probe(ctx context.Context) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, max(h.interval, 2*time.Second))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	for _, r := range h.accept {
+		if resp.StatusCode >= r.lo && resp.StatusCode <= r.hi {
+			return true, resp.Status
+		}
+	}
+	return false, strings.TrimSpace(resp.Status + " " + strings.TrimSpace(string(body)))
+}
+
+// wait polls every interval until an accepted answer, ctx's end, or alive
+// reporting that the unit has gone. poll is told each failed attempt.
+func (h healthCheck) wait(ctx context.Context, alive func() error, poll func(n int, last string)) (int, error) {
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		ok, last := h.probe(ctx)
+		if ok {
+			return n, nil
+		}
+		if err := alive(); err != nil {
+			return n, fmt.Errorf("%w; last answer from %s: %s", err, h.url, last)
+		}
+		poll(n, last)
+		select {
+		case <-ctx.Done():
+			return n, fmt.Errorf("no healthy answer from %s after %d polls (%w); last answer: %s", h.url, n, context.Cause(ctx), last)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,410 @@
+package swap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/upstream"
+)
+
+// Request is what one switch is asked to do.
+type Request struct {
+	To      int  // target port; 0 means the slot that is not live
+	DryRun  bool // print the diff, change nothing
+	KeepOld bool // leave the old slot running (for an instant rollback)
+}
+
+// Result says what a switch did.
+type Result struct {
+	From, To  int  // From is 0 when no slot was live alone
+	Unchanged bool // the target was already live and the other slot stopped
+	Diff      string
+	Draining  int // pre-reload workers still alive when drain-timeout passed
+}
+
+// pollInterval is how often nginx's workers are looked at while waiting for
+// a reload or a drain: /proc reads are cheap and the drain often ends in
+// about 0.1 s.
+const pollInterval = 20 * time.Millisecond
+
+// rollbackTimeout bounds the undo of a failed switch, which runs even after
+// Ctrl-C.
+const rollbackTimeout = 60 * time.Second
+
+// switcher holds the state of one switch as it moves through the steps.
+type switcher struct {
+	o   Options
+	req Request
+	env Env
+	res Result
+
+	block    *upstream.Block
+	edit     *upstream.Edit
+	targetIn bool // the target was listed before: it may carry traffic, never stop it
+	started  bool // this switch started the target: stop it on failure
+	written  bool // the upstream file holds the new bytes
+	steps    []StepTime
+}
+
+// Switch moves traffic to the target slot (see the package doc for the
+// steps). On failure before the reload it undoes what it did; errors wrap
+// ErrUsage, ErrFailed or ErrStuck (see ExitCode).
+func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error) {
+	if err := o.Check(); err != nil {
+		return Result{}, err
+	}
+	s := &switcher{o: o, req: req, env: env}
+	start := env.Now()
+	var release func()
+	err := s.step("lock", func() (string, error) {
+		var err error
+		release, err = lock(o.StateDir, o.Upstream)
+		return o.StateDir, err
+	})
+	if err != nil {
+		return s.res, err
+	}
+	defer release()
+	err = s.run(ctx)
+	if !req.DryRun && s.block != nil && s.res.To != 0 {
+		s.record(start, err)
+	}
+	return s.res, err
+}
+
+// step runs one step, timing it and reporting it as a line of progress.
+func (s *switcher) step(name string, fn func() (string, error)) error {
+	t0 := s.env.Now()
+	detail, err := fn()
+	took := s.env.Now().Sub(t0)
+	s.steps = append(s.steps, StepTime{Step: name, Seconds: took.Seconds()})
+	ev := Event{Step: name, Detail: detail, Took: took}
+	if err != nil {
+		ev.Detail, ev.Failed = err.Error(), true
+	}
+	s.env.report(ev)
+	return err
+}
+
+func (s *switcher) run(ctx context.Context) error {
+	o := s.o
+	if err := s.step("read", s.read); err != nil {
+		return err
+	}
+	if err := s.step("decide", s.decide(ctx)); err != nil || s.res.Unchanged {
+		return err
+	}
+	if err := s.step("preflight", func() (string, error) { return s.preflight(ctx) }); err != nil {
+		return err
+	}
+	if s.req.DryRun {
+		return s.step("rewrite", s.rewrite)
+	}
+
+	// Until the reload, any failure (Ctrl-C included) is undone.
+	if err := s.step("start", func() (string, error) { return s.start(ctx) }); err != nil {
+		return s.undo(err)
+	}
+	if err := s.step("health", func() (string, error) { return s.health(ctx) }); err != nil {
+		return s.undo(err)
+	}
+	if err := s.step("rewrite", s.rewrite); err != nil {
+		return s.undo(err)
+	}
+	if err := s.step("validate", func() (string, error) { return s.validate(ctx) }); err != nil {
+		return s.undo(err)
+	}
+
+	// From the reload on the switch is finished, not undone: Ctrl-C no
+	// longer stops it.
+	ctx = context.WithoutCancel(ctx)
+	var old nginx.Generation
+	var errlog nginx.ErrorLog
+	var mark int64
+	if err := s.step("reload", func() (string, error) {
+		master, err := nginx.MainPID(ctx, s.env.Systemd, o.NginxUnit)
+		if err != nil {
+			return "", err
+		}
+		if old, err = s.env.Procs.Snapshot(master); err != nil {
+			return "", err
+		}
+		errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, s.env.Run, o.NginxBin, o.NginxConf)}
+		mark = errlog.Mark()
+		return fmt.Sprintf("%s (master %d, %d workers)", o.NginxUnit, master, len(old.Workers)), nginx.Reload(ctx, s.env.Systemd, o.NginxUnit)
+	}); err != nil {
+		return s.undoReload(ctx, old, err)
+	}
+	if err := s.step("confirm", func() (string, error) {
+		gen, err := s.env.Procs.WaitNewGeneration(ctx, old, o.ReloadTimeout, pollInterval)
+		if errors.Is(err, nginx.ErrRejected) {
+			if line := errlog.LastEmerg(mark); line != "" {
+				err = fmt.Errorf("%w: %s", err, line)
+			}
+			return "", fmt.Errorf("%w (see %s)", err, errlog.Path)
+		}
+		return fmt.Sprintf("%d new workers", len(gen.Workers)), err
+	}); err != nil {
+		return s.undoReload(ctx, old, err)
+	}
+	s.step("drain", func() (string, error) {
+		left := s.env.Procs.WaitGone(ctx, old.Workers, o.DrainTimeout, pollInterval)
+		s.res.Draining = len(left)
+		if len(left) > 0 {
+			s.env.report(Event{Step: "drain", Warn: true, Detail: fmt.Sprintf(
+				"%d old nginx workers still running after %s; they may still proxy to slot %d", len(left), o.DrainTimeout, s.res.From)})
+		}
+		return fmt.Sprintf("%d old workers gone", len(old.Workers)-len(left)), nil
+	})
+	return s.step("retire", func() (string, error) { return s.retire(ctx) })
+}
+
+func (s *switcher) read() (string, error) {
+	b, err := upstream.Find(s.o.NginxConf, s.o.Upstream, s.o.Slots())
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	s.block = b
+	return fmt.Sprintf("upstream %s at %s:%d lists %v", b.Name, b.File, b.Line, b.Listed()), nil
+}
+
+// decide picks the target: --to, or the slot that is not live. When both
+// slots are listed (the starting layout), the slot that is not running is
+// the target.
+func (s *switcher) decide(ctx context.Context) func() (string, error) {
+	return func() (string, error) {
+		o, listed := s.o, s.block.Listed()
+		state := map[int]string{}
+		for _, p := range o.Ports {
+			active, _, _, err := unitState(ctx, s.env.Systemd, o.SlotUnit(p))
+			if err != nil {
+				return "", fmt.Errorf("%w: %w; check that systemd is reachable over D-Bus (--user for a user manager)", ErrUsage, err)
+			}
+			state[p] = active
+		}
+		to := s.req.To
+		if to == 0 {
+			live, ok := s.block.Live()
+			switch {
+			case ok:
+				to = o.other(live)
+			case running(state[o.Ports[0]]) != running(state[o.Ports[1]]):
+				to = o.Ports[0]
+				if running(state[o.Ports[0]]) {
+					to = o.Ports[1]
+				}
+			default:
+				return "", fmt.Errorf("%w: upstream %s lists both slots and neither or both are running; pass --to %d or --to %d",
+					ErrUsage, o.Upstream, o.Ports[0], o.Ports[1])
+			}
+		}
+		if !o.Slots().Has(to) {
+			return "", fmt.Errorf("%w: --to %d is not a slot; pass --to %d or --to %d", ErrUsage, to, o.Ports[0], o.Ports[1])
+		}
+		from := o.other(to)
+		s.res.To, s.targetIn = to, slices.Contains(listed, to)
+		if slices.Contains(listed, from) || running(state[from]) {
+			s.res.From = from
+		}
+		if slices.Equal(listed, []int{to}) && running(state[to]) && !running(state[from]) {
+			s.res.Unchanged = true
+			return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", to, from), nil
+		}
+		return fmt.Sprintf("%d -> %d", from, to), nil
+	}
+}
+
+// preflight refuses to touch a stopped or broken nginx, and a slot unit
+// systemd does not know. It never starts or restarts nginx.
+func (s *switcher) preflight(ctx context.Context) (string, error) {
+	o := s.o
+	active, _, _, err := unitState(ctx, s.env.Systemd, o.NginxUnit)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if active != "active" {
+		return "", fmt.Errorf("%w: %s is %s; edgeswitch never starts nginx: start it (systemctl start %s), then switch",
+			ErrUsage, o.NginxUnit, active, o.NginxUnit)
+	}
+	if _, _, load, err := unitState(ctx, s.env.Systemd, o.SlotUnit(s.res.To)); err != nil || load != "loaded" {
+		return "", fmt.Errorf("%w: unit %s is %s: install the template unit %s and run systemctl daemon-reload",
+			ErrUsage, o.SlotUnit(s.res.To), load, o.Unit)
+	}
+	if err := nginx.Test(ctx, s.env.Run, o.NginxBin, o.NginxConf); err != nil {
+		return "", fmt.Errorf("%w: %w; fix the config first, edgeswitch changes nothing while nginx -t fails", ErrUsage, err)
+	}
+	return fmt.Sprintf("%s active, nginx -t ok", o.NginxUnit), nil
+}
+
+// start brings the target's unit up. A target that is already running and
+// listed may be carrying traffic: it is left as it is. One running but not
+// listed holds an old build: it is restarted to pick up the new one.
+func (s *switcher) start(ctx context.Context) (string, error) {
+	sd, unit := s.env.Systemd, s.o.SlotUnit(s.res.To)
+	active, _, _, err := unitState(ctx, sd, unit)
+	if err != nil {
+		return "", err
+	}
+	how, call := "started", sd.StartUnitContext
+	switch {
+	case running(active) && s.targetIn:
+		return unit + " already running", nil
+	case running(active):
+		how, call = "restarted", sd.RestartUnitContext
+	}
+	s.started = true
+	if err := job(ctx, call, unit); err != nil {
+		return "", fmt.Errorf("start %s: %w", unit, err)
+	}
+	return unit + " " + how, nil
+}
+
+func (s *switcher) health(ctx context.Context) (string, error) {
+	o := s.o
+	unit := o.SlotUnit(s.res.To)
+	ctx, cancel := context.WithTimeoutCause(ctx, o.HealthTimeout, fmt.Errorf("health-timeout %s", o.HealthTimeout))
+	defer cancel()
+	h := newHealthCheck(o, s.res.To, s.env.HTTP)
+	alive := func() error {
+		active, sub, _, err := unitState(ctx, s.env.Systemd, unit)
+		if err == nil && (!running(active) || sub == "auto-restart") {
+			return fmt.Errorf("%s is %s (%s): the app exited; see journalctl -u %s", unit, active, sub, unit)
+		}
+		return nil
+	}
+	n, err := h.wait(ctx, alive, func(n int, last string) {
+		s.env.report(Event{Step: "health", Poll: n, Detail: last})
+	})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s healthy after %d polls", h.url, n), nil
+}
+
+func (s *switcher) rewrite() (string, error) {
+	e, err := s.block.To(s.res.To, s.o.Slots())
+	if err != nil {
+		return "", err
+	}
+	s.edit, s.res.Diff = e, e.Diff()
+	if !e.Changed() {
+		return e.File + " already lists only slot " + fmt.Sprint(s.res.To), nil
+	}
+	s.env.report(Event{Step: "diff", Diff: s.res.Diff})
+	return e.File, nil
+}
+
+func (s *switcher) validate(ctx context.Context) (string, error) {
+	if !s.edit.Changed() {
+		return "unchanged", nil
+	}
+	if err := nginx.WriteFileAtomic(s.edit.File, s.edit.New); err != nil {
+		return "", err
+	}
+	s.written = true
+	if err := nginx.Test(ctx, s.env.Run, s.o.NginxBin, s.o.NginxConf); err != nil {
+		return "", err
+	}
+	return "nginx -t ok", nil
+}
+
+// undo rolls back a switch that failed before the reload: the original
+// bytes go back, and the target is stopped if this switch started it.
+func (s *switcher) undo(cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(context.Background()), rollbackTimeout)
+	defer cancel()
+	var stuck []error
+	if s.written {
+		if err := nginx.WriteFileAtomic(s.edit.File, s.edit.Old); err != nil {
+			stuck = append(stuck, fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists slot %d: run edgeswitch switch --to %d to finish, or restore it by hand",
+				s.edit.File, err, s.res.To, s.res.To))
+		} else {
+			s.written = false
+		}
+	}
+	if s.started && len(stuck) == 0 {
+		unit := s.o.SlotUnit(s.res.To)
+		if err := job(ctx, s.env.Systemd.StopUnitContext, unit); err != nil {
+			stuck = append(stuck, fmt.Errorf("stop %s: %w; traffic is on slot %d, stop it by hand: systemctl stop %s", unit, err, s.res.From, unit))
+		}
+	}
+	s.env.report(Event{Step: "rollback", Detail: fmt.Sprintf("traffic stays on slot %d", s.res.From)})
+	if len(stuck) > 0 {
+		return fmt.Errorf("%w: %w (after: %w)", ErrStuck, errors.Join(stuck...), cause)
+	}
+	return fmt.Errorf("%w: %w", ErrFailed, cause)
+}
+
+// undoReload rolls back after a failed reload or a rejected config. If
+// nginx did take the new config after all (a new generation appeared), it
+// is reloaded again on the restored file before the target is stopped, so
+// nginx never points at a stopped slot.
+func (s *switcher) undoReload(ctx context.Context, old nginx.Generation, cause error) error {
+	if old.Master == 0 || !s.written {
+		return s.undo(cause)
+	}
+	now, err := s.env.Procs.Snapshot(old.Master)
+	if err == nil && !hasNew(old, now) {
+		return s.undo(cause)
+	}
+	if err := nginx.WriteFileAtomic(s.edit.File, s.edit.Old); err != nil {
+		return fmt.Errorf("%w: nginx may be running the new config and %s could not be restored: %w; run edgeswitch switch --to %d to finish",
+			ErrStuck, s.edit.File, err, s.res.To)
+	}
+	s.written = false
+	if err := nginx.Reload(ctx, s.env.Systemd, s.o.NginxUnit); err != nil {
+		return fmt.Errorf("%w: nginx may be running the new config and reloading it back failed: %w; the target slot is left running: run edgeswitch switch --to %d to finish",
+			ErrStuck, err, s.res.To)
+	}
+	return s.undo(cause)
+}
+
+func hasNew(old, now nginx.Generation) bool {
+	for _, w := range now.Workers {
+		if !slices.Contains(old.Workers, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// retire stops the old slot now that no nginx worker proxies to it.
+func (s *switcher) retire(ctx context.Context) (string, error) {
+	from := s.o.other(s.res.To)
+	unit := s.o.SlotUnit(from)
+	if s.req.KeepOld {
+		return unit + " kept running (--keep-old)", nil
+	}
+	if err := job(ctx, s.env.Systemd.StopUnitContext, unit); err != nil {
+		return "", fmt.Errorf("%w: traffic is on slot %d, but %s did not stop: %w; stop it with systemctl stop %s",
+			ErrStuck, s.res.To, unit, err, unit)
+	}
+	return unit + " stopped", nil
+}
+
+func (s *switcher) record(start time.Time, err error) {
+	r := Record{
+		Time:     start.UTC().Format(time.RFC3339),
+		Upstream: s.o.Upstream,
+		From:     s.res.From,
+		To:       s.res.To,
+		Result:   "switched",
+		Steps:    s.steps,
+		User:     s.env.User,
+	}
+	switch {
+	case s.res.Unchanged:
+		r.Result = "unchanged"
+	case errors.Is(err, ErrStuck):
+		r.Result, r.Error = "stuck", err.Error()
+	case err != nil:
+		r.Result, r.Error = "failed", err.Error()
+	}
+	if herr := appendHistory(s.o.StateDir, r); herr != nil {
+		s.env.report(Event{Step: "record", Warn: true, Detail: herr.Error()})
+	}
+}
