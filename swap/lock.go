@@ -16,21 +16,20 @@ import (
 // PID so a second switch can name it.
 func lock(stateDir, name string) (release func(), err error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: state dir: %w; create it or set state-dir to a writable directory", ErrUsage, err)
+		return nil, Usage(fmt.Errorf("state dir: %w; create it or set state-dir to a writable directory", err))
 	}
 	path := filepath.Join(stateDir, name+".lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("%w: lock: %w; set state-dir to a writable directory", ErrUsage, err)
+		return nil, Usage(fmt.Errorf("lock: %w; set state-dir to a writable directory", err))
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: another switch of upstream %s is running (pid %s); wait for it to finish",
-				ErrUsage, name, strings.TrimSpace(string(holder)))
+			return nil, Usage(fmt.Errorf("another switch of upstream %s is running (pid %s); wait for it to finish", name, strings.TrimSpace(string(holder))))
 		}
-		return nil, fmt.Errorf("%w: lock %s: %w", ErrUsage, path, err)
+		return nil, Usage(fmt.Errorf("lock %s: %w", path, err))
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

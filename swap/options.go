@@ -57,11 +57,18 @@ func Defaults() Options {
 // ErrUsage marks bad settings or setup: exit code 2, nothing was changed.
 var ErrUsage = errors.New("bad usage or setup")
 
+// Usage marks err as ErrUsage without adding to its message, which already
+// says what is wrong and what to do.
+func Usage(err error) error { return usageError{err} }
+
+type usageError struct{ err error }
+
+func (u usageError) Error() string   { return u.err.Error() }
+func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
+
 // Check rejects settings that cannot work, before anything is touched.
 func (o Options) Check() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
-	}
+	bad := func(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
 	for _, p := range o.Ports {
 		if p < 1 || p > 65535 {
 			return bad("port %d is out of range; ports must be two different numbers from 1 to 65535", p)

@@ -166,7 +166,7 @@ func (s *switcher) run(ctx context.Context) error {
 func (s *switcher) read() (string, error) {
 	b, err := upstream.Find(s.o.NginxConf, s.o.Upstream, s.o.Slots())
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrUsage, err)
+		return "", Usage(err)
 	}
 	s.block = b
 	return fmt.Sprintf("upstream %s at %s:%d lists %v", b.Name, b.File, b.Line, b.Listed()), nil
@@ -182,7 +182,7 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 		for _, p := range o.Ports {
 			active, _, _, err := unitState(ctx, s.env.Systemd, o.SlotUnit(p))
 			if err != nil {
-				return "", fmt.Errorf("%w: %w; check that systemd is reachable over D-Bus (--user for a user manager)", ErrUsage, err)
+				return "", Usage(fmt.Errorf("%w; check that systemd is reachable over D-Bus (--user for a user manager)", err))
 			}
 			state[p] = active
 		}
@@ -198,12 +198,11 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 					to = o.Ports[1]
 				}
 			default:
-				return "", fmt.Errorf("%w: upstream %s lists both slots and neither or both are running; pass --to %d or --to %d",
-					ErrUsage, o.Upstream, o.Ports[0], o.Ports[1])
+				return "", Usage(fmt.Errorf("upstream %s lists both slots and neither or both are running; pass --to %d or --to %d", o.Upstream, o.Ports[0], o.Ports[1]))
 			}
 		}
 		if !o.Slots().Has(to) {
-			return "", fmt.Errorf("%w: --to %d is not a slot; pass --to %d or --to %d", ErrUsage, to, o.Ports[0], o.Ports[1])
+			return "", Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", to, o.Ports[0], o.Ports[1]))
 		}
 		from := o.other(to)
 		s.res.To, s.targetIn = to, slices.Contains(listed, to)
@@ -224,18 +223,16 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 	o := s.o
 	active, _, _, err := unitState(ctx, s.env.Systemd, o.NginxUnit)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrUsage, err)
+		return "", Usage(err)
 	}
 	if active != "active" {
-		return "", fmt.Errorf("%w: %s is %s; edgeswitch never starts nginx: start it (systemctl start %s), then switch",
-			ErrUsage, o.NginxUnit, active, o.NginxUnit)
+		return "", Usage(fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (systemctl start %s), then switch", o.NginxUnit, active, o.NginxUnit))
 	}
 	if _, _, load, err := unitState(ctx, s.env.Systemd, o.SlotUnit(s.res.To)); err != nil || load != "loaded" {
-		return "", fmt.Errorf("%w: unit %s is %s: install the template unit %s and run systemctl daemon-reload",
-			ErrUsage, o.SlotUnit(s.res.To), load, o.Unit)
+		return "", Usage(fmt.Errorf("unit %s is %s: install the template unit %s and run systemctl daemon-reload", o.SlotUnit(s.res.To), load, o.Unit))
 	}
 	if err := nginx.Test(ctx, s.env.Run, o.NginxBin, o.NginxConf); err != nil {
-		return "", fmt.Errorf("%w: %w; fix the config first, edgeswitch changes nothing while nginx -t fails", ErrUsage, err)
+		return "", Usage(fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", err))
 	}
 	return fmt.Sprintf("%s active, nginx -t ok", o.NginxUnit), nil
 }

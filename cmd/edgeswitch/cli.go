@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +18,8 @@ import (
 
 // cli is the kong grammar: global settings, then one command.
 type cli struct {
-	Config  string           `short:"c" env:"-" placeholder:"FILE" help:"TOML file with the settings below as keys (default /etc/edgeswitch/edgeswitch.toml, or EDGESWITCH_CONFIG)."`
-	Version kong.VersionFlag `env:"-" help:"Print the version and exit."`
+	Config  string           `short:"c" placeholder:"FILE" help:"TOML file with the settings below as keys (default /etc/edgeswitch/edgeswitch.toml, or EDGESWITCH_CONFIG)."`
+	Version kong.VersionFlag `help:"Print the version and exit."`
 	JSON    bool             `help:"Print JSON lines on stdout instead of text."`
 
 	settings `embed:""`
@@ -49,7 +50,7 @@ type settings struct {
 // options turns the settings into swap's options.
 func (s settings) options() (swap.Options, error) {
 	if len(s.Ports) != 2 {
-		return swap.Options{}, fmt.Errorf("%w: ports must list exactly two ports, e.g. --ports 4000,4001", swap.ErrUsage)
+		return swap.Options{}, swap.Usage(errors.New("ports must list exactly two ports, e.g. --ports 4000,4001"))
 	}
 	o := swap.Options{
 		Upstream: s.Upstream, NginxConf: s.NginxConf, NginxBin: s.NginxBin, NginxUnit: s.NginxUnit,
@@ -71,6 +72,9 @@ func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	o, err := g.options()
 	if err != nil {
 		return err
+	}
+	if c.To != 0 && !o.Slots().Has(c.To) {
+		return swap.Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", c.To, o.Ports[0], o.Ports[1]))
 	}
 	env, err := d.env(ctx, g.User)
 	if err != nil {
@@ -97,8 +101,7 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 	}
 	conn, err := connect(ctx)
 	if err != nil {
-		return swap.Env{}, fmt.Errorf("%w: cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)",
-			swap.ErrUsage, which, err)
+		return swap.Env{}, swap.Usage(fmt.Errorf("cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)", which, err))
 	}
 	d.conn = conn
 	name := fmt.Sprint(os.Getuid())

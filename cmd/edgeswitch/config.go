@@ -67,20 +67,20 @@ func loadConfig(path string, explicit bool) (*tomlResolver, error) {
 	return &tomlResolver{path: path, values: values}, nil
 }
 
+// notSetting names the global flags that are not settings of the file.
+var notSetting = map[string]bool{"help": true, "config": true, "version": true, "json": true}
+
 // Validate refuses keys that are not settings, so a typo is not ignored.
 func (r *tomlResolver) Validate(app *kong.Application) error {
-	known := map[string]bool{}
+	var names []string
 	for _, f := range app.Flags {
-		known[f.Name] = true
-	}
-	for _, n := range app.Leaves(true) {
-		for _, f := range n.Flags {
-			known[f.Name] = true
+		if !notSetting[f.Name] {
+			names = append(names, f.Name)
 		}
 	}
 	var unknown []string
 	for k := range r.values {
-		if !known[k] || k == "config" || k == "version" || k == "help" {
+		if !slices.Contains(names, k) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -88,13 +88,7 @@ func (r *tomlResolver) Validate(app *kong.Application) error {
 		return nil
 	}
 	sort.Strings(unknown)
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range known {
-			if k != "config" && k != "version" && k != "help" && !yield(k) {
-				return
-			}
-		}
-	})
+	sort.Strings(names)
 	return fmt.Errorf("config file %s: unknown setting %s; the settings are: %s",
 		r.path, strings.Join(unknown, ", "), strings.Join(names, ", "))
 }

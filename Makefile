@@ -1,0 +1,53 @@
+# edgeswitch: build, test and try the zero-downtime switch.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+GO      ?= go
+
+.PHONY: all
+all: build
+
+.PHONY: build
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/edgeswitch ./cmd/edgeswitch
+
+# deps installs what the tests and the demo run against: Debian's nginx-light
+# (and its Lua module, for the Lua test config) and wrk. It needs root.
+.PHONY: deps
+deps:
+	@command -v nginx >/dev/null && [ -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ] || { \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light libnginx-mod-http-lua; }
+
+# test runs the unit tests and the end-to-end tests against a real nginx,
+# systemd user manager and D-Bus.
+.PHONY: test
+test: deps
+	$(GO) test -count=1 -timeout 30m ./...
+
+# test-short runs what needs no nginx or systemd.
+.PHONY: test-short
+test-short:
+	$(GO) test -short ./...
+
+.PHONY: lint
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt wants to change:"; echo "$$out"; exit 1; }
+
+# bench prints the config-scale figures: find + edit + diff beside nginx -t.
+.PHONY: bench
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./upstream/
+
+# fuzz grows the upstream editor's corpus in upstream/testdata/fuzz.
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzTo -fuzztime 2m ./upstream/
+
+# demo brings up a sandbox edge, switches under load and tears it down.
+.PHONY: demo
+demo: deps build
+	$(GO) run ./internal/testedge/demo -bin bin/edgeswitch
+
+.PHONY: clean
+clean:
+	rm -rf bin
