@@ -93,18 +93,22 @@ func (h healthCheck) probe(ctx context.Context) (bool, string) {
 func (h healthCheck) wait(ctx context.Context, alive func() error, poll func(n int, last string)) (int, error) {
 	tick := time.NewTicker(h.interval)
 	defer tick.Stop()
+	last := "none"
 	for n := 1; ; n++ {
-		ok, last := h.probe(ctx)
+		ok, answer := h.probe(ctx)
 		if ok {
 			return n, nil
 		}
+		if ctx.Err() != nil { // the probe was cut short: its answer is the deadline, not the app's
+			return n, fmt.Errorf("no healthy answer from %s after %d polls (%w); last answer: %s", h.url, n, context.Cause(ctx), last)
+		}
+		last = answer
 		if err := alive(); err != nil {
 			return n, fmt.Errorf("%w; last answer from %s: %s", err, h.url, last)
 		}
 		poll(n, last)
 		select {
 		case <-ctx.Done():
-			return n, fmt.Errorf("no healthy answer from %s after %d polls (%w); last answer: %s", h.url, n, context.Cause(ctx), last)
 		case <-tick.C:
 		}
 	}

@@ -1,0 +1,180 @@
+package swap
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestCheckRefusesSettingsThatCannotWork(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Options)
+		says   string
+	}{
+		{"both ports equal", func(o *Options) { o.Ports = [2]int{4000, 4000} }, "both slot ports are 4000"},
+		{"a port out of range", func(o *Options) { o.Ports[1] = 70000 }, "port 70000 is out of range"},
+		{"a unit that is not a template", func(o *Options) { o.Unit = "app.service" }, "not a template unit"},
+		{"a health path without a slash", func(o *Options) { o.HealthPath = "health" }, "must start with /"},
+		{"a health status that is not a code", func(o *Options) { o.HealthStatus = "2xx" }, "health-status"},
+		{"a zero health interval", func(o *Options) { o.HealthInterval = 0 }, "must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Defaults()
+			tt.change(&o)
+			err := o.Check()
+			if !errors.Is(err, ErrUsage) || ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("Check() = %v (exit %d), want ErrUsage saying %q", err, ExitCode(err), tt.says)
+			}
+		})
+	}
+	if err := Defaults().Check(); err != nil {
+		t.Errorf("the defaults do not pass Check: %v", err)
+	}
+}
+
+func TestSlotUnit(t *testing.T) {
+	for unit, want := range map[string]string{
+		"app@.service":      "app@4001.service",
+		"shop-web@.service": "shop-web@4001.service",
+		"app@":              "app@4001.service",
+	} {
+		o := Defaults()
+		o.Unit = unit
+		if got := o.SlotUnit(4001); got != want {
+			t.Errorf("SlotUnit(4001) with unit %s = %s, want %s", unit, got, want)
+		}
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	got, err := parseStatus("200-299, 301")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]statusRange{{200, 299}, {301, 301}}, got, cmp.AllowUnexported(statusRange{})); d != "" {
+		t.Error(d)
+	}
+	for _, bad := range []string{"", "abc", "299-200", "99", "200-600"} {
+		if _, err := parseStatus(bad); err == nil {
+			t.Errorf("parseStatus(%q) accepted", bad)
+		}
+	}
+}
+
+// flaky answers 503 for the first n requests, then 200.
+func flaky(n int32) *httptest.Server {
+	var seen atomic.Int32
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen.Add(1) <= n {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+}
+
+func healthFor(t *testing.T, srv *httptest.Server, interval time.Duration) healthCheck {
+	t.Helper()
+	u, _ := url.Parse(srv.URL)
+	port, _ := strconv.Atoi(u.Port())
+	o := Defaults()
+	o.HealthPath, o.HealthInterval = "/health", interval
+	return newHealthCheck(o, port, srv.Client())
+}
+
+func TestHealthWaitsUntilTheAppAnswers(t *testing.T) {
+	srv := flaky(3)
+	defer srv.Close()
+	h := healthFor(t, srv, time.Millisecond)
+	var polls []string
+	n, err := h.wait(t.Context(), func() error { return nil }, func(n int, last string) { polls = append(polls, last) })
+	if err != nil || n != 4 {
+		t.Fatalf("wait = %d, %v; want healthy at poll 4", n, err)
+	}
+	if len(polls) != 3 || !strings.Contains(polls[0], "503") || !strings.Contains(polls[0], "warming up") {
+		t.Errorf("failed polls reported as %q", polls)
+	}
+}
+
+func TestHealthFailsFastWhenTheUnitDies(t *testing.T) {
+	srv := flaky(1 << 30)
+	defer srv.Close()
+	h := healthFor(t, srv, time.Millisecond)
+	died := errors.New("app@4001.service is failed")
+	n, err := h.wait(t.Context(), func() error { return died }, func(int, string) {})
+	if !errors.Is(err, died) || n != 1 || !strings.Contains(err.Error(), "503") {
+		t.Errorf("wait = %d, %v; want the unit's death at once with the last answer", n, err)
+	}
+}
+
+func TestHealthGivesUpAtTheDeadlineWithTheLastAnswer(t *testing.T) {
+	srv := flaky(1 << 30)
+	defer srv.Close()
+	h := healthFor(t, srv, time.Millisecond)
+	ctx, cancel := context.WithTimeoutCause(t.Context(), 50*time.Millisecond, errors.New("health-timeout 50ms"))
+	defer cancel()
+	_, err := h.wait(ctx, func() error { return nil }, func(int, string) {})
+	if err == nil || !strings.Contains(err.Error(), "health-timeout 50ms") || !strings.Contains(err.Error(), "503") {
+		t.Errorf("wait = %v; want the timeout and the last answer", err)
+	}
+}
+
+func TestLockNamesTheHolder(t *testing.T) {
+	dir := t.TempDir()
+	release, err := lock(dir, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lock(dir, "app")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("second lock = %v, want exit 2 naming pid %d", err, os.Getpid())
+	}
+	other, err := lock(dir, "api")
+	if err != nil {
+		t.Errorf("another upstream's lock is blocked: %v", err)
+	} else {
+		other()
+	}
+	release()
+	again, err := lock(dir, "app")
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}
+
+func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
+	dir := t.TempDir()
+	for _, r := range []Record{
+		{Upstream: "app", From: 4000, To: 4001, Result: "switched"},
+		{Upstream: "api", From: 5000, To: 5001, Result: "failed", Error: "health"},
+		{Upstream: "app", From: 4001, To: 4000, Result: "switched"},
+	} {
+		if err := appendHistory(dir, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := History(dir, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].To != 4000 {
+		t.Errorf("History(app) = %+v", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, historyFile)); err != nil {
+		t.Error(err)
+	}
+}
