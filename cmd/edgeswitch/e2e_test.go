@@ -203,9 +203,12 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 	})
 	t.Logf("bare reloads: %s", bare)
 	t.Logf("switches:     %s", switched)
-	// Both counts are small and noisy; the switch may not add a failure
-	// mode of its own, which would show as many more failures than the floor.
-	if switched.Failed > 2*bare.Failed+rounds {
+	// Both counts are noisy (a reset needs a POST to meet the close of its
+	// idle connection; 45 and 115 have been seen for the same setup), so
+	// the bound is loose. What it catches is a failure mode of the switch's
+	// own: stopping the old slot before the drain fails hundreds of
+	// requests per switch.
+	if switched.Failed > 3*bare.Failed+5*rounds {
 		t.Errorf("switches failed %d POSTs, bare reloads %d: the switch adds failures", switched.Failed, bare.Failed)
 	}
 }
