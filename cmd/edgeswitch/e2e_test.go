@@ -213,6 +213,27 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 	}
 }
 
+// TestWithoutTheDrainRequestsFail is the control for the tests above: with
+// drain-timeout 0 the old slot stops while old nginx workers still proxy to
+// it, and the same load sees failures. It shows the load generator can see
+// what the zero-failure tests say is not there.
+func TestWithoutTheDrainRequestsFail(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	load := startLoad(t, e, 32, http.MethodGet, "/")
+	time.Sleep(200 * time.Millisecond)
+	for i := range 3 {
+		if r := edgeswitch(t, e, "switch", "--drain-timeout", "0s"); r.code != 0 {
+			t.Fatalf("switch %d: exit %d\n%s", i+1, r.code, r.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stats := load.Stop()
+	t.Logf("load without the drain: %s", stats)
+	if stats.Failed == 0 {
+		t.Errorf("no request failed without the drain: the load cannot see a cut request")
+	}
+}
+
 func TestDryRunChangesNothing(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
 	before := hashTree(t, filepath.Dir(e.NginxConf))
