@@ -32,6 +32,19 @@ type Options struct {
 	ReloadTimeout  time.Duration // wait for nginx's new workers; default 10s
 	DrainTimeout   time.Duration // wait for old workers to exit; default 30s
 	StateDir       string        // lock and history; default /var/lib/edgeswitch
+	UserManager    bool          // the units are the per-user manager's; default false
+}
+
+// systemctl and journalctl name the commands for the manager in use, for
+// the hints in messages.
+func (o Options) systemctl() string  { return o.withUser("systemctl") }
+func (o Options) journalctl() string { return o.withUser("journalctl") }
+
+func (o Options) withUser(cmd string) string {
+	if o.UserManager {
+		return cmd + " --user"
+	}
+	return cmd
 }
 
 // Defaults returns the documented default settings.

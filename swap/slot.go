@@ -13,7 +13,7 @@ import (
 
 // job runs one systemd job call (start, stop, restart) and waits for its
 // result. Anything but "done" is a failure.
-func job(ctx context.Context, call func(context.Context, string, string, chan<- string) (int, error), unit string) error {
+func job(ctx context.Context, call func(context.Context, string, string, chan<- string) (int, error), unit, journalctl string) error {
 	ch := make(chan string, 1) // buffered: go-systemd sends even if nobody listens any more
 	if _, err := call(ctx, unit, "replace", ch); err != nil {
 		return err
@@ -21,7 +21,7 @@ func job(ctx context.Context, call func(context.Context, string, string, chan<- 
 	select {
 	case r := <-ch:
 		if r != "done" {
-			return fmt.Errorf("job %s; see journalctl -u %s", r, unit)
+			return fmt.Errorf("job %s; see %s -u %s", r, journalctl, unit)
 		}
 		return nil
 	case <-ctx.Done():
@@ -97,6 +97,11 @@ func (h healthCheck) wait(ctx context.Context, alive func() error, poll func(n i
 	for n := 1; ; n++ {
 		ok, answer := h.probe(ctx)
 		if ok {
+			// A stray process on the port must not pass for a unit that
+			// crash-loops.
+			if err := alive(); err != nil {
+				return n, fmt.Errorf("%w; yet %s answered %s: another process holds the port", err, h.url, answer)
+			}
 			return n, nil
 		}
 		if ctx.Err() != nil { // the probe was cut short: its answer is the deadline, not the app's

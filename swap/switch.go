@@ -1,9 +1,11 @@
 package swap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -31,9 +33,10 @@ type Result struct {
 // about 0.1 s.
 const pollInterval = 20 * time.Millisecond
 
-// rollbackTimeout bounds the undo of a failed switch, which runs even after
-// Ctrl-C.
-const rollbackTimeout = 60 * time.Second
+// unitJobTimeout bounds a stop job after the point of no return or during a
+// rollback, which run even after Ctrl-C. It is above systemd's default
+// TimeoutStopSec (90 s), after which systemd kills the unit itself.
+const unitJobTimeout = 120 * time.Second
 
 // switcher holds the state of one switch as it moves through the steps.
 type switcher struct {
@@ -119,8 +122,11 @@ func (s *switcher) run(ctx context.Context) error {
 		return s.undo(err)
 	}
 
+	if err := context.Cause(ctx); err != nil {
+		return s.undo(err)
+	}
 	// From the reload on the switch is finished, not undone: Ctrl-C no
-	// longer stops it.
+	// longer stops it. Each step is bounded by its own timeout instead.
 	ctx = context.WithoutCancel(ctx)
 	var old nginx.Generation
 	var errlog nginx.ErrorLog
@@ -133,9 +139,14 @@ func (s *switcher) run(ctx context.Context) error {
 		if old, err = s.env.Procs.Snapshot(master); err != nil {
 			return "", err
 		}
+		if len(old.Workers) == 0 {
+			return "", fmt.Errorf("%w: nginx master %d shows no workers in /proc (mounted with hidepid?), so a reload could not be confirmed; run edgeswitch as root", nginx.ErrNotActive, master)
+		}
 		errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, s.env.Run, o.NginxBin, o.NginxConf)}
 		mark = errlog.Mark()
-		return fmt.Sprintf("%s (master %d, %d workers)", o.NginxUnit, master, len(old.Workers)), nginx.Reload(ctx, s.env.Systemd, o.NginxUnit)
+		rctx, cancel := context.WithTimeout(ctx, o.ReloadTimeout)
+		defer cancel()
+		return fmt.Sprintf("%s (master %d, %d workers)", o.NginxUnit, master, len(old.Workers)), nginx.Reload(rctx, s.env.Systemd, o.NginxUnit)
 	}); err != nil {
 		return s.undoReload(ctx, old, err)
 	}
@@ -209,6 +220,13 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 		if slices.Contains(listed, from) || running(state[from]) {
 			s.res.From = from
 		}
+		// The edit is computed now so that a config it cannot handle stops
+		// the switch before anything starts.
+		e, err := s.block.To(to, o.Slots())
+		if err != nil {
+			return "", Usage(err)
+		}
+		s.edit = e
 		if slices.Equal(listed, []int{to}) && running(state[to]) && !running(state[from]) {
 			s.res.Unchanged = true
 			return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", to, from), nil
@@ -226,10 +244,14 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 		return "", Usage(err)
 	}
 	if active != "active" {
-		return "", Usage(fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (systemctl start %s), then switch", o.NginxUnit, active, o.NginxUnit))
+		return "", Usage(fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", o.NginxUnit, active, o.systemctl(), o.NginxUnit))
 	}
-	if _, _, load, err := unitState(ctx, s.env.Systemd, o.SlotUnit(s.res.To)); err != nil || load != "loaded" {
-		return "", Usage(fmt.Errorf("unit %s is %s: install the template unit %s and run systemctl daemon-reload", o.SlotUnit(s.res.To), load, o.Unit))
+	_, _, load, err := unitState(ctx, s.env.Systemd, o.SlotUnit(s.res.To))
+	if err != nil {
+		return "", Usage(err)
+	}
+	if load != "loaded" {
+		return "", Usage(fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", o.SlotUnit(s.res.To), load, o.Unit, o.systemctl()))
 	}
 	if err := nginx.Test(ctx, s.env.Run, o.NginxBin, o.NginxConf); err != nil {
 		return "", Usage(fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", err))
@@ -254,7 +276,7 @@ func (s *switcher) start(ctx context.Context) (string, error) {
 		how, call = "restarted", sd.RestartUnitContext
 	}
 	s.started = true
-	if err := job(ctx, call, unit); err != nil {
+	if err := job(ctx, call, unit, s.o.journalctl()); err != nil {
 		return "", fmt.Errorf("start %s: %w", unit, err)
 	}
 	return unit + " " + how, nil
@@ -269,7 +291,7 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 	alive := func() error {
 		active, sub, _, err := unitState(ctx, s.env.Systemd, unit)
 		if err == nil && (!running(active) || sub == "auto-restart") {
-			return fmt.Errorf("%s is %s (%s): the app exited; see journalctl -u %s", unit, active, sub, unit)
+			return fmt.Errorf("%s is %s (%s): the app exited; see %s -u %s", unit, active, sub, o.journalctl(), unit)
 		}
 		return nil
 	}
@@ -282,27 +304,32 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%s healthy after %d polls", h.url, n), nil
 }
 
+// rewrite shows the edit computed in decide.
 func (s *switcher) rewrite() (string, error) {
-	e, err := s.block.To(s.res.To, s.o.Slots())
-	if err != nil {
-		return "", err
-	}
-	s.edit, s.res.Diff = e, e.Diff()
-	if !e.Changed() {
-		return e.File + " already lists only slot " + fmt.Sprint(s.res.To), nil
+	s.res.Diff = s.edit.Diff()
+	if !s.edit.Changed() {
+		return fmt.Sprintf("%s already lists only slot %d", s.edit.File, s.res.To), nil
 	}
 	s.env.report(Event{Step: "diff", Diff: s.res.Diff})
-	return e.File, nil
+	return s.edit.File, nil
 }
 
 func (s *switcher) validate(ctx context.Context) (string, error) {
 	if !s.edit.Changed() {
 		return "unchanged", nil
 	}
+	// Someone may have edited the file while the slot started: never write
+	// over their change, nor restore stale bytes later.
+	if now, err := os.ReadFile(s.edit.File); err != nil || !bytes.Equal(now, s.edit.Old) {
+		return "", fmt.Errorf("%s changed while the new slot started (%v); run the switch again", s.edit.File, err)
+	}
+	// Set before the write: an error after the rename (fsync of the
+	// directory) still leaves the new bytes in place, and restoring the
+	// original twice is harmless.
+	s.written = true
 	if err := nginx.WriteFileAtomic(s.edit.File, s.edit.New); err != nil {
 		return "", err
 	}
-	s.written = true
 	if err := nginx.Test(ctx, s.env.Run, s.o.NginxBin, s.o.NginxConf); err != nil {
 		return "", err
 	}
@@ -312,7 +339,7 @@ func (s *switcher) validate(ctx context.Context) (string, error) {
 // undo rolls back a switch that failed before the reload: the original
 // bytes go back, and the target is stopped if this switch started it.
 func (s *switcher) undo(cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(context.Background()), rollbackTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(context.Background()), unitJobTimeout)
 	defer cancel()
 	var stuck []error
 	if s.written {
@@ -325,11 +352,11 @@ func (s *switcher) undo(cause error) error {
 	}
 	if s.started && len(stuck) == 0 {
 		unit := s.o.SlotUnit(s.res.To)
-		if err := job(ctx, s.env.Systemd.StopUnitContext, unit); err != nil {
-			stuck = append(stuck, fmt.Errorf("stop %s: %w; traffic is on slot %d, stop it by hand: systemctl stop %s", unit, err, s.res.From, unit))
+		if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
+			stuck = append(stuck, fmt.Errorf("stop %s: %w; traffic stays where it was, stop it by hand: %s stop %s", unit, err, s.o.systemctl(), unit))
 		}
 	}
-	s.env.report(Event{Step: "rollback", Detail: fmt.Sprintf("traffic stays on slot %d", s.res.From)})
+	s.env.report(Event{Step: "rollback", Detail: "traffic stays where it was"})
 	if len(stuck) > 0 {
 		return fmt.Errorf("%w: %w (after: %w)", ErrStuck, errors.Join(stuck...), cause)
 	}
@@ -376,9 +403,11 @@ func (s *switcher) retire(ctx context.Context) (string, error) {
 	if s.req.KeepOld {
 		return unit + " kept running (--keep-old)", nil
 	}
-	if err := job(ctx, s.env.Systemd.StopUnitContext, unit); err != nil {
-		return "", fmt.Errorf("%w: traffic is on slot %d, but %s did not stop: %w; stop it with systemctl stop %s",
-			ErrStuck, s.res.To, unit, err, unit)
+	ctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+	defer cancel()
+	if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
+		return "", fmt.Errorf("%w: traffic is on slot %d, but %s did not stop: %w; stop it with %s stop %s",
+			ErrStuck, s.res.To, unit, err, s.o.systemctl(), unit)
 	}
 	return unit + " stopped", nil
 }

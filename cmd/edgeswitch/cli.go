@@ -30,20 +30,20 @@ type cli struct {
 // settings are the options every command shares; their names are the keys
 // of the config file.
 type settings struct {
-	Upstream       string        `default:"app" help:"Name of the nginx upstream block to manage."`
-	NginxConf      string        `default:"/etc/nginx/nginx.conf" help:"Main nginx config; the upstream is found in it or its includes."`
-	NginxBin       string        `default:"nginx" help:"nginx binary used for nginx -t -c <nginx-conf>."`
-	NginxUnit      string        `default:"nginx.service" help:"systemd unit that is reloaded (never restarted)."`
-	Unit           string        `default:"app@.service" help:"systemd template unit of the app; the instance is the port."`
-	Host           string        `default:"127.0.0.1" help:"Address of the slots."`
-	Ports          []int         `default:"4000,4001" help:"The two slot ports."`
-	HealthPath     string        `default:"/" help:"Path polled on the starting slot."`
-	HealthStatus   string        `default:"200-299" help:"Accepted status codes, e.g. 200-299,301."`
-	HealthInterval time.Duration `default:"100ms" help:"Time between health polls."`
-	HealthTimeout  time.Duration `default:"60s" help:"Give up on the new slot after this."`
-	ReloadTimeout  time.Duration `default:"10s" help:"Wait this long for nginx's new workers."`
-	DrainTimeout   time.Duration `default:"30s" help:"Wait this long for old nginx workers to finish."`
-	StateDir       string        `default:"/var/lib/edgeswitch" help:"Directory for the lock and the history."`
+	Upstream       string        `default:"${upstream}" help:"Name of the nginx upstream block to manage."`
+	NginxConf      string        `default:"${nginx_conf}" help:"Main nginx config; the upstream is found in it or its includes."`
+	NginxBin       string        `default:"${nginx_bin}" help:"nginx binary used for nginx -t -c <nginx-conf>."`
+	NginxUnit      string        `default:"${nginx_unit}" help:"systemd unit that is reloaded (never restarted)."`
+	Unit           string        `default:"${unit}" help:"systemd template unit of the app; the instance is the port."`
+	Host           string        `default:"${host}" help:"Address of the slots."`
+	Ports          []int         `default:"${ports}" help:"The two slot ports."`
+	HealthPath     string        `default:"${health_path}" help:"Path polled on the starting slot."`
+	HealthStatus   string        `default:"${health_status}" help:"Accepted status codes, e.g. 200-299,301."`
+	HealthInterval time.Duration `default:"${health_interval}" help:"Time between health polls."`
+	HealthTimeout  time.Duration `default:"${health_timeout}" help:"Give up on the new slot after this."`
+	ReloadTimeout  time.Duration `default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
+	DrainTimeout   time.Duration `default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
+	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
 }
 
@@ -58,6 +58,7 @@ func (s settings) options() (swap.Options, error) {
 		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
 		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
 		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, StateDir: s.StateDir,
+		UserManager: s.User,
 	}
 	return o, o.Check()
 }
@@ -99,7 +100,9 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 	if userManager {
 		connect, which = dbus.NewUserConnectionContext, "user"
 	}
-	conn, err := connect(ctx)
+	// Not ctx: godbus closes a connection when its context ends, and a
+	// rollback after Ctrl-C still needs to stop the slot it started.
+	conn, err := connect(context.WithoutCancel(ctx))
 	if err != nil {
 		return swap.Env{}, swap.Usage(fmt.Errorf("cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)", which, err))
 	}
@@ -112,11 +115,39 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 		Systemd: conn,
 		Run:     nginx.ExecRunner,
 		Procs:   nginx.Procs{Root: "/proc"},
-		HTTP:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-		Now:     time.Now,
-		Report:  d.out.event,
-		User:    name,
+		HTTP: &http.Client{
+			Transport: &http.Transport{DisableKeepAlives: true},
+			// A redirect to the public URL would be answered by nginx,
+			// that is by the old slot: judge the slot's own answer.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Now:    time.Now,
+		Report: d.out.event,
+		User:   name,
 	}, nil
+}
+
+// defaultVars gives kong the defaults of swap.Defaults, so that they are
+// written down once.
+func defaultVars() kong.Vars {
+	d := swap.Defaults()
+	return kong.Vars{
+		"version":         version,
+		"upstream":        d.Upstream,
+		"nginx_conf":      d.NginxConf,
+		"nginx_bin":       d.NginxBin,
+		"nginx_unit":      d.NginxUnit,
+		"unit":            d.Unit,
+		"host":            d.Host,
+		"ports":           fmt.Sprintf("%d,%d", d.Ports[0], d.Ports[1]),
+		"health_path":     d.HealthPath,
+		"health_status":   d.HealthStatus,
+		"health_interval": d.HealthInterval.String(),
+		"health_timeout":  d.HealthTimeout.String(),
+		"reload_timeout":  d.ReloadTimeout.String(),
+		"drain_timeout":   d.DrainTimeout.String(),
+		"state_dir":       d.StateDir,
+	}
 }
 
 // run parses args, runs the command and returns the exit code.
@@ -133,7 +164,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		kong.Name("edgeswitch"),
 		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
 		kong.UsageOnError(),
-		kong.Vars{"version": version},
+		defaultVars(),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code }),
 		kong.Resolvers(conf),

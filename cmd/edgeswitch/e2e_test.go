@@ -364,6 +364,34 @@ func TestSecondSwitchFailsFastNamingTheHolder(t *testing.T) {
 	}
 }
 
+func TestCtrlCBeforeTheReloadRollsBack(t *testing.T) {
+	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=5s"}})
+	before := hashTree(t, filepath.Dir(e.NginxConf))
+	cmd := exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e)...)...)
+	cmd.Env = append(os.Environ(), e.Env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // now polling the slot's health
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "rollback") {
+		t.Errorf("after Ctrl-C: %v, want exit 1 with a rollback:\n%s", err, stderr.String())
+	}
+	assertUnchanged(t, e, before)
+	if st := unitState(t, e, e.Ports[1]); st != "inactive" {
+		t.Errorf("the target slot was left %s", st)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
+		t.Errorf("traffic moved to slot %s", got)
+	}
+}
+
 func setAppArgs(t *testing.T, e *testedge.Edge, args ...string) {
 	t.Helper()
 	if err := e.SetAppArgs(t.Context(), args...); err != nil {
