@@ -167,3 +167,17 @@ func (p Procs) stat(pid int) (state byte, ppid int, err error) {
 	}
 	return fields[0][0], ppid, nil
 }
+
+// ShuttingDown returns those of pids that nginx has told to finish and exit
+// after a reload: their title (/proc/<pid>/cmdline, set by nginx) says
+// "is shutting down". They still serve in-flight requests.
+func (p Procs) ShuttingDown(pids []int) []int {
+	var out []int
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "cmdline"))
+		if err == nil && strings.Contains(string(b), "is shutting down") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

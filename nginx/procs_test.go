@@ -319,3 +319,24 @@ func TestProcsOnOS(t *testing.T) {
 		t.Errorf("WaitGone left %v, want none", left)
 	}
 }
+
+func TestShuttingDownReadsNginxsProcessTitle(t *testing.T) {
+	root := t.TempDir()
+	for pid, title := range map[int]string{
+		11: "nginx: worker process",
+		12: "nginx: worker process is shutting down",
+		13: "nginx: cache manager process",
+	} {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte(title+"\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := Procs{Root: root}.ShuttingDown([]int{11, 12, 13, 14})
+	if len(got) != 1 || got[0] != 12 {
+		t.Errorf("ShuttingDown = %v, want [12]", got)
+	}
+}

@@ -33,6 +33,11 @@ type Options struct {
 	DrainTimeout   time.Duration // wait for old workers to exit; default 30s
 	StateDir       string        // lock and history; default /var/lib/edgeswitch
 	UserManager    bool          // the units are the per-user manager's; default false
+
+	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
+	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
+	PreStart   []string // before the target starts (e.g. install the build); failing aborts
+	PostSwitch []string // after a switch that moved traffic; failing only warns
 }
 
 // systemctl and journalctl name the commands for the manager in use, for

@@ -29,17 +29,27 @@ func job(ctx context.Context, call func(context.Context, string, string, chan<- 
 	}
 }
 
-// unitState returns a unit's ActiveState and SubState ("active"/"running",
-// "activating"/"auto-restart", "inactive"/"dead", ...) and LoadState.
-func unitState(ctx context.Context, sd Systemd, unit string) (active, sub, load string, err error) {
+// unitStatus is what systemd says of a unit.
+type unitStatus struct {
+	Active string    // ActiveState: "active", "activating", "inactive", "failed", ...
+	Sub    string    // SubState: "running", "auto-restart", "dead", ...
+	Load   string    // LoadState: "loaded", "not-found", ...
+	Since  time.Time // when the unit last changed state
+}
+
+func getUnit(ctx context.Context, sd Systemd, unit string) (unitStatus, error) {
 	props, err := sd.GetUnitPropertiesContext(ctx, unit)
 	if err != nil {
-		return "", "", "", fmt.Errorf("state of %s: %w", unit, err)
+		return unitStatus{}, fmt.Errorf("state of %s: %w", unit, err)
 	}
-	active, _ = props["ActiveState"].(string)
-	sub, _ = props["SubState"].(string)
-	load, _ = props["LoadState"].(string)
-	return active, sub, load, nil
+	u := unitStatus{}
+	u.Active, _ = props["ActiveState"].(string)
+	u.Sub, _ = props["SubState"].(string)
+	u.Load, _ = props["LoadState"].(string)
+	if usec, ok := props["StateChangeTimestamp"].(uint64); ok && usec > 0 {
+		u.Since = time.UnixMicro(int64(usec))
+	}
+	return u, nil
 }
 
 // running reports whether a unit's process is up or coming up.

@@ -18,6 +18,7 @@ type Request struct {
 	To      int  // target port; 0 means the slot that is not live
 	DryRun  bool // print the diff, change nothing
 	KeepOld bool // leave the old slot running (for an instant rollback)
+	Reuse   bool // keep a running target as it is instead of restarting it (rollback)
 }
 
 // Result says what a switch did.
@@ -76,7 +77,30 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	if !req.DryRun && s.block != nil && s.res.To != 0 {
 		s.record(start, err)
 	}
+	if err == nil && !req.DryRun && !s.res.Unchanged && len(o.PostSwitch) > 0 {
+		if perr := s.step("post-switch", func() (string, error) { return s.runHook(ctx, o.PostSwitch) }); perr != nil {
+			env.report(Event{Step: "post-switch", Warn: true, Detail: "the switch itself is done"})
+		}
+	}
 	return s.res, err
+}
+
+// Rollback switches back to the slot that was live before the last switch
+// of the upstream. A slot still running (after --keep-old) is kept as it
+// is, so the rollback takes about as long as one reload.
+func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, error) {
+	hist, err := History(o.StateDir, o.Upstream)
+	if err != nil {
+		return Result{}, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if r := hist[i]; r.Result == "switched" && r.From != 0 {
+			req.To, req.Reuse = r.From, true
+			return Switch(ctx, o, req, env)
+		}
+	}
+	return Result{}, Usage(fmt.Errorf("no switch of upstream %s in the history in %s: nothing to roll back to; use edgeswitch switch --to PORT",
+		o.Upstream, o.StateDir))
 }
 
 // step runs one step, timing it and reporting it as a line of progress.
@@ -109,6 +133,11 @@ func (s *switcher) run(ctx context.Context) error {
 	}
 
 	// Until the reload, any failure (Ctrl-C included) is undone.
+	if len(o.PreStart) > 0 {
+		if err := s.step("pre-start", func() (string, error) { return s.runHook(ctx, o.PreStart) }); err != nil {
+			return s.undo(err)
+		}
+	}
 	if err := s.step("start", func() (string, error) { return s.start(ctx) }); err != nil {
 		return s.undo(err)
 	}
@@ -191,11 +220,11 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 		o, listed := s.o, s.block.Listed()
 		state := map[int]string{}
 		for _, p := range o.Ports {
-			active, _, _, err := unitState(ctx, s.env.Systemd, o.SlotUnit(p))
+			u, err := getUnit(ctx, s.env.Systemd, o.SlotUnit(p))
 			if err != nil {
 				return "", Usage(fmt.Errorf("%w; check that systemd is reachable over D-Bus (--user for a user manager)", err))
 			}
-			state[p] = active
+			state[p] = u.Active
 		}
 		to := s.req.To
 		if to == 0 {
@@ -238,25 +267,16 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 // preflight refuses to touch a stopped or broken nginx, and a slot unit
 // systemd does not know. It never starts or restarts nginx.
 func (s *switcher) preflight(ctx context.Context) (string, error) {
-	o := s.o
-	active, _, _, err := unitState(ctx, s.env.Systemd, o.NginxUnit)
-	if err != nil {
-		return "", Usage(err)
+	for _, check := range []func() error{
+		func() error { return nginxActive(ctx, s.o, s.env) },
+		func() error { return slotLoaded(ctx, s.o, s.env, s.res.To) },
+		func() error { return nginxTest(ctx, s.o, s.env) },
+	} {
+		if err := check(); err != nil {
+			return "", Usage(err)
+		}
 	}
-	if active != "active" {
-		return "", Usage(fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", o.NginxUnit, active, o.systemctl(), o.NginxUnit))
-	}
-	_, _, load, err := unitState(ctx, s.env.Systemd, o.SlotUnit(s.res.To))
-	if err != nil {
-		return "", Usage(err)
-	}
-	if load != "loaded" {
-		return "", Usage(fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", o.SlotUnit(s.res.To), load, o.Unit, o.systemctl()))
-	}
-	if err := nginx.Test(ctx, s.env.Run, o.NginxBin, o.NginxConf); err != nil {
-		return "", Usage(fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", err))
-	}
-	return fmt.Sprintf("%s active, nginx -t ok", o.NginxUnit), nil
+	return fmt.Sprintf("%s active, nginx -t ok", s.o.NginxUnit), nil
 }
 
 // start brings the target's unit up. A target that is already running and
@@ -264,13 +284,14 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 // listed holds an old build: it is restarted to pick up the new one.
 func (s *switcher) start(ctx context.Context) (string, error) {
 	sd, unit := s.env.Systemd, s.o.SlotUnit(s.res.To)
-	active, _, _, err := unitState(ctx, sd, unit)
+	u, err := getUnit(ctx, sd, unit)
 	if err != nil {
 		return "", err
 	}
+	active := u.Active
 	how, call := "started", sd.StartUnitContext
 	switch {
-	case running(active) && s.targetIn:
+	case running(active) && (s.targetIn || s.req.Reuse):
 		return unit + " already running", nil
 	case running(active):
 		how, call = "restarted", sd.RestartUnitContext
@@ -289,9 +310,9 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 	defer cancel()
 	h := newHealthCheck(o, s.res.To, s.env.HTTP)
 	alive := func() error {
-		active, sub, _, err := unitState(ctx, s.env.Systemd, unit)
-		if err == nil && (!running(active) || sub == "auto-restart") {
-			return fmt.Errorf("%s is %s (%s): the app exited; see %s -u %s", unit, active, sub, o.journalctl(), unit)
+		u, err := getUnit(ctx, s.env.Systemd, unit)
+		if err == nil && (!running(u.Active) || u.Sub == "auto-restart") {
+			return fmt.Errorf("%s is %s (%s): the app exited; see %s -u %s", unit, u.Active, u.Sub, o.journalctl(), unit)
 		}
 		return nil
 	}

@@ -24,7 +24,10 @@ type cli struct {
 
 	settings `embed:""`
 
-	Switch switchCmd `cmd:"" help:"Move traffic to the other slot (or --to PORT): start it, wait until healthy, rewrite the upstream, nginx -t, reload, drain, stop the old slot."`
+	Switch   switchCmd   `cmd:"" help:"Move traffic to the other slot (or --to PORT): start it, wait until healthy, rewrite the upstream, nginx -t, reload, drain, stop the old slot."`
+	Rollback rollbackCmd `cmd:"" help:"Switch back to the slot that was live before the last switch; instant when it still runs (--keep-old)."`
+	Status   statusCmd   `cmd:"" help:"Show the live slot, each slot's unit and health, nginx's workers and the last switches."`
+	Check    checkCmd    `cmd:"" help:"Check everything switch verifies before acting, as a checklist; changes nothing. Exit 0 when all pass, 2 otherwise."`
 }
 
 // settings are the options every command shares; their names are the keys
@@ -45,6 +48,8 @@ type settings struct {
 	DrainTimeout   time.Duration `default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
 	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
+	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
+	PostSwitch     []string      `sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
 }
 
 // options turns the settings into swap's options.
@@ -58,7 +63,7 @@ func (s settings) options() (swap.Options, error) {
 		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
 		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
 		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, StateDir: s.StateDir,
-		UserManager: s.User,
+		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch,
 	}
 	return o, o.Check()
 }
@@ -88,11 +93,87 @@ func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	return err
 }
 
+type rollbackCmd struct {
+	DryRun  bool `help:"Show the config diff and change nothing."`
+	KeepOld bool `help:"Leave the slot rolled back from running."`
+}
+
+func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
+	o, err := g.options()
+	if err != nil {
+		return err
+	}
+	env, err := d.env(ctx, g.User)
+	if err != nil {
+		return err
+	}
+	res, err := swap.Rollback(ctx, o, swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}, env)
+	if err == nil {
+		d.out.result(res, c.DryRun)
+	}
+	return err
+}
+
+type statusCmd struct{}
+
+func (c *statusCmd) Run(ctx context.Context, g *cli, d *deps) error {
+	o, err := g.options()
+	if err != nil {
+		return err
+	}
+	env, err := d.env(ctx, g.User)
+	if err != nil {
+		return err
+	}
+	st, err := swap.ReadStatus(ctx, o, env)
+	if err != nil {
+		return err
+	}
+	d.out.status(st)
+	return nil
+}
+
+type checkCmd struct{}
+
+func (c *checkCmd) Run(ctx context.Context, g *cli, d *deps) error {
+	items := []swap.CheckItem{{Name: "config file", OK: true, Detail: d.config}}
+	o, err := g.options()
+	if err != nil {
+		items = append(items, swap.CheckItem{Name: "settings", Detail: err.Error()})
+		d.out.checklist(items)
+		return errChecks
+	}
+	env, err := d.env(ctx, g.User)
+	items = append(items, swap.CheckItem{Name: "D-Bus reachable", OK: err == nil, Detail: errText(err, "connected")})
+	if err != nil {
+		env = d.offline()
+	}
+	items = append(items, swap.Check(ctx, o, env)...)
+	d.out.checklist(items)
+	for _, it := range items {
+		if !it.OK {
+			return errChecks
+		}
+	}
+	return nil
+}
+
+// errChecks is check's exit 2; the checklist already said what failed.
+var errChecks = swap.Usage(errors.New("some checks failed; see above"))
+
+func errText(err error, ok string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return ok
+}
+
 // deps builds the real effects on demand, so that --help and bad usage
 // never need D-Bus.
 type deps struct {
-	out  *printer
-	conn *dbus.Conn
+	out    *printer
+	conn   *dbus.Conn
+	config string // which config file was read, for check
 }
 
 func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
@@ -107,14 +188,20 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 		return swap.Env{}, swap.Usage(fmt.Errorf("cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)", which, err))
 	}
 	d.conn = conn
+	env := d.offline()
+	env.Systemd = conn
+	return env, nil
+}
+
+// offline is the environment without a systemd connection.
+func (d *deps) offline() swap.Env {
 	name := fmt.Sprint(os.Getuid())
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	return swap.Env{
-		Systemd: conn,
-		Run:     nginx.ExecRunner,
-		Procs:   nginx.Procs{Root: "/proc"},
+		Run:   nginx.ExecRunner,
+		Procs: nginx.Procs{Root: "/proc"},
 		HTTP: &http.Client{
 			Transport: &http.Transport{DisableKeepAlives: true},
 			// A redirect to the public URL would be answered by nginx,
@@ -124,7 +211,7 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 		Now:    time.Now,
 		Report: d.out.event,
 		User:   name,
-	}, nil
+	}
 }
 
 // defaultVars gives kong the defaults of swap.Defaults, so that they are
@@ -152,27 +239,39 @@ func defaultVars() kong.Vars {
 
 // run parses args, runs the command and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	path, explicit := configPath(args)
-	conf, err := loadConfig(path, explicit)
+	exit := -1
+	parse := func(c *cli, opts ...kong.Option) (*kong.Context, error) {
+		parser, err := kong.New(c, append([]kong.Option{
+			kong.Name("edgeswitch"),
+			kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
+			kong.UsageOnError(),
+			defaultVars(),
+			kong.Writers(stdout, stderr),
+			kong.Exit(func(code int) { exit = code }),
+		}, opts...)...)
+		if err != nil {
+			panic(err) // the grammar is wrong: a bug, not a user error
+		}
+		return parser.Parse(args)
+	}
+	// The config file feeds the defaults of the real parse, so a first
+	// parse finds which file: kong knows which words are flag values (a
+	// hook's "-c" is not the config flag).
+	var first cli
+	if _, err := parse(&first); exit >= 0 || err != nil {
+		if exit < 0 {
+			fmt.Fprintln(stderr, "edgeswitch:", err)
+			exit = 2
+		}
+		return exit
+	}
+	conf, err := loadConfig(configPath(first.Config))
 	if err != nil {
 		fmt.Fprintln(stderr, "edgeswitch:", err)
 		return 2
 	}
 	var c cli
-	exit := -1
-	parser, err := kong.New(&c,
-		kong.Name("edgeswitch"),
-		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
-		kong.UsageOnError(),
-		defaultVars(),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-		kong.Resolvers(conf),
-	)
-	if err != nil {
-		panic(err) // the grammar is wrong: a bug, not a user error
-	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parse(&c, kong.Resolvers(conf))
 	if exit >= 0 {
 		return exit
 	}
@@ -180,7 +279,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgeswitch:", err)
 		return 2
 	}
-	d := &deps{out: newPrinter(stdout, stderr, c.JSON)}
+	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe()}
 	defer func() {
 		if d.conn != nil {
 			d.conn.Close()

@@ -15,22 +15,12 @@ import (
 // defaultConfig is read when it exists and no other file is named.
 const defaultConfig = "/etc/edgeswitch/edgeswitch.toml"
 
-// configPath finds the config file before kong parses the arguments, since
-// the file feeds kong's defaults: -c/--config, else EDGESWITCH_CONFIG, else
-// the default path. It reports whether the file was asked for explicitly
-// (then it must exist).
-func configPath(args []string) (string, bool) {
-	for i, a := range args {
-		switch {
-		case a == "--":
-			return defaultConfig, false
-		case (a == "-c" || a == "--config") && i+1 < len(args):
-			return args[i+1], true
-		case strings.HasPrefix(a, "--config="):
-			return strings.TrimPrefix(a, "--config="), true
-		case strings.HasPrefix(a, "-c") && len(a) > 2:
-			return a[2:], true
-		}
+// configPath picks the config file: the -c flag, else EDGESWITCH_CONFIG,
+// else the default path. It reports whether the file was asked for (then it
+// must exist).
+func configPath(flag string) (string, bool) {
+	if flag != "" {
+		return flag, true
 	}
 	if p := os.Getenv("EDGESWITCH_CONFIG"); p != "" {
 		return p, true
@@ -70,6 +60,14 @@ func loadConfig(path string, explicit bool) (*tomlResolver, error) {
 // notSetting names the global flags that are not settings of the file.
 var notSetting = map[string]bool{"help": true, "config": true, "version": true, "json": true}
 
+// describe says which file the settings came from, for check.
+func (r *tomlResolver) describe() string {
+	if r.values == nil {
+		return r.path + " absent: defaults and flags only"
+	}
+	return r.path + " parsed"
+}
+
 // Validate refuses keys that are not settings, so a typo is not ignored.
 func (r *tomlResolver) Validate(app *kong.Application) error {
 	var names []string
@@ -93,19 +91,15 @@ func (r *tomlResolver) Validate(app *kong.Application) error {
 		r.path, strings.Join(unknown, ", "), strings.Join(names, ", "))
 }
 
-// Resolve returns the file's value for a flag as the text kong would parse
-// from the command line: lists joined by commas.
+// Resolve returns the file's value for a flag: lists as they are, other
+// values as the text kong would parse from the command line.
 func (r *tomlResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
 	v, ok := r.values[flag.Name]
 	if !ok {
 		return nil, nil
 	}
 	if list, ok := v.([]any); ok {
-		parts := make([]string, len(list))
-		for i, x := range list {
-			parts[i] = fmt.Sprint(x)
-		}
-		return strings.Join(parts, ","), nil
+		return list, nil // kong decodes a list into a slice flag as it is
 	}
 	return fmt.Sprint(v), nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/edgeswitch/edgeswitch/swap"
 )
@@ -78,6 +79,67 @@ func (p *printer) result(r swap.Result, dryRun bool) {
 		fmt.Fprintf(p.stderr, "dry run: nothing was started, written or reloaded\n")
 	default:
 		fmt.Fprintf(p.stderr, "switched to slot %d\n", r.To)
+	}
+}
+
+func (p *printer) status(st *swap.Status) {
+	if p.json {
+		p.line(st)
+		return
+	}
+	w := p.stdout
+	fmt.Fprintf(w, "upstream  %s at %s:%d\n", st.Upstream, st.File, st.Line)
+	switch {
+	case st.Live != nil:
+		fmt.Fprintf(w, "live      slot %d\n", *st.Live)
+	default:
+		fmt.Fprintf(w, "live      none alone: the upstream lists %v\n", st.Listed)
+	}
+	for _, s := range st.Slots {
+		health := ""
+		if s.Active == "active" {
+			health = "  unhealthy: " + s.Answer
+			if s.Healthy {
+				health = "  healthy: " + s.Answer
+			}
+		}
+		since := ""
+		if !s.Since.IsZero() {
+			since = " since " + s.Since.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "slot %-5d%s  %s (%s)%s%s\n", s.Port, s.Unit, s.Active, s.Sub, since, health)
+	}
+	n := st.Nginx
+	fmt.Fprintf(w, "nginx     %s %s, master %d, %d workers, %d shutting down\n", n.Unit, n.Active, n.MasterPID, n.Workers, n.Draining)
+	if len(st.History) == 0 {
+		fmt.Fprintln(w, "history   none")
+	}
+	for i, r := range st.History {
+		label := "          "
+		if i == 0 {
+			label = "history   "
+		}
+		total := 0.0
+		for _, s := range r.Steps {
+			total += s.Seconds
+		}
+		fmt.Fprintf(w, "%s%s  %d -> %d  %s  %.2fs  %s\n", label, r.Time, r.From, r.To, r.Result, total, r.User)
+	}
+}
+
+func (p *printer) checklist(items []swap.CheckItem) {
+	if p.json {
+		for _, it := range items {
+			p.line(it)
+		}
+		return
+	}
+	for _, it := range items {
+		mark := "ok  "
+		if !it.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(p.stdout, "%s  %-40s %s\n", mark, it.Name, it.Detail)
 	}
 }
 

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/edgeswitch/edgeswitch/internal/testedge"
+	"github.com/edgeswitch/edgeswitch/swap"
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current output")
+
+// goldenPorts are fixed so the golden output does not depend on free ports.
+var goldenPorts = [2]int{4300, 4301}
+
+// mask replaces what changes from run to run (paths, unit ids, times,
+// PIDs, durations) so human output can be compared with a golden file.
+func mask(e *testedge.Edge, s string) string {
+	s = strings.ReplaceAll(s, e.Dir, "DIR")
+	for _, r := range []struct{ re, to string }{
+		{`es-[0-9a-z]+-`, "es-ID-"},
+		{`\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\dZ?`, "TIME"},
+		{`master \d+`, "master PID"},
+		{`\d+\.\d\ds  \S+$`, "N.NNs  USER"},
+	} {
+		s = regexp.MustCompile("(?m)"+r.re).ReplaceAllString(s, r.to)
+	}
+	return s
+}
+
+func goldenFile(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/edgeswitch -run %s -update)", err, t.Name())
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}
+
+func TestStatusAndCheck(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Ports: goldenPorts})
+	if r := edgeswitch(t, e, "switch"); r.code != 0 {
+		t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r := edgeswitch(t, e, "status")
+	if r.code != 0 {
+		t.Fatalf("status: exit %d\n%s", r.code, r.stderr)
+	}
+	goldenFile(t, "status.golden", mask(e, r.stdout))
+
+	r = edgeswitch(t, e, "status", "--json")
+	var st swap.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if st.Live == nil || *st.Live != goldenPorts[1] || st.File != e.UpstreamFile || st.Nginx.Workers == 0 ||
+		len(st.Slots) != 2 || !st.Slots[1].Healthy || st.Slots[0].Active != "inactive" || st.Last == nil || st.Last.Result != "switched" {
+		t.Errorf("status --json = %s", r.stdout)
+	}
+
+	r = edgeswitch(t, e, "check")
+	if r.code != 0 {
+		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	goldenFile(t, "check.golden", mask(e, r.stdout))
+
+	before := hashTree(t, filepath.Dir(e.NginxConf))
+	if out, err := e.Systemctl(t.Context(), "stop", e.NginxUnit); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	r = edgeswitch(t, e, "check")
+	if r.code != 2 {
+		t.Errorf("check with nginx stopped: exit %d, want 2", r.code)
+	}
+	goldenFile(t, "check-nginx-stopped.golden", mask(e, r.stdout))
+	assertUnchanged(t, e, before)
+}
+
+func TestRollback(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	if r := edgeswitch(t, e, "rollback"); r.code != 2 || !strings.Contains(r.stderr, "nothing to roll back to") {
+		t.Errorf("rollback with no history: exit %d, want 2 saying so:\n%s", r.code, r.stderr)
+	}
+	load := startLoad(t, e, 16, "GET", "/")
+	if r := edgeswitch(t, e, "switch", "--keep-old"); r.code != 0 {
+		t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+	}
+	if st := unitState(t, e, e.Ports[0]); st != "active" {
+		t.Fatalf("--keep-old left the old slot %s", st)
+	}
+	r := edgeswitch(t, e, "rollback")
+	if r.code != 0 {
+		t.Fatalf("rollback: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "already running") {
+		t.Errorf("rollback restarted the kept slot instead of reusing it:\n%s", r.stderr)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
+		t.Errorf("after rollback nginx answers from slot %s, want %d", got, e.Ports[0])
+	}
+	if stats := load.Stop(); stats.Failed != 0 {
+		t.Errorf("rollback under load: %s", stats)
+	}
+}
+
+func TestHooks(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	out := filepath.Join(t.TempDir(), "hook.out")
+	record := []string{"sh", "-c", `echo "$1 $EDGESWITCH_UPSTREAM $EDGESWITCH_FROM $EDGESWITCH_TO" >> ` + out, "hook"}
+	flags := func(name string, argv []string, extra ...string) []string {
+		var args []string
+		for _, a := range argv {
+			args = append(args, "--"+name+"="+a) // "=" lets an argument start with "-"
+		}
+		return append(args, extra...)
+	}
+
+	pre := flags("pre-start", append(record[:len(record):len(record)], "pre"))
+	post := flags("post-switch", append(record[:len(record):len(record)], "post"))
+	r := edgeswitch(t, e, append(append([]string{"switch"}, pre...), post...)...)
+	if r.code != 0 {
+		t.Fatalf("switch with hooks: exit %d\n%s", r.code, r.stderr)
+	}
+	want := "pre app " + strconv.Itoa(e.Ports[0]) + " " + strconv.Itoa(e.Ports[1]) + "\n" +
+		"post app " + strconv.Itoa(e.Ports[0]) + " " + strconv.Itoa(e.Ports[1]) + "\n"
+	if got, _ := os.ReadFile(out); string(got) != want {
+		t.Errorf("hooks saw %q, want %q", got, want)
+	}
+
+	before := hashTree(t, filepath.Dir(e.NginxConf))
+	r = edgeswitch(t, e, append([]string{"switch"}, flags("pre-start", []string{"false"})...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, `hook "false"`) {
+		t.Errorf("failing pre-start: exit %d, want 1 naming the hook:\n%s", r.code, r.stderr)
+	}
+	assertUnchanged(t, e, before)
+	if st := unitState(t, e, e.Ports[0]); st != "inactive" {
+		t.Errorf("a failing pre-start still started slot %d: %s", e.Ports[0], st)
+	}
+
+	r = edgeswitch(t, e, append([]string{"switch"}, flags("post-switch", []string{"false"})...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning") {
+		t.Errorf("failing post-switch: exit %d, want 0 with a warning:\n%s", r.code, r.stderr)
+	}
+}
