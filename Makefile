@@ -48,6 +48,14 @@ fuzz:
 demo: deps build
 	$(GO) run ./internal/testedge/demo -bin bin/edgeswitch
 
+# man writes docs/edgeswitch.1 from the CLI's own grammar; commit the result.
+# -c /dev/null: the page must not depend on this host's config file.
+.PHONY: man
+man: build
+	@mkdir -p docs
+	bin/edgeswitch -c /dev/null man > docs/edgeswitch.1.tmp
+	mv docs/edgeswitch.1.tmp docs/edgeswitch.1
+
 .PHONY: clean
 clean:
 	rm -rf bin
