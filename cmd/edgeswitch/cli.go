@@ -28,6 +28,7 @@ type cli struct {
 	Rollback rollbackCmd `cmd:"" help:"Switch back to the slot that was live before the last switch; instant when it still runs (--keep-old)."`
 	Status   statusCmd   `cmd:"" help:"Show the live slot, each slot's unit and health, nginx's workers and the last switches."`
 	Check    checkCmd    `cmd:"" help:"Check everything switch verifies before acting, as a checklist; changes nothing. Exit 0 when all pass, 2 otherwise."`
+	Init     initCmd     `cmd:"" help:"Write an example config, a template unit and an upstream include into --dir (default: the current directory) and print where to install them. Overwrites nothing without --force."`
 
 	Completion completionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish on stdout. Install: edgeswitch completion bash > /etc/bash_completion.d/edgeswitch; edgeswitch completion zsh > /usr/local/share/zsh/site-functions/_edgeswitch; edgeswitch completion fish > ~/.config/fish/completions/edgeswitch.fish."`
 	Man        manCmd        `cmd:"" help:"Print the man page (roff, section 1) on stdout: edgeswitch man > /usr/local/share/man/man1/edgeswitch.1."`

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/edgeswitch/edgeswitch/swap"
+	"github.com/edgeswitch/edgeswitch/templates"
+)
+
+// initCmd writes the three files a new host needs into one directory, the
+// current one by default, so that trying it touches nothing under /etc: the
+// files are examples to review and copy into place as the printed steps say.
+type initCmd struct {
+	Dir   string `default:"." placeholder:"DIR" help:"Directory to write edgeswitch.toml, <app>@.service and <app>.conf into (default: the current one); review them, then copy them into place as printed."`
+	Force bool   `help:"Overwrite those files where they exist in DIR."`
+	App   string `placeholder:"NAME" help:"Name of the app: the upstream block, the unit <app>@.service and the slot directories /srv/<app>/<port> (default: the upstream setting)."`
+}
+
+// initFile is one file init writes: the template, its name in DIR and
+// where it is installed.
+type initFile struct{ tmpl, name, dest string }
+
+func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
+	app := c.App
+	if app == "" {
+		app = g.Upstream
+	}
+	if len(g.Ports) != 2 {
+		return swap.Usage(errors.New("ports must list exactly two ports, e.g. --ports 4000,4001"))
+	}
+	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}}
+	if err := data.Check(); err != nil {
+		return swap.Usage(err)
+	}
+	files := []initFile{
+		{templates.Config, "edgeswitch.toml", defaultConfig},
+		{templates.Unit, app + "@.service", "/etc/systemd/system/" + app + "@.service"},
+		{templates.Upstream, app + ".conf", "/etc/nginx/conf.d/" + app + ".conf"},
+	}
+	// Render and look for existing files before writing any, so that a
+	// refusal changes nothing.
+	texts := make([][]byte, len(files))
+	var exist []string
+	for i, f := range files {
+		text, err := templates.Render(f.tmpl, data)
+		if err != nil {
+			return err
+		}
+		texts[i] = text
+		path := filepath.Join(c.Dir, f.name)
+		if _, err := os.Lstat(path); err == nil {
+			exist = append(exist, path)
+		}
+	}
+	if len(exist) > 0 && !c.Force {
+		verb := "exists"
+		if len(exist) > 1 {
+			verb = "exist"
+		}
+		return swap.Usage(fmt.Errorf("%s %s; pass --force to overwrite, or --dir DIR to write elsewhere", strings.Join(exist, ", "), verb))
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	wrote := make([]string, len(files))
+	for i, f := range files {
+		wrote[i] = filepath.Join(dir, f.name)
+		if err := writeNew(wrote[i], texts[i]); err != nil {
+			return err
+		}
+	}
+	if d.out.json {
+		d.out.line(map[string]any{"wrote": wrote})
+		return nil
+	}
+	nextSteps(d.out.stdout, dir, data, files)
+	return nil
+}
+
+// writeNew writes data to path, mode 0644, through a temp file in the same
+// directory and a rename, so that a crash or a full disk never leaves a
+// half-written file under the final name. It is not more than that: the
+// directory is not synced, so after a crash the file may be missing; the
+// rename replaces whatever is at path, a symlink itself rather than its
+// target; and Run's check that nothing is there (without --force) comes
+// before, so a file created in between is replaced.
+func writeNew(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// nextSteps tells where each file goes. cp -n, because an existing unit,
+// upstream or config on the host is the user's and wins.
+func nextSteps(w io.Writer, dir string, data templates.Data, files []initFile) {
+	config, unit, upstream := files[0], files[1], files[2]
+	src := func(f initFile) string { return filepath.Join(dir, f.name) }
+	fmt.Fprintf(w, `Wrote %s, %s and %s.
+Next steps, as root. cp -n copies only where no file exists yet; where one
+does, compare it with the new one.
+
+1. Edit %[2]s: ExecStart= (the command that runs the app on port %%i)
+   and User=. Then install it and let systemd load it:
+       cp -n %[2]s %[4]s
+       systemctl daemon-reload
+2. Unless nginx already has an upstream %[5]s, install the upstream:
+       cp -n %[3]s %[6]s
+   If nginx.conf does not include conf.d yet, add inside its http { } block:
+       include /etc/nginx/conf.d/*.conf;
+   and send the app's traffic to the upstream in your server block:
+       proxy_pass http://%[5]s;
+       proxy_http_version 1.1;
+       proxy_set_header Connection "";
+3. Review edgeswitch.toml (health-path especially), then install it:
+       mkdir -p %[7]s
+       cp -n %[1]s %[8]s
+4. Install the first build in /srv/%[5]s/%[9]d/current, check the setup and
+   put slot %[9]d live:
+       edgeswitch check
+       edgeswitch switch --to %[9]d
+`, src(config), src(unit), src(upstream), unit.dest, data.App, upstream.dest,
+		filepath.Dir(config.dest), config.dest, data.Ports[0])
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/alecthomas/kong"
+	"github.com/edgeswitch/edgeswitch/templates"
+	"github.com/google/go-cmp/cmp"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// runInit runs the CLI in-process.
+func runInit(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	code = run(t.Context(), args, &out, &errs)
+	return code, out.String(), errs.String()
+}
+
+// files lists the names in dir, to see that no temp file is left behind.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestInitWritesTheFilesAndOverwritesOnlyWithForce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new") // init creates it
+	code, stdout, stderr := runInit(t, "init", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if diff := cmp.Diff([]string{"app.conf", "app@.service", "edgeswitch.toml"}, files(t, dir)); diff != "" {
+		t.Errorf("files in DIR (-want +got):\n%s", diff)
+	}
+	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}}
+	for name, tmpl := range map[string]string{"edgeswitch.toml": templates.Config, "app@.service": templates.Unit, "app.conf": templates.Upstream} {
+		want, err := templates.Render(tmpl, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(want), string(got)); diff != "" {
+			t.Errorf("%s is not the rendered %s (-want +got):\n%s", name, tmpl, diff)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, %v; want 0644", name, fi.Mode(), err)
+		}
+	}
+	for _, step := range []string{
+		"cp -n " + dir + "/app@.service /etc/systemd/system/app@.service\n",
+		"systemctl daemon-reload\n",
+		"cp -n " + dir + "/app.conf /etc/nginx/conf.d/app.conf\n",
+		"include /etc/nginx/conf.d/*.conf;\n",
+		"proxy_pass http://app;\n",
+		"cp -n " + dir + "/edgeswitch.toml /etc/edgeswitch/edgeswitch.toml\n",
+		"edgeswitch check\n",
+		"edgeswitch switch --to 4000\n",
+	} {
+		if !strings.Contains(stdout, step) {
+			t.Errorf("next steps lack %q:\n%s", step, stdout)
+		}
+	}
+
+	edited := filepath.Join(dir, "app@.service")
+	if err := os.WriteFile(edited, []byte("edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runInit(t, "init", "--dir", dir)
+	if code != 2 || !strings.Contains(stderr, edited) || !strings.Contains(stderr, "exist; pass --force") {
+		t.Errorf("without --force: exit %d, want 2 naming %s and --force:\n%s", code, edited, stderr)
+	}
+	if b, _ := os.ReadFile(edited); string(b) != "edited\n" {
+		t.Errorf("without --force the file was overwritten: %q", b)
+	}
+
+	code, _, stderr = runInit(t, "init", "--dir", dir, "--force")
+	if b, _ := os.ReadFile(edited); code != 0 || string(b) == "edited\n" {
+		t.Errorf("with --force: exit %d, file %q\n%s", code, b, stderr)
+	}
+	if diff := cmp.Diff([]string{"app.conf", "app@.service", "edgeswitch.toml"}, files(t, dir)); diff != "" {
+		t.Errorf("files in DIR after --force (-want +got):\n%s", diff)
+	}
+}
+
+func TestInitNamesAndPorts(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		app    string
+		server string // the server line of the upstream
+		first  string // the first switch in the next steps
+	}{
+		{"--app names the files", []string{"init", "--app", "shop"}, "shop", "server 127.0.0.1:4000;", "switch --to 4000"},
+		{"the upstream setting is the default app", []string{"--upstream", "web", "init"}, "web", "server 127.0.0.1:4000;", "switch --to 4000"},
+		{"the host and ports settings shape the files", []string{"init", "--host", "::1", "--ports", "5000,5001"}, "app", "server [::1]:5000;", "switch --to 5000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			code, stdout, stderr := runInit(t, append(tt.args, "--dir", dir)...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			want := []string{tt.app + ".conf", tt.app + "@.service", "edgeswitch.toml"}
+			slices.Sort(want)
+			if diff := cmp.Diff(want, files(t, dir)); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+			upstream, _ := os.ReadFile(filepath.Join(dir, tt.app+".conf"))
+			if !strings.Contains(string(upstream), tt.server) {
+				t.Errorf("upstream lacks %q:\n%s", tt.server, upstream)
+			}
+			if !strings.Contains(stdout, tt.first) {
+				t.Errorf("next steps lack %q:\n%s", tt.first, stdout)
+			}
+		})
+	}
+}
+
+func TestInitJSONListsTheFiles(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := runInit(t, "--json", "init", "--dir", dir)
+	want := fmt.Sprintf(`{"wrote":[%q,%q,%q]}`+"\n",
+		filepath.Join(dir, "edgeswitch.toml"), filepath.Join(dir, "app@.service"), filepath.Join(dir, "app.conf"))
+	if code != 0 || stdout != want {
+		t.Errorf("exit %d, stdout %q, want %q\n%s", code, stdout, want, stderr)
+	}
+}
+
+func TestInitRefusesBadInputAndWritesNothing(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"an app name with a slash", []string{"init", "--app", "../etc/x"}, `app name "../etc/x"`},
+		{"three ports", []string{"init", "--ports", "4000,4001,4002"}, "exactly two ports"},
+		{"equal ports", []string{"init", "--ports", "4000,4000"}, "both slot ports are 4000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			code, _, stderr := runInit(t, append(tt.args, "--dir", dir)...)
+			if code != 2 || !strings.Contains(stderr, tt.says) {
+				t.Errorf("exit %d, want 2 with %q in:\n%s", code, tt.says, stderr)
+			}
+			if names := files(t, dir); len(names) > 0 {
+				t.Errorf("wrote %v", names)
+			}
+		})
+	}
+}
+
+// kebab turns a settings field name into its flag and key, as kong does:
+// HealthPath -> health-path.
+func kebab(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) && i > 0 {
+			b.WriteByte('-')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+// hooksOn uncomments the hook examples of the example config.
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch) = )`)
+
+// TestInitConfigHoldsEverySettingWithItsDefault keeps the example config in
+// step with the settings struct: one key per setting (the hooks commented
+// out), none other; read through the CLI's own loader it changes nothing
+// from the defaults, and its hook examples load as hooks.
+func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := runInit(t, "init", "--dir", dir); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	path := filepath.Join(dir, "edgeswitch.toml")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withHooks := filepath.Join(dir, "hooks.toml")
+	if err := os.WriteFile(withHooks, hooksOn.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var keys map[string]any
+	if err := toml.Unmarshal(hooksOn.ReplaceAll(text, []byte("$1")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	st := reflect.TypeFor[settings]()
+	for i := range st.NumField() {
+		want = append(want, kebab(st.Field(i).Name))
+	}
+	for k := range keys {
+		got = append(got, k)
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("keys of edgeswitch.toml, hooks uncommented, against the settings (-settings +keys):\n%s", diff)
+	}
+
+	parse := func(file string) settings {
+		t.Helper()
+		var opts []kong.Option
+		if file != "" {
+			conf, err := loadConfig(file, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts = append(opts, kong.Resolvers(conf))
+		}
+		var c cli
+		p, err := kong.New(&c, append(opts, defaultVars())...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse([]string{"switch"}); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		return c.settings
+	}
+	defaults := parse("")
+	if diff := cmp.Diff(defaults, parse(path)); diff != "" {
+		t.Errorf("the example config changes settings from their defaults (-defaults +file):\n%s", diff)
+	}
+	hooked := defaults
+	hooked.PreStart = []string{"/usr/local/bin/install-build", "--slot"}
+	hooked.PostSwitch = []string{"/usr/local/bin/notify", "deployed"}
+	if diff := cmp.Diff(hooked, parse(withHooks)); diff != "" {
+		t.Errorf("the hook examples, uncommented (-want +got):\n%s", diff)
+	}
+
+	// And the whole CLI takes both: refusing --to 1 comes after the file
+	// is loaded and checked, and before anything needs D-Bus.
+	for _, file := range []string{path, withHooks} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), []string{"-c", file, "switch", "--to", "1"}, &stdout, &stderr); code != 2 ||
+			!strings.Contains(stderr.String(), "--to 1 is not a slot; pass --to 4000 or --to 4001") {
+			t.Errorf("run -c %s: exit %d\n%s", file, code, stderr.String())
+		}
+	}
+}

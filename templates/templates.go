@@ -1,0 +1,91 @@
+// Package templates holds the files that edgeswitch init writes: an example
+// config, a systemd template unit for the app's two slots and the nginx
+// upstream block that edgeswitch switches. They are embedded text/templates,
+// so that the binary alone can set up a new host, and they are rendered from
+// a few values (Data) rather than copied, so that the unit name, the upstream
+// name and the ports agree with each other and with the config.
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"text/template"
+)
+
+// The names of the templates, for Render.
+const (
+	Config   = "edgeswitch.toml.tmpl" // the settings file, /etc/edgeswitch/edgeswitch.toml
+	Unit     = "app@.service.tmpl"    // the template unit <app>@.service; the instance is the port
+	Upstream = "upstream.conf.tmpl"   // the upstream block, an include such as conf.d/<app>.conf
+)
+
+//go:embed *.tmpl
+var files embed.FS
+
+// parsed panics as the program starts if a template does not parse, and the
+// tests render each one, so a broken template never reaches a user.
+var parsed = template.Must(template.New("").Option("missingkey=error").ParseFS(files, "*.tmpl"))
+
+// Data is what the templates are rendered from.
+type Data struct {
+	// App names the upstream block, the unit (<App>@.service) and the slot
+	// directories (/srv/<App>/<port>). See Check for what it may contain.
+	App string
+	// Host is the address the slots listen on, as in the host setting
+	// (default 127.0.0.1): an IP address or a host name.
+	Host string
+	// Ports are the two slot ports, as in the ports setting; the upstream
+	// starts out listing Ports[0].
+	Ports [2]int
+}
+
+// appName is what one name can be at once: an nginx upstream name without
+// quoting, the prefix of a systemd unit name and a file name.
+var appName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// hostName is a DNS name; anything else that is not an IP address would
+// break the server line of the upstream.
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+
+// Check refuses values that would render files that do not work, such as an
+// app name with a slash or a space, before anything is written.
+func (d Data) Check() error {
+	if !appName.MatchString(d.App) {
+		return fmt.Errorf("app name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", d.App)
+	}
+	if net.ParseIP(d.Host) == nil && !hostName.MatchString(d.Host) {
+		return fmt.Errorf("host %q is neither an IP address nor a host name; slots listen on an address such as 127.0.0.1", d.Host)
+	}
+	for _, p := range d.Ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("port %d is out of range 1-65535", p)
+		}
+	}
+	if d.Ports[0] == d.Ports[1] {
+		return fmt.Errorf("both slot ports are %d; the slots need two different ports", d.Ports[0])
+	}
+	return nil
+}
+
+// Addr is host:port of slot i (0 or 1), with brackets for IPv6, as nginx
+// writes it in a server line.
+func (d Data) Addr(i int) string {
+	return net.JoinHostPort(d.Host, strconv.Itoa(d.Ports[i]))
+}
+
+// Render renders the template name (Config, Unit or Upstream) with d, after
+// d.Check.
+func Render(name string, d Data) ([]byte, error) {
+	if err := d.Check(); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := parsed.ExecuteTemplate(&b, name, d); err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
