@@ -2,7 +2,6 @@ package swap
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/nginx"
@@ -18,6 +17,7 @@ type Status struct {
 	Listed   []int        `json:"listed"`
 	Slots    []SlotStatus `json:"slots"`
 	Nginx    NginxStatus  `json:"nginx"`
+	Pending  *Pending     `json:"pending"` // a switch that did not finish (crash); run switch again to finish it
 	Last     *Record      `json:"last"`    // the last switch attempt, if any
 	History  []Record     `json:"history"` // the last few attempts, oldest first
 }
@@ -72,6 +72,9 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 			st.Nginx.Workers = len(gen.Workers) - st.Nginx.Draining
 		}
 	}
+	if st.Pending, err = readPending(o.StateDir, o.Upstream); err != nil {
+		return nil, err
+	}
 	hist, err := History(o.StateDir, o.Upstream)
 	if err != nil {
 		return nil, err
@@ -97,16 +100,4 @@ func slotStatus(ctx context.Context, o Options, env Env, port int) SlotStatus {
 	}
 	s.Healthy, s.Answer = newHealthCheck(o, port, env.HTTP).probe(ctx)
 	return s
-}
-
-// Describe says in a few words where the traffic goes, for people.
-func (st *Status) Describe() string {
-	switch {
-	case st.Live != nil:
-		return fmt.Sprintf("slot %d", *st.Live)
-	case len(st.Listed) > 1:
-		return fmt.Sprintf("slots %v (both listed; the first switch picks one)", st.Listed)
-	default:
-		return "none"
-	}
 }

@@ -48,9 +48,10 @@ type switcher struct {
 
 	block    *upstream.Block
 	edit     *upstream.Edit
-	targetIn bool // the target was listed before: it may carry traffic, never stop it
-	started  bool // this switch started the target: stop it on failure
-	written  bool // the upstream file holds the new bytes
+	targetIn bool     // the target was listed before: it may carry traffic, never stop it
+	started  bool     // this switch started the target: stop it on failure
+	written  bool     // the upstream file holds the new bytes
+	resumed  *Pending // the record of an earlier switch that did not finish
 	steps    []StepTime
 }
 
@@ -74,6 +75,11 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	}
 	defer release()
 	err = s.run(ctx)
+	if err == nil && !req.DryRun {
+		if cerr := clearPending(o.StateDir, o.Upstream); cerr != nil {
+			env.report(Event{Step: "record", Warn: true, Detail: cerr.Error()})
+		}
+	}
 	if !req.DryRun && s.block != nil && s.res.To != 0 {
 		s.record(start, err)
 	}
@@ -227,6 +233,19 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 			state[p] = u.Active
 		}
 		to := s.req.To
+		resumed, err := readPending(o.StateDir, o.Upstream)
+		if err != nil {
+			return "", Usage(err)
+		}
+		if s.resumed = resumed; resumed != nil {
+			// An earlier switch stopped half-way: nginx may still route to
+			// either slot, so neither is restarted, and by default the
+			// switch is finished in the direction it was going.
+			s.req.Reuse = true
+			if to == 0 {
+				to = resumed.To
+			}
+		}
 		if to == 0 {
 			live, ok := s.block.Live()
 			switch {
@@ -259,6 +278,9 @@ func (s *switcher) decide(ctx context.Context) func() (string, error) {
 		if slices.Equal(listed, []int{to}) && running(state[to]) && !running(state[from]) {
 			s.res.Unchanged = true
 			return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", to, from), nil
+		}
+		if resumed != nil {
+			return fmt.Sprintf("%d -> %d (an earlier switch %d -> %d did not finish, since %s)", from, to, resumed.From, resumed.To, resumed.Time), nil
 		}
 		return fmt.Sprintf("%d -> %d", from, to), nil
 	}
@@ -344,6 +366,13 @@ func (s *switcher) validate(ctx context.Context) (string, error) {
 	if now, err := os.ReadFile(s.edit.File); err != nil || !bytes.Equal(now, s.edit.Old) {
 		return "", fmt.Errorf("%s changed while the new slot started (%v); run the switch again", s.edit.File, err)
 	}
+	// The record goes first, so that a crash from here on is resumed the
+	// right way by the next run.
+	if err := writePending(s.o.StateDir, s.o.Upstream, Pending{
+		From: s.res.From, To: s.res.To, File: s.edit.File, Time: s.env.Now().UTC().Format(time.RFC3339),
+	}); err != nil {
+		return "", fmt.Errorf("record the pending switch in %s: %w", s.o.StateDir, err)
+	}
 	// Set before the write: an error after the rename (fsync of the
 	// directory) still leaves the new bytes in place, and restoring the
 	// original twice is harmless.
@@ -375,6 +404,13 @@ func (s *switcher) undo(cause error) error {
 		unit := s.o.SlotUnit(s.res.To)
 		if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
 			stuck = append(stuck, fmt.Errorf("stop %s: %w; traffic stays where it was, stop it by hand: %s stop %s", unit, err, s.o.systemctl(), unit))
+		}
+	}
+	// This run's own record goes once its file is restored; one left by an
+	// earlier, unfinished switch stays until that switch is finished.
+	if len(stuck) == 0 && s.resumed == nil {
+		if err := clearPending(s.o.StateDir, s.o.Upstream); err != nil {
+			stuck = append(stuck, err)
 		}
 	}
 	s.env.report(Event{Step: "rollback", Detail: "traffic stays where it was"})

@@ -78,8 +78,10 @@ func edgeswitch(t *testing.T, e *testedge.Edge, args ...string) result {
 	return r
 }
 
-func edgeFlags(e *testedge.Edge) []string {
-	return []string{
+// edgeFlags are the settings that point edgeswitch at the edge; extra
+// flags come last, so they win.
+func edgeFlags(e *testedge.Edge, extra ...string) []string {
+	return append([]string{
 		"--user",
 		"--nginx-conf", e.NginxConf,
 		"--nginx-bin", testedge.NginxBin,
@@ -89,7 +91,7 @@ func edgeFlags(e *testedge.Edge) []string {
 		"--health-path", "/health",
 		"--health-timeout", "5s",
 		"--state-dir", e.StateDir,
-	}
+	}, extra...)
 }
 
 // slotOf asks nginx which slot answers now.

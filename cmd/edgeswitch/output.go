@@ -109,6 +109,9 @@ func (p *printer) status(st *swap.Status) {
 		}
 		fmt.Fprintf(w, "slot %-5d%s  %s (%s)%s%s\n", s.Port, s.Unit, s.Active, s.Sub, since, health)
 	}
+	if pd := st.Pending; pd != nil {
+		fmt.Fprintf(w, "pending   switch %d -> %d since %s did not finish: nginx may still route to either slot; run edgeswitch switch to finish it\n", pd.From, pd.To, pd.Time)
+	}
 	n := st.Nginx
 	fmt.Fprintf(w, "nginx     %s %s, master %d, %d workers, %d shutting down\n", n.Unit, n.Active, n.MasterPID, n.Workers, n.Draining)
 	if len(st.History) == 0 {

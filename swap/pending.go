@@ -1,0 +1,66 @@
+package swap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Pending is the record of a switch that has started to write the upstream
+// file and not finished. It lives in the state dir from just before the
+// write until the switch is done or undone, so that a run after a crash
+// (SIGKILL, power loss) knows which way the half-done switch was going.
+type Pending struct {
+	From int    `json:"from"`
+	To   int    `json:"to"`
+	File string `json:"file"`
+	Time string `json:"time"`
+}
+
+func pendingPath(stateDir, upstream string) string {
+	return filepath.Join(stateDir, upstream+".pending")
+}
+
+// readPending returns the pending record of upstream, or nil.
+func readPending(stateDir, upstream string) (*Pending, error) {
+	data, err := os.ReadFile(pendingPath(stateDir, upstream))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Pending
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w; remove it if no switch is running", pendingPath(stateDir, upstream), err)
+	}
+	return &p, nil
+}
+
+// writePending stores p durably before the upstream file is touched.
+func writePending(stateDir, upstream string, p Pending) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	path := pendingPath(stateDir, upstream)
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+func clearPending(stateDir, upstream string) error {
+	err := os.Remove(pendingPath(stateDir, upstream))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
