@@ -43,6 +43,11 @@ bench: deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTo -fuzztime 2m ./upstream/
 
+# soak switches 200 times in a row under load and checks for leaks.
+.PHONY: soak
+soak: deps
+	$(GO) test -count=1 -timeout 30m -run TestSoak -v ./cmd/edgeswitch/ -soak 200
+
 # demo brings up a sandbox edge, switches under load and tears it down.
 .PHONY: demo
 demo: deps build

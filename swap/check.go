@@ -2,6 +2,7 @@ package swap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,10 +92,11 @@ func slotLoaded(ctx context.Context, o Options, env Env, port int) error {
 }
 
 func nginxTest(ctx context.Context, o Options, env Env) error {
-	if err := nginx.Test(ctx, env.Run, o.NginxBin, o.NginxConf); err != nil {
+	err := nginx.Test(ctx, env.Run, o.NginxBin, o.NginxConf)
+	if errors.Is(err, nginx.ErrInvalid) {
 		return fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", err)
 	}
-	return nil
+	return err
 }
 
 // stateDirWritable checks, without creating anything, that the state dir

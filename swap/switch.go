@@ -393,7 +393,15 @@ func (s *switcher) undo(cause error) error {
 	defer cancel()
 	var stuck []error
 	if s.written {
-		if err := nginx.WriteFileAtomic(s.edit.File, s.edit.Old); err != nil {
+		err := nginx.WriteFileAtomic(s.edit.File, s.edit.Old)
+		if err != nil {
+			// A write that failed before its rename (read-only or full file
+			// system) never replaced the file: nothing to restore.
+			if now, rerr := os.ReadFile(s.edit.File); rerr == nil && bytes.Equal(now, s.edit.Old) {
+				err = nil
+			}
+		}
+		if err != nil {
 			stuck = append(stuck, fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists slot %d: run edgeswitch switch --to %d to finish, or restore it by hand",
 				s.edit.File, err, s.res.To, s.res.To))
 		} else {

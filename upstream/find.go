@@ -64,7 +64,7 @@ type walker struct {
 func (w *walker) file(path string) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%w: %w; check the path and that edgeswitch may read it", ErrParse, err)
+		return fmt.Errorf("%w: %w; check the path (the nginx-conf setting, or the include that names it) and that edgeswitch may read it", ErrParse, err)
 	}
 	w.open[path] = true
 	defer delete(w.open, path)

@@ -73,7 +73,7 @@ func (s settings) options() (swap.Options, error) {
 }
 
 type switchCmd struct {
-	To      int  `placeholder:"PORT" help:"Slot to move traffic to (default: the one that is not live)."`
+	To      *int `placeholder:"PORT" help:"Slot to move traffic to (default: the one that is not live)."`
 	DryRun  bool `help:"Show the config diff and change nothing."`
 	KeepOld bool `help:"Leave the old slot running, for an instant rollback."`
 }
@@ -83,14 +83,18 @@ func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	if err != nil {
 		return err
 	}
-	if c.To != 0 && !o.Slots().Has(c.To) {
-		return swap.Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", c.To, o.Ports[0], o.Ports[1]))
+	req := swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}
+	if c.To != nil {
+		if !o.Slots().Has(*c.To) {
+			return swap.Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", *c.To, o.Ports[0], o.Ports[1]))
+		}
+		req.To = *c.To
 	}
 	env, err := d.env(ctx, g.User)
 	if err != nil {
 		return err
 	}
-	res, err := swap.Switch(ctx, o, swap.Request{To: c.To, DryRun: c.DryRun, KeepOld: c.KeepOld}, env)
+	res, err := swap.Switch(ctx, o, req, env)
 	if err == nil {
 		d.out.result(res, c.DryRun)
 	}
@@ -264,7 +268,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var first cli
 	if _, err := parse(&first); exit >= 0 || err != nil {
 		if exit < 0 {
-			fmt.Fprintln(stderr, "edgeswitch:", err)
+			fmt.Fprintf(stderr, "edgeswitch: %v; run edgeswitch --help for the usage\n", err)
 			exit = 2
 		}
 		return exit
