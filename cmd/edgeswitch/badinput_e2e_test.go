@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -32,20 +30,7 @@ var fixWords = regexp.MustCompile(`\b(set|pass|install|create|fix|start|free|kee
 // win over the edge's).
 func runBad(t *testing.T, e *testedge.Edge, override map[string]string, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary(t), append(args, flagsWith(e, override)...)...)
-	cmd.Env = append(append(os.Environ(), e.Env...), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return r
+	return runWith(t, append(e.Env, env...), append(args, flagsWith(e, override)...)...)
 }
 
 // flagsWith is edgeFlags(e) with the values of the flags in override
@@ -528,20 +513,7 @@ func TestSwitchThroughASymlinkedUpstreamFile(t *testing.T) {
 	}
 	want := strings.Replace(string(old), serverLine(e.Ports[0]), serverLine(e.Ports[1]), 1)
 	before := hashTree(t, filepath.Dir(e.NginxConf))
-	load := startLoad(t, e, 8, http.MethodGet, "/")
-
-	r := edgeswitch(t, e, "switch")
-
-	stats := load.Stop()
-	if r.code != 0 {
-		t.Fatalf("exit %d, want 0:\n%s", r.code, r.stderr)
-	}
-	if stats.Failed != 0 {
-		t.Errorf("traffic was interrupted: %s", stats)
-	}
-	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[1]) {
-		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[1])
-	}
+	switchUnderLoad(t, e)
 	fi, err := os.Lstat(e.UpstreamFile)
 	switch {
 	case err != nil:
@@ -580,20 +552,7 @@ func TestSwitchKeepsCRLFLineEndings(t *testing.T) {
 	}
 	want := strings.Replace(string(old), serverLine(e.Ports[0]), serverLine(e.Ports[1]), 1)
 	before := hashTree(t, filepath.Dir(e.NginxConf))
-	load := startLoad(t, e, 8, http.MethodGet, "/")
-
-	r := edgeswitch(t, e, "switch")
-
-	stats := load.Stop()
-	if r.code != 0 {
-		t.Fatalf("exit %d, want 0:\n%s", r.code, r.stderr)
-	}
-	if stats.Failed != 0 {
-		t.Errorf("traffic was interrupted: %s", stats)
-	}
-	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[1]) {
-		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[1])
-	}
+	switchUnderLoad(t, e)
 	got, err := os.ReadFile(e.UpstreamFile)
 	if err != nil {
 		t.Fatal(err)
@@ -632,5 +591,23 @@ func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// switchUnderLoad switches to the second slot under light load and checks
+// that it succeeded without a failed request.
+func switchUnderLoad(t *testing.T, e *testedge.Edge) {
+	t.Helper()
+	load := startLoad(t, e, 8, http.MethodGet, "/")
+	r := edgeswitch(t, e, "switch")
+	stats := load.Stop()
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", r.code, r.stderr)
+	}
+	if stats.Failed != 0 {
+		t.Errorf("traffic was interrupted: %s", stats)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[1]) {
+		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[1])
 	}
 }

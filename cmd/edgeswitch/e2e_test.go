@@ -62,8 +62,14 @@ type result struct {
 // edgeswitch runs the binary with the settings that point it at the edge.
 func edgeswitch(t *testing.T, e *testedge.Edge, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary(t), append(args, edgeFlags(e)...)...)
-	cmd.Env = append(os.Environ(), e.Env...)
+	return runWith(t, e.Env, append(args, edgeFlags(e)...)...)
+}
+
+// runWith runs the binary with args and env added to the environment.
+func runWith(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
