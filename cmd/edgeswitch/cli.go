@@ -79,20 +79,18 @@ type switchCmd struct {
 }
 
 func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, err := g.options()
-	if err != nil {
-		return err
-	}
 	req := swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}
-	if c.To != nil {
-		if !o.Slots().Has(*c.To) {
+	o, env, err := d.setup(ctx, g, func(o swap.Options) error {
+		if c.To != nil && !o.Slots().Has(*c.To) {
 			return swap.Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", *c.To, o.Ports[0], o.Ports[1]))
 		}
-		req.To = *c.To
-	}
-	env, err := d.env(ctx, g.User)
+		return nil
+	})
 	if err != nil {
 		return err
+	}
+	if c.To != nil {
+		req.To = *c.To
 	}
 	res, err := swap.Switch(ctx, o, req, env)
 	if err == nil {
@@ -107,11 +105,7 @@ type rollbackCmd struct {
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, err := g.options()
-	if err != nil {
-		return err
-	}
-	env, err := d.env(ctx, g.User)
+	o, env, err := d.setup(ctx, g, nil)
 	if err != nil {
 		return err
 	}
@@ -125,11 +119,7 @@ func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
 type statusCmd struct{}
 
 func (c *statusCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, err := g.options()
-	if err != nil {
-		return err
-	}
-	env, err := d.env(ctx, g.User)
+	o, env, err := d.setup(ctx, g, nil)
 	if err != nil {
 		return err
 	}
@@ -182,6 +172,20 @@ type deps struct {
 	out    *printer
 	conn   *dbus.Conn
 	config string // which config file was read, for check
+}
+
+// setup turns the settings into options, checks them (and with check, what
+// the command adds) before connecting to D-Bus, then connects.
+func (d *deps) setup(ctx context.Context, g *cli, check func(swap.Options) error) (swap.Options, swap.Env, error) {
+	o, err := g.options()
+	if err == nil && check != nil {
+		err = check(o)
+	}
+	if err != nil {
+		return o, swap.Env{}, err
+	}
+	env, err := d.env(ctx, g.User)
+	return o, env, err
 }
 
 func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
