@@ -12,21 +12,6 @@ import (
 type Systemd interface {
 	ReloadUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	GetServicePropertyContext(ctx context.Context, unit string, propertyName string) (*dbus.Property, error)
-	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
-}
-
-// ActiveState returns the unit's ActiveState: "active", "reloading",
-// "inactive", "failed", "activating" or "deactivating".
-func ActiveState(ctx context.Context, sd Systemd, unit string) (string, error) {
-	props, err := sd.GetUnitPropertiesContext(ctx, unit)
-	if err != nil {
-		return "", fmt.Errorf("get properties of %s: %w", unit, err)
-	}
-	state, ok := props["ActiveState"].(string)
-	if !ok {
-		return "", fmt.Errorf("get properties of %s: no ActiveState", unit)
-	}
-	return state, nil
 }
 
 // MainPID returns the PID of the unit's main process, for nginx its master.

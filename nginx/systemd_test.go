@@ -16,7 +16,6 @@ import (
 type fakeSystemd struct {
 	job     string
 	err     error // returned by every call
-	props   map[string]any
 	mainPID any
 	calls   []string
 }
@@ -38,11 +37,6 @@ func (f *fakeSystemd) GetServicePropertyContext(ctx context.Context, unit string
 		return nil, f.err
 	}
 	return &dbus.Property{Name: propertyName, Value: godbus.MakeVariant(f.mainPID)}, nil
-}
-
-func (f *fakeSystemd) GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error) {
-	f.calls = append(f.calls, "properties "+unit)
-	return f.props, f.err
 }
 
 var _ Systemd = (*dbus.Conn)(nil)
@@ -132,45 +126,6 @@ func TestMainPID(t *testing.T) {
 			}
 			if diff := cmp.Diff([]string{"get nginx.service MainPID"}, tt.sd.calls); diff != "" {
 				t.Errorf("calls (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestActiveState(t *testing.T) {
-	tests := []struct {
-		name    string
-		sd      fakeSystemd
-		want    string
-		wantMsg string
-	}{
-		{
-			name: "the state comes from the unit's properties",
-			sd:   fakeSystemd{props: map[string]any{"Id": "nginx.service", "ActiveState": "active"}},
-			want: "active",
-		},
-		{
-			name: "a failed unit says so",
-			sd:   fakeSystemd{props: map[string]any{"ActiveState": "failed"}},
-			want: "failed",
-		},
-		{
-			name:    "properties without a state are an error",
-			sd:      fakeSystemd{props: map[string]any{"Id": "nginx.service"}},
-			wantMsg: "get properties of nginx.service: no ActiveState",
-		},
-		{
-			name:    "a D-Bus error names the unit",
-			sd:      fakeSystemd{err: errors.New("connection closed")},
-			wantMsg: "get properties of nginx.service: connection closed",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ActiveState(t.Context(), &tt.sd, "nginx.service")
-			checkErr(t, err, nil, tt.wantMsg)
-			if got != tt.want {
-				t.Errorf("got state %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -156,6 +156,7 @@ func parseStatus(s string) ([]statusRange, error) {
 // app slots; nginx is only ever reloaded.
 type Systemd interface {
 	nginx.Systemd
+	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
