@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	srv := &http.Server{Handler: newHandler(c, start, time.Now), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stderr, "demoapp: slot %s listening on %s\n", c.slot, ln.Addr())
+	fmt.Fprintf(stderr, "demoapp: slot %s listening on %s; %s\n", c.slot, ln.Addr(), bootTimes(c, start, time.Now()))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -109,6 +109,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "demoapp: slot %s stopped\n", c.slot)
 	return 0
+}
+
+// bootTimes says when the app started and from when /health answers 200,
+// so benchmarks can take the app's own readiness time out of a switch's.
+func bootTimes(c config, start, listening time.Time) string {
+	healthy := "never healthy"
+	if !c.neverReady {
+		at := start.Add(c.readyAfter)
+		if listening.After(at) {
+			at = listening
+		}
+		healthy = "healthy from " + at.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("started %s, %s", start.UTC().Format(time.RFC3339Nano), healthy)
 }
 
 // newHandler serves every path; now is the clock used for -ready-after.

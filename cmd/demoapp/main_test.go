@@ -184,3 +184,28 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+func TestBootTimes(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		cfg       config
+		listening time.Duration
+		want      string
+	}{
+		{"healthy once listening", config{}, 5 * time.Millisecond,
+			"started 2026-01-01T00:00:00Z, healthy from 2026-01-01T00:00:00.005Z"},
+		{"ready-after later than listening", config{readyAfter: 250 * time.Millisecond}, 5 * time.Millisecond,
+			"started 2026-01-01T00:00:00Z, healthy from 2026-01-01T00:00:00.25Z"},
+		{"a slow boot outlasts ready-after", config{readyAfter: time.Millisecond, bootDelay: time.Second}, time.Second,
+			"started 2026-01-01T00:00:00Z, healthy from 2026-01-01T00:00:01Z"},
+		{"never ready", config{neverReady: true}, 0, "started 2026-01-01T00:00:00Z, never healthy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := bootTimes(tt.cfg, start, start.Add(tt.listening)); got != tt.want {
+				t.Errorf("got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -33,7 +33,7 @@ var (
 )
 
 // binary builds edgeswitch once per test process.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "edgeswitch-e2e-")
@@ -60,13 +60,13 @@ type result struct {
 }
 
 // edgeswitch runs the binary with the settings that point it at the edge.
-func edgeswitch(t *testing.T, e *testedge.Edge, args ...string) result {
+func edgeswitch(t testing.TB, e *testedge.Edge, args ...string) result {
 	t.Helper()
 	return runWith(t, e.Env, append(args, edgeFlags(e)...)...)
 }
 
 // runWith runs the binary with args and env added to the environment.
-func runWith(t *testing.T, env []string, args ...string) result {
+func runWith(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -138,7 +138,7 @@ func hashTree(t *testing.T, dir string) map[string]string {
 
 // startLoad drives clients keep-alive clients through nginx until the test
 // stops it.
-func startLoad(t *testing.T, e *testedge.Edge, clients int, method, path string) *testedge.Load {
+func startLoad(t testing.TB, e *testedge.Edge, clients int, method, path string) *testedge.Load {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	t.Cleanup(cancel)

@@ -59,6 +59,7 @@ type Edge struct {
 	AppUnit      string   // es-<id>-app@.service; the instance is the port
 	Ports        [2]int
 	ListenAddr   string // 127.0.0.1:<port> where nginx listens
+	PIDFile      string // nginx's master PID
 	StateDir     string // empty directory for edgeswitch's state-dir
 
 	id        string
@@ -144,6 +145,7 @@ func newEdge(o Options) (*Edge, error) {
 		AppUnit:      "es-" + id + "-app@.service",
 		Ports:        ports,
 		ListenAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)),
+		PIDFile:      filepath.Join(dir, "nginx", "nginx.pid"),
 		StateDir:     filepath.Join(dir, "state"),
 		id:           id,
 		appArgs:      slices.Clone(o.AppArgs),
@@ -298,6 +300,37 @@ func (e *Edge) appSlice() string {
 	return "app-" + strings.ReplaceAll(prefix, "-", `\x2d`) + ".slice"
 }
 
+// Boot is one start of a slot's app, as the app logged it.
+type Boot struct {
+	Started time.Time
+	Healthy time.Time // from when /health answers 200; zero if never
+}
+
+// LastBoot reads the latest start of slot port from its app log.
+func (e *Edge) LastBoot(port int) (Boot, error) {
+	data, err := os.ReadFile(e.appLog(port))
+	if err != nil {
+		return Boot{}, err
+	}
+	const mark = "; started "
+	i := strings.LastIndex(string(data), mark)
+	if i < 0 {
+		return Boot{}, fmt.Errorf("%s has no start line", e.appLog(port))
+	}
+	line, _, _ := strings.Cut(string(data[i+len(mark):]), "\n")
+	started, healthy, _ := strings.Cut(line, ", ")
+	var b Boot
+	if b.Started, err = time.Parse(time.RFC3339Nano, started); err != nil {
+		return Boot{}, fmt.Errorf("start line of %s: %w", e.appLog(port), err)
+	}
+	if at, ok := strings.CutPrefix(healthy, "healthy from "); ok {
+		if b.Healthy, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return Boot{}, fmt.Errorf("start line of %s: %w", e.appLog(port), err)
+		}
+	}
+	return b, nil
+}
+
 func (e *Edge) appLog(port int) string {
 	return filepath.Join(e.Dir, "app-"+strconv.Itoa(port)+".log")
 }
@@ -324,7 +357,7 @@ func (e *Edge) writeNginxConfig() error {
 	main := fmt.Sprintf(`# nginx for test edge %[1]s (internal/testedge); absolute paths, nothing outside %[2]s.
 user root;
 worker_processes 2;
-pid %[2]s/nginx.pid;
+pid %[3]s;
 error_log %[2]s/error.log notice;
 
 events {
@@ -341,7 +374,7 @@ http {
 
     include %[2]s/conf.d/*.conf;
 }
-`, e.id, n)
+`, e.id, n, e.PIDFile)
 	app := fmt.Sprintf(`upstream app {
     server 127.0.0.1:%d;
     keepalive 16;
@@ -372,7 +405,7 @@ Description=nginx of test edge %[1]s
 
 [Service]
 Type=forking
-PIDFile=%[2]s/nginx.pid
+PIDFile=%[5]s
 ExecStartPre=%[3]s -t -q -e %[2]s/error.log -c %[4]s
 ExecStart=%[3]s -e %[2]s/error.log -c %[4]s
 ExecReload=%[3]s -e %[2]s/error.log -c %[4]s -s reload
@@ -382,13 +415,15 @@ KillMode=mixed
 TimeoutStopSec=10
 StandardOutput=append:%[2]s/unit.log
 StandardError=inherit
-`, e.id, n, NginxBin, e.NginxConf)
+`, e.id, n, NginxBin, e.NginxConf, e.PIDFile)
 	args := ""
 	for _, a := range e.appArgs {
 		args += " " + execQuote(a)
 	}
 	app := fmt.Sprintf(`[Unit]
 Description=app slot %%i of test edge %[1]s
+# Benchmarks start each slot many times in ten seconds.
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple

@@ -212,3 +212,31 @@ func processesUnder(t *testing.T, dir string) []string {
 	}
 	return found
 }
+
+func TestLastBoot(t *testing.T) {
+	e := &Edge{Dir: t.TempDir()}
+	log := `demoapp: slot 4000 listening on 127.0.0.1:4000; started 2026-01-01T00:00:00Z, healthy from 2026-01-01T00:00:00.25Z
+demoapp: slot 4000 stopped
+demoapp: slot 4000 listening on 127.0.0.1:4000; started 2026-01-01T00:01:00Z, healthy from 2026-01-01T00:01:00.3Z
+demoapp: slot 4000 listening on 127.0.0.1:4000; started 2026-01-01T00:02:00Z, never healthy
+`
+	if err := os.WriteFile(e.appLog(4000), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.LastBoot(4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2026, 1, 1, 0, 2, 0, 0, time.UTC); !b.Started.Equal(want) || !b.Healthy.IsZero() {
+		t.Errorf("got %+v, want started %s and never healthy", b, want)
+	}
+	if err := os.WriteFile(e.appLog(4000), []byte(log[:strings.Index(log, "demoapp: slot 4000 listening on 127.0.0.1:4000; started 2026-01-01T00:02")]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = e.LastBoot(4000); err != nil || b.Healthy.Sub(b.Started) != 300*time.Millisecond {
+		t.Errorf("got %+v, %v; want healthy 300ms after the second start", b, err)
+	}
+	if _, err := e.LastBoot(4001); err == nil {
+		t.Error("no log: want an error")
+	}
+}

@@ -110,9 +110,10 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte) {
 		if err != nil && ctx.Err() != nil {
 			return // cut short by Stop: not the server's failure
 		}
-		l.record(resp, err)
-		if err != nil {
-			// Do not spin on a server that is down.
+		if l.record(resp, err) {
+			// Do not spin on a server that is down: a 502 comes back in
+			// microseconds, and counting thousands of them would measure
+			// the client's loop, not the outage.
 			select {
 			case <-ctx.Done():
 			case <-time.After(10 * time.Millisecond):
@@ -121,20 +122,22 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte) {
 	}
 }
 
-func (l *Load) record(resp *http.Response, err error) {
+// record counts one answer and reports whether it failed.
+func (l *Load) record(resp *http.Response, err error) (failed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Requests++
 	switch {
 	case err != nil:
-		l.stats.Failed++
 		l.stats.Errors[errKind(err)]++
 	case resp.StatusCode >= 500:
-		l.stats.Failed++
 		l.stats.Errors["status "+strconv.Itoa(resp.StatusCode)]++
 	default:
 		l.stats.BySlot[resp.Header.Get("X-Slot")]++
+		return false
 	}
+	l.stats.Failed++
+	return true
 }
 
 // Snapshot returns the counts so far.

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/stats"
+	"github.com/edgeswitch/edgeswitch/internal/testedge"
+)
+
+// The benchmarks run edgeswitch on the sandbox edge beside the switches an
+// operator would otherwise write (testdata/handswitch.sh). `make bench` runs
+// them with -benchtime 20x and writes BENCHMARKS.md from their output
+// (internal/benchreport); an op is one switch.
+
+const (
+	benchClients = 32
+	// benchPath is what the load asks for: an app that takes 10 ms per
+	// request, so requests are always in flight when a slot goes away.
+	benchPath = "/?sleep=10ms"
+	// benchGap lets traffic settle on the new slot between switches.
+	benchGap = 200 * time.Millisecond
+	// healthInterval and workerPoll pace both edgeswitch and the scripts.
+	healthInterval = 100 * time.Millisecond
+	workerPoll     = 20 * time.Millisecond
+)
+
+// strategy is one way to move traffic from slot from to slot to.
+type strategy struct {
+	name    string
+	prepare func(b *testing.B, e *testedge.Edge) // before the load starts; may be nil
+	move    func(b *testing.B, e *testedge.Edge, from, to int)
+}
+
+var strategies = []strategy{
+	{name: "edgeswitch", move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSwitch(b, e) }},
+	{name: "naive", move: script("naive")},
+	{name: "both-listed-kill", prepare: listBothPorts, move: script("kill")},
+	{name: "bare-reload", move: script("reload")},
+}
+
+// BenchmarkFailedRequests counts the requests that fail while 32 keep-alive
+// clients send GETs or POSTs through nginx and each strategy switches b.N
+// times. bare-reload only reloads nginx: the floor for POSTs, which a
+// reload that closes idle keep-alive connections can cut.
+func BenchmarkFailedRequests(b *testing.B) {
+	for _, s := range strategies {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			b.Run("strategy="+s.name+"/method="+method, func(b *testing.B) {
+				e := testedge.New(b, testedge.Options{})
+				if s.prepare != nil {
+					s.prepare(b, e)
+				}
+				load := startLoad(b, e, benchClients, method, benchPath)
+				time.Sleep(benchGap)
+				b.ResetTimer()
+				for i := range b.N {
+					s.move(b, e, e.Ports[i%2], e.Ports[(i+1)%2])
+					b.StopTimer()
+					time.Sleep(benchGap)
+					b.StartTimer()
+				}
+				b.StopTimer()
+				st := load.Stop()
+				b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
+				b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
+				if st.Failed > 0 {
+					b.Logf("%s %s: %s", s.name, method, st)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSwitchOverhead times edgeswitch and the careful hand-written
+// switch, alternating which goes first, each minus the app's own time to
+// become healthy (from its start to its first possible healthy answer). An
+// op is one switch of each, both with the same app readiness.
+func BenchmarkSwitchOverhead(b *testing.B) {
+	e := testedge.New(b, testedge.Options{})
+	var ours, hand, ratio []float64
+	overhead := func(move func(), to int) float64 {
+		start := time.Now()
+		move()
+		wall := time.Since(start)
+		boot := lastBoot(b, e, to)
+		return ms(wall - boot.Healthy.Sub(boot.Started))
+	}
+	ourSwitch := func(to int) float64 { return overhead(func() { benchSwitch(b, e) }, to) }
+	handSwitch := func(from, to int) float64 { return overhead(func() { handswitch(b, e, "careful", from, to) }, to) }
+	a, z := e.Ports[0], e.Ports[1] // each op goes a -> z -> a
+	b.ResetTimer()
+	for i := range b.N {
+		setReadyAfter(b, e, i)
+		var o, h float64
+		if i%2 == 0 {
+			o = ourSwitch(z)
+			h = handSwitch(z, a)
+		} else {
+			h = handSwitch(a, z)
+			o = ourSwitch(a)
+		}
+		ours, hand, ratio = append(ours, o), append(hand, h), append(ratio, o/h)
+	}
+	b.StopTimer()
+	b.ReportMetric(stats.Median(ours), "edgeswitch-ms")
+	b.ReportMetric(stats.Median(hand), "hand-ms")
+	b.ReportMetric(stats.Median(ratio), "ratio")
+}
+
+// BenchmarkReadiness measures how long edgeswitch takes to notice that the
+// new slot became healthy: from the moment the app's /health first answers
+// 200 to the moment edgeswitch reports the health step done. The app's
+// readiness moves across one health interval from switch to switch, so the
+// figures cover every phase against the polling.
+func BenchmarkReadiness(b *testing.B) {
+	e := testedge.New(b, testedge.Options{})
+	var delays []float64
+	for i := range b.N {
+		setReadyAfter(b, e, i)
+		to := e.Ports[(i+1)%2]
+		moved := healthDoneAt(b, e)
+		delays = append(delays, ms(moved.Sub(lastBoot(b, e, to).Healthy)))
+	}
+	b.StopTimer()
+	b.ReportMetric(stats.Median(delays), "delay-ms")
+	b.ReportMetric(slices.Max(delays), "max-delay-ms")
+	b.ReportMetric(ms(healthInterval), "interval-ms")
+}
+
+// setReadyAfter makes the next slots healthy 200 ms after they start, plus
+// a tenth of a health interval more for each op up to the tenth: the phase
+// of readiness against the polling varies, so no switch is lucky or
+// unlucky every time.
+func setReadyAfter(b *testing.B, e *testedge.Edge, op int) {
+	b.Helper()
+	b.StopTimer()
+	defer b.StartTimer()
+	ready := 200*time.Millisecond + healthInterval*time.Duration(op%10)/10
+	if err := e.SetAppArgs(b.Context(), "-ready-after="+ready.String()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchSwitch runs `edgeswitch switch` at the benchmarks' pacing.
+func benchSwitch(b *testing.B, e *testedge.Edge) {
+	b.Helper()
+	if r := runWith(b, e.Env, append([]string{"switch"}, benchFlags(e)...)...); r.code != 0 {
+		b.Fatalf("edgeswitch switch: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func benchFlags(e *testedge.Edge) []string {
+	return edgeFlags(e, "--health-interval", healthInterval.String())
+}
+
+// healthDoneAt runs `edgeswitch switch --json` and returns when its health
+// step's event arrived.
+func healthDoneAt(b *testing.B, e *testedge.Edge) time.Time {
+	b.Helper()
+	cmd := exec.Command(binary(b), append([]string{"switch", "--json"}, benchFlags(e)...)...)
+	cmd.Env = append(os.Environ(), e.Env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var at time.Time
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		var l struct {
+			Event *struct{ Step string }
+		}
+		if json.Unmarshal(lines.Bytes(), &l) == nil && l.Event != nil && l.Event.Step == "health" && at.IsZero() {
+			at = time.Now()
+		}
+	}
+	if err := cmd.Wait(); err != nil || at.IsZero() {
+		b.Fatalf("edgeswitch switch --json: %v (health event seen: %t)\n%s", err, !at.IsZero(), stderr.String())
+	}
+	return at
+}
+
+// script returns a strategy's move that runs handswitch.sh mode.
+func script(mode string) func(b *testing.B, e *testedge.Edge, from, to int) {
+	return func(b *testing.B, e *testedge.Edge, from, to int) { handswitch(b, e, mode, from, to) }
+}
+
+// handswitch runs testdata/handswitch.sh mode against the edge.
+func handswitch(b *testing.B, e *testedge.Edge, mode string, from, to int) {
+	b.Helper()
+	cmd := exec.Command("bash", "testdata/handswitch.sh", mode)
+	cmd.Env = append(os.Environ(), e.Env...)
+	cmd.Env = append(cmd.Env,
+		"FROM="+strconv.Itoa(from), "TO="+strconv.Itoa(to),
+		"APP_UNIT="+e.AppUnit, "NGINX_UNIT="+e.NginxUnit,
+		"NGINX_BIN="+testedge.NginxBin, "NGINX_CONF="+e.NginxConf, "NGINX_PID="+e.PIDFile,
+		"UPSTREAM_FILE="+e.UpstreamFile, "HEALTH_PATH=/health",
+		fmt.Sprintf("INTERVAL=%g", healthInterval.Seconds()), fmt.Sprintf("POLL=%g", workerPoll.Seconds()))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("handswitch.sh %s from %d to %d: %v\n%s", mode, from, to, err, out)
+	}
+}
+
+// listBothPorts gives the edge the layout that lists both slots in the
+// upstream, and reloads nginx with it.
+func listBothPorts(b *testing.B, e *testedge.Edge) {
+	b.Helper()
+	conf, err := os.ReadFile(e.UpstreamFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	one := fmt.Sprintf("server 127.0.0.1:%d;", e.Ports[0])
+	both := fmt.Sprintf("%s\n    server 127.0.0.1:%d;", one, e.Ports[1])
+	if !strings.Contains(string(conf), one) {
+		b.Fatalf("%s does not list %s:\n%s", e.UpstreamFile, one, conf)
+	}
+	if err := os.WriteFile(e.UpstreamFile, []byte(strings.Replace(string(conf), one, both, 1)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	handswitch(b, e, "reload", 0, 0)
+}
+
+func lastBoot(b *testing.B, e *testedge.Edge, port int) testedge.Boot {
+	b.Helper()
+	boot, err := e.LastBoot(port)
+	if err != nil || boot.Healthy.IsZero() {
+		b.Fatalf("slot %d: %+v, %v; want a healthy start in its log", port, boot, err)
+	}
+	return boot
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
