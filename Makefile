@@ -2,6 +2,9 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO      ?= go
+# pipefail: a benchmark that fails must fail make bench, not vanish into tee.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 .PHONY: all
 all: build
@@ -33,10 +36,17 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt wants to change:"; echo "$$out"; exit 1; }
 
-# bench prints the config-scale figures: find + edit + diff beside nginx -t.
+# bench measures edgeswitch on the sandbox edge beside the alternatives
+# (failed requests, switch overhead, readiness delay) and the config scale
+# beside nginx -t, prints the figures and writes BENCHMARKS.md. Each figure
+# is a median over BENCH_COUNT runs; bin/bench.txt keeps the raw output.
+BENCH_COUNT ?= 5
 .PHONY: bench
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 5x ./upstream/
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count $(BENCH_COUNT) -timeout 60m ./cmd/edgeswitch/ | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 5x -count $(BENCH_COUNT) -timeout 30m ./upstream/ | tee -a bin/bench.txt
+	$(GO) run ./internal/benchreport -in bin/bench.txt -out BENCHMARKS.md -nginx /usr/sbin/nginx
 
 # fuzz grows the upstream editor's corpus in upstream/testdata/fuzz.
 .PHONY: fuzz

@@ -74,7 +74,7 @@ func BenchmarkFailedRequests(b *testing.B) {
 				b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
 				b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
 				if st.Failed > 0 {
-					b.Logf("%s %s: %s", s.name, method, st)
+					b.Logf("%s %s, %d switches: %s", s.name, method, b.N, st)
 				}
 			})
 		}
