@@ -133,6 +133,8 @@ func (r *report) failures() string {
 	b.WriteString(`
 Why the others fail: after a reload the old nginx workers keep serving the requests on their connections, and they still proxy to the old slot; stopping it at once (naive) answers those with 502 until the old workers are gone. With both ports listed, nginx has marked the new slot down while it was stopped (connection refused), so when the old one is killed no server is left ("no live upstreams" in nginx's error log) until ` + "`fail_timeout`" + ` passes, and the requests in flight on the killed slot are cut. A reload closes idle keep-alive connections; a POST sent on one just as it closes fails, and a client may not retry a POST on its own: that is the floor no reload avoids.
 
+edgeswitch's switches take longer than the naive ones because they wait for the old workers to exit, which is what keeps those requests from failing.
+
 `)
 	get, okGet := r.res.total(failName("edgeswitch", "GET"), "failed/op")
 	r.add("no GET fails during edgeswitch switches", measured(okGet, fmt.Sprintf("%.0f", get)), okGet && get == 0,
@@ -170,7 +172,7 @@ func (r *report) overhead() string {
 	b.WriteString("| | overhead |\n|---|---|\n")
 	fmt.Fprintf(&b, "| edgeswitch | %s |\n| hand-written | %s |\n| ratio (median of the per-op ratios) | %s |\n\n",
 		measured(ok1, fmt.Sprintf("%.0f ms", ours)), measured(ok2, fmt.Sprintf("%.0f ms", hand)), measured(ok3, fmt.Sprintf("%.2f", ratio)))
-	b.WriteString("The overhead of both is mostly waiting: for the first healthy poll after the app is ready (half an interval on average) and for nginx, whose master lets its old workers go 100 ms after it starts the new ones. edgeswitch's own extra work (a lock, a pending record, a second `nginx -t` before anything starts, unit checks over D-Bus, the history line) costs a few milliseconds.\n\n")
+	b.WriteString("The overhead of both is mostly waiting: for the first healthy poll after the app is ready (half an interval on average) and for nginx, whose master lets its old workers go 100 ms after it starts the new ones. edgeswitch's own extra work (a lock, a pending record, a second `nginx -t` before anything starts, unit checks over D-Bus, the history line) is small beside these waits; its step lines on stderr give each step's time.\n\n")
 	r.add(fmt.Sprintf("switch overhead, edgeswitch over hand-written, ≤ %.1f", maxOverheadRatio), measured(ok3, fmt.Sprintf("%.2f", ratio)), ok3 && ratio <= maxOverheadRatio,
 		"The step durations of `edgeswitch switch` (its stderr) show where the time goes; the preflight `nginx -t` could be skipped when the config is unchanged since the last good switch, and the D-Bus unit checks made once.")
 	return b.String()

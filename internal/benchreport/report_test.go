@@ -1,0 +1,144 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report.golden.md")
+
+var testMachine = machine{
+	Date: "2026-11-24", CPU: "AMD EPYC", OS: "Debian GNU/Linux 12 (bookworm)", Kernel: "6.1.0",
+	Systemd: "252", Nginx: "1.22.1", Go: "go1.26.8", Cores: 2, MemGiB: 23.5,
+}
+
+func TestParse(t *testing.T) {
+	in := `goos: linux
+BenchmarkSwitchOverhead-2   	      20	 942170245 ns/op	       220.1 edgeswitch-ms	         0.8783 ratio
+--- BENCH: BenchmarkSwitchOverhead-2
+    bench_e2e_test.go:77: BenchmarkNotAResult 1 2 3
+BenchmarkScale/servers=1000-16	5	58218849 ns/op	14.40 edgeswitch-ms/op
+BenchmarkSwitchOverhead-2   	      20	 950000000 ns/op	       230.0 edgeswitch-ms	         1.1 ratio
+BenchmarkFailedRequests/strategy=naive/method=GET-2   	--- FAIL: BenchmarkFailedRequests/strategy=naive/method=GET-2
+PASS
+`
+	got, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := results{
+		"BenchmarkSwitchOverhead": {
+			{n: 20, values: map[string]float64{"ns/op": 942170245, "edgeswitch-ms": 220.1, "ratio": 0.8783}},
+			{n: 20, values: map[string]float64{"ns/op": 950000000, "edgeswitch-ms": 230.0, "ratio": 1.1}},
+		},
+		"BenchmarkScale/servers=1000": {{n: 5, values: map[string]float64{"ns/op": 58218849, "edgeswitch-ms/op": 14.40}}},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(run{})); diff != "" {
+		t.Errorf("parse (-want +got):\n%s", diff)
+	}
+	if m, _ := got.median("BenchmarkSwitchOverhead", "ratio"); m != (0.8783+1.1)/2 {
+		t.Errorf("median ratio = %v", m)
+	}
+	if _, ok := got.median("BenchmarkSwitchOverhead", "hand-ms"); ok {
+		t.Error("median of a unit no run reported: want ok false")
+	}
+}
+
+func TestParseRefusesAValueThatIsNotANumber(t *testing.T) {
+	_, err := parse(strings.NewReader("BenchmarkX-2\t20\t12 ns/op\tNaN? ratio\n"))
+	if err == nil || !strings.Contains(err.Error(), `value "NaN?" of ratio`) {
+		t.Errorf("got %v, want an error naming the value and its unit", err)
+	}
+}
+
+func TestTotalScalesByIterations(t *testing.T) {
+	res := results{"B": {{n: 20, values: map[string]float64{"failed/op": 0.15}}, {n: 20, values: map[string]float64{"failed/op": 0.05}}, {n: 20, values: map[string]float64{"failed/op": 0.3}}}}
+	if got, _ := res.total("B", "failed/op"); got != 3 {
+		t.Errorf("total = %v, want 3 (median 0.15 per op x 20 ops)", got)
+	}
+}
+
+// TestReport renders testdata/bench.txt; -update rewrites the golden file.
+func TestReport(t *testing.T) {
+	got := render(t, "testdata/bench.txt")
+	golden := filepath.Join("testdata", "report.golden.md")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("report differs from %s (-want +got):\n%s", golden, diff)
+	}
+}
+
+func TestMissedTargetsSayWhatWouldCloseThem(t *testing.T) {
+	raw, err := os.ReadFile("testdata/bench.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	worse := strings.NewReplacer(
+		"0.8783 ratio", "1.5 ratio", "1.010 ratio", "1.4 ratio", "0.9100 ratio", "1.3 ratio",
+		"edgeswitch/method=GET-2         	      20	 289133991 ns/op	         0 failed/op",
+		"edgeswitch/method=GET-2         	      20	 289133991 ns/op	         0.1 failed/op",
+	).Replace(string(raw))
+	res, err := parse(strings.NewReader(worse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := (&report{res: res, m: testMachine}).render()
+	for _, want := range []string{
+		"| switch overhead, edgeswitch over hand-written, ≤ 1.2 | 1.40 | **missed** |",
+		"**Missed: switch overhead, edgeswitch over hand-written, ≤ 1.2.** The step durations",
+		"| no GET fails during edgeswitch switches | 2 | **missed** |",
+		"**Missed: no GET fails during edgeswitch switches.** A GET that fails",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Count(out, "**missed**") != 2 {
+		t.Errorf("want exactly 2 misses:\n%s", out)
+	}
+}
+
+func TestMissingBenchmarksAreNotMeasuredNotMet(t *testing.T) {
+	res, err := parse(strings.NewReader("BenchmarkScale/servers=1000-2\t5\t1 ns/op\t14 edgeswitch-ms/op\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := (&report{res: res, m: testMachine}).render()
+	if strings.Contains(out, "| met |") || !strings.Contains(out, "| switch overhead, edgeswitch over hand-written, ≤ 1.2 | not measured | **missed** |") {
+		t.Errorf("a target without figures must show as not measured and missed:\n%s", out)
+	}
+}
+
+func TestThousands(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 29080: "29,080", 1234567: "1,234,567", 14.6: "15"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func render(t *testing.T, file string) string {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parse(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (&report{res: res, m: testMachine}).render() + rawSection(string(raw))
+}
