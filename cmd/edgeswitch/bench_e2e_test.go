@@ -43,6 +43,7 @@ type strategy struct {
 
 var strategies = []strategy{
 	{name: "edgeswitch", move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSwitch(b, e) }},
+	{name: "careful-script", move: script("careful")},
 	{name: "naive", move: script("naive")},
 	{name: "both-listed-kill", prepare: listBothPorts, move: script("kill")},
 	{name: "bare-reload", move: script("reload")},

@@ -31,7 +31,8 @@ type report struct {
 
 var strategies = []struct{ name, desc string }{
 	{"edgeswitch", "`edgeswitch switch`: start the new slot, poll its health, rewrite the upstream, `nginx -t`, reload over D-Bus, wait for the old workers to exit, stop the old slot."},
-	{"naive", "`handswitch.sh naive`: the same steps by hand, but the old slot is stopped right after the reload."},
+	{"careful-script", "`handswitch.sh careful`: the same steps written by hand in bash (systemctl, curl, sed, pgrep); the switch of section 2."},
+	{"naive", "`handswitch.sh naive`: the careful script without the wait: the old slot is stopped right after the reload."},
 	{"both-listed-kill", "`handswitch.sh kill`: the upstream lists both ports (nginx defaults: `max_fails=1`, `fail_timeout=10s`); start the new slot, poll its health with curl, SIGKILL the old one. No reload."},
 	{"bare-reload", "`handswitch.sh reload`: `systemctl reload` of nginx and a wait for its old workers; no switch at all. The floor for POSTs."},
 }
