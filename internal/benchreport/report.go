@@ -142,9 +142,13 @@ edgeswitch's switches take longer than the naive ones because they wait for the 
 		"A GET that fails means a switch cut requests; `go test -run TestSwitchUnderLoad -v ./cmd/edgeswitch` repeats it with the failure kinds in the log.")
 	post, okPost := r.res.total(failName("edgeswitch", "POST"), "failed/op")
 	floor, okFloor := r.res.total(failName("bare-reload", "POST"), "failed/op")
+	gap := "More POSTs fail than during bare reloads: the switch adds to what the reload itself cuts."
+	if hand, ok := r.res.total(failName("careful-script", "POST"), "failed/op"); ok && hand >= post-1 {
+		gap += fmt.Sprintf(" The careful hand-written switch, the same sequence, loses as many (%.0f), so the extra comes with switching, not with edgeswitch's own steps.", hand)
+	}
+	gap += " They are connection resets (see the raw output): a POST written on a keep-alive connection just as an old nginx worker closes it on its way out, which a client does not retry on its own. Our guess, not yet measured, is timing: a switch starts the new app and runs `nginx -t` just before the reload, so the machine is busier when the old workers close their connections; a bare-reload run with the same CPU load beside it would tell. Clients that send an `Idempotency-Key` header on POSTs get them retried (Go's net/http does) and lose none; nginx itself has no way to hand a closing keep-alive connection to a new worker. To look closer: `go test -run '^$' -bench 'FailedRequests/.*/method=POST' -benchtime 20x -count 5 -v ./cmd/edgeswitch`."
 	r.add("POSTs failed during edgeswitch switches, against bare reloads", measured(okPost && okFloor, fmt.Sprintf("%.0f vs %.0f", post, floor)),
-		okPost && okFloor && post <= floor+1,
-		"More POSTs fail than during bare reloads: the switch adds to what the reload itself cuts. Compare the error kinds of both in `go test -run '^$' -bench 'FailedRequests/.*/method=POST' -benchtime 20x -v ./cmd/edgeswitch`.")
+		okPost && okFloor && post <= floor+1, gap)
 	return b.String()
 }
 
