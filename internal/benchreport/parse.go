@@ -55,12 +55,7 @@ func parse(r io.Reader) (results, error) {
 // median returns the median of unit over the runs of name; ok is false
 // when no run reported it.
 func (r results) median(name, unit string) (m float64, ok bool) {
-	var xs []float64
-	for _, ru := range r[name] {
-		if v, has := ru.values[unit]; has {
-			xs = append(xs, v)
-		}
-	}
+	xs := r.values(name, unit, false)
 	return stats.Median(xs), len(xs) > 0
 }
 
@@ -68,13 +63,23 @@ func (r results) median(name, unit string) (m float64, ok bool) {
 // times the run's iteration count: the figure for the whole run, e.g. the
 // failed requests in 20 switches.
 func (r results) total(name, unit string) (m float64, ok bool) {
+	xs := r.values(name, unit, true)
+	return stats.Median(xs), len(xs) > 0
+}
+
+// values returns unit from each run of name that reported it, times the
+// run's iteration count if perRun.
+func (r results) values(name, unit string, perRun bool) []float64 {
 	var xs []float64
 	for _, ru := range r[name] {
 		if v, has := ru.values[unit]; has {
-			xs = append(xs, v*float64(ru.n))
+			if perRun {
+				v *= float64(ru.n)
+			}
+			xs = append(xs, v)
 		}
 	}
-	return stats.Median(xs), len(xs) > 0
+	return xs
 }
 
 // max returns the largest value of unit over the runs of name.
