@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,10 +85,9 @@ func (r results) values(name, unit string, perRun bool) []float64 {
 
 // max returns the largest value of unit over the runs of name.
 func (r results) max(name, unit string) (m float64, ok bool) {
-	for _, ru := range r[name] {
-		if v, has := ru.values[unit]; has && (!ok || v > m) {
-			m, ok = v, true
-		}
+	xs := r.values(name, unit, false)
+	if len(xs) == 0 {
+		return 0, false
 	}
-	return m, ok
+	return slices.Max(xs), true
 }
