@@ -38,9 +38,9 @@ func writeReport(in, out, nginx string) error {
 	if err != nil {
 		return err
 	}
-	res, err := parse(bytes.NewReader(raw))
+	res, err := parse(bytes.NewReader(raw), in)
 	if err != nil {
-		return fmt.Errorf("%s: %w", in, err)
+		return err // "file:line: ..."
 	}
 	if len(res) == 0 {
 		return fmt.Errorf("%s has no benchmark results; did the benchmarks fail?", in)

@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchmath"
 )
 
 // machine is what the figures were measured on.
@@ -51,8 +54,8 @@ func (r *report) render() string {
 	var b strings.Builder
 	r.targets = nil
 	body := r.failures() + r.overhead() + r.readiness() + r.scale()
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s. Each figure is the median of %s; the raw `go test -bench` output is at the end and reads into benchstat.\n\n",
-		r.m.Date, r.runs())
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s. Each figure is the median of %s. In brackets, where the runs differ, is its confidence interval: the range that holds the true median with at least %.0f%% confidence, as benchmath (golang.org/x/perf) computes it without assuming a distribution. 5 runs are the fewest that give one, and with 5 or 6 it spans their lowest to their highest; figures over fewer runs have none. The raw `go test -bench` output is at the end and reads into benchstat.\n\n",
+		r.m.Date, r.runs(), confidence*100)
 	b.WriteString("| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| machine | %s, %d cores, %.1f GiB RAM |\n", r.m.CPU, r.m.Cores, r.m.MemGiB)
 	fmt.Fprintf(&b, "| system | %s, Linux %s, systemd %s |\n", r.m.OS, r.m.Kernel, r.m.Systemd)
@@ -120,12 +123,9 @@ func (r *report) failures() string {
 	b.WriteString("32 clients, each with one keep-alive connection, send requests back to back through nginx; the app takes 10 ms to answer each, so requests are always in flight. 200 ms pass between switches. A request fails on a transport error or a 5xx; a client pauses 10 ms after a failure.\n\n")
 	b.WriteString("| strategy | GET failed | POST failed | time per switch |\n|---|---|---|---|\n")
 	for _, s := range strategies {
-		secs, ok := r.res.median(failName(s.name, "GET"), "ns/op")
-		took := notMeasured
-		if ok {
-			took = fmt.Sprintf("%.2f s", secs/1e9)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s.name, r.failed(s.name, "GET"), r.failed(s.name, "POST"), took)
+		took, ok := r.res.median(failName(s.name, "GET"), "ns/op")
+		seconds := func(ns float64) string { return strconv.FormatFloat(ns/1e9, 'f', 2, 64) }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s.name, r.failed(s.name, "GET"), r.failed(s.name, "POST"), measured(ok, withCI(took, seconds, " s")))
 	}
 	b.WriteString("\n")
 	for _, s := range strategies {
@@ -138,17 +138,17 @@ edgeswitch's switches take longer than the naive ones because they wait for the 
 
 `)
 	get, okGet := r.res.total(failName("edgeswitch", "GET"), "failed/op")
-	r.add("no GET fails during edgeswitch switches", measured(okGet, fmt.Sprintf("%.0f", get)), okGet && get == 0,
+	r.add("no GET fails during edgeswitch switches", measured(okGet, withCI(get, fixed(0), "")), okGet && get.Center == 0,
 		"A GET that fails means a switch cut requests; `go test -run TestSwitchUnderLoad -v ./cmd/edgeswitch` repeats it with the failure kinds in the log.")
 	post, okPost := r.res.total(failName("edgeswitch", "POST"), "failed/op")
 	floor, okFloor := r.res.total(failName("bare-reload", "POST"), "failed/op")
 	gap := "More POSTs fail than during bare reloads: the switch adds to what the reload itself cuts."
-	if hand, ok := r.res.total(failName("careful-script", "POST"), "failed/op"); ok && hand >= post-1 {
-		gap += fmt.Sprintf(" The careful hand-written switch, the same sequence, loses as many (%.0f), so the extra comes with switching, not with edgeswitch's own steps.", hand)
+	if hand, ok := r.res.total(failName("careful-script", "POST"), "failed/op"); ok && hand.Center >= post.Center-1 {
+		gap += fmt.Sprintf(" The careful hand-written switch, the same sequence, loses as many (%.0f), so the extra comes with switching, not with edgeswitch's own steps.", hand.Center)
 	}
 	gap += " They are connection resets (see the raw output): a POST written on a keep-alive connection just as an old nginx worker closes it on its way out, which a client does not retry on its own. Our guess, not yet measured, is timing: a switch starts the new app and runs `nginx -t` just before the reload, so the machine is busier when the old workers close their connections; a bare-reload run with the same CPU load beside it would tell. Clients that send an `Idempotency-Key` header on POSTs get them retried (Go's net/http does) and lose none; nginx itself has no way to hand a closing keep-alive connection to a new worker. To look closer: `go test -run '^$' -bench 'FailedRequests/.*/method=POST' -benchtime 20x -count 5 -v ./cmd/edgeswitch`."
-	r.add("POSTs failed during edgeswitch switches, against bare reloads", measured(okPost && okFloor, fmt.Sprintf("%.0f vs %.0f", post, floor)),
-		okPost && okFloor && post <= floor+1, gap)
+	r.add("POSTs failed during edgeswitch switches, against bare reloads", measured(okPost && okFloor, withCI(post, fixed(0), "")+" vs "+withCI(floor, fixed(0), "")),
+		okPost && okFloor && post.Center <= floor.Center+1, gap)
 	return b.String()
 }
 
@@ -163,7 +163,7 @@ func (r *report) failed(strategy, method string) string {
 	if !ok1 || !ok2 {
 		return notMeasured
 	}
-	return fmt.Sprintf("%s of %s", thousands(failed), thousands(sent))
+	return fmt.Sprintf("%s of %s", withCI(failed, thousands, ""), thousands(sent.Center))
 }
 
 func (r *report) overhead() string {
@@ -176,9 +176,9 @@ func (r *report) overhead() string {
 	b.WriteString("Wall time of a switch minus the app's own time to become healthy (from its start to the first moment `/health` answers 200, as the app logs it), for `edgeswitch switch` and for `handswitch.sh careful`: the same primitive operations written by hand (systemctl start, curl poll, sed, `nginx -t`, systemctl reload, wait for the old workers, systemctl stop). Both poll health every 100 ms and the old workers every 20 ms. They run alternately on one edge, taking turns to go first; each op is one switch of each, with the app's readiness moved by a tenth of the health interval from op to op so neither gets a lucky polling phase every time. No load.\n\n")
 	b.WriteString("| | overhead |\n|---|---|\n")
 	fmt.Fprintf(&b, "| edgeswitch | %s |\n| hand-written | %s |\n| ratio (median of the per-op ratios) | %s |\n\n",
-		measured(ok1, fmt.Sprintf("%.0f ms", ours)), measured(ok2, fmt.Sprintf("%.0f ms", hand)), measured(ok3, fmt.Sprintf("%.2f", ratio)))
+		measured(ok1, withCI(ours, fixed(0), " ms")), measured(ok2, withCI(hand, fixed(0), " ms")), measured(ok3, withCI(ratio, fixed(2), "")))
 	b.WriteString("The overhead of both is mostly waiting: for the first healthy poll after the app is ready (half an interval on average) and for nginx, whose master lets its old workers go 100 ms after it starts the new ones. edgeswitch's own extra work (a lock, a pending record, a second `nginx -t` before anything starts, unit checks over D-Bus, the history line) is small beside these waits; its step lines on stderr give each step's time.\n\n")
-	r.add(fmt.Sprintf("switch overhead, edgeswitch over hand-written, ≤ %.1f", maxOverheadRatio), measured(ok3, fmt.Sprintf("%.2f", ratio)), ok3 && ratio <= maxOverheadRatio,
+	r.add(fmt.Sprintf("switch overhead, edgeswitch over hand-written, ≤ %.1f", maxOverheadRatio), measured(ok3, withCI(ratio, fixed(2), "")), ok3 && ratio.Center <= maxOverheadRatio,
 		"The step durations of `edgeswitch switch` (its stderr) show where the time goes; the preflight `nginx -t` could be skipped when the config is unchanged since the last good switch, and the D-Bus unit checks made once.")
 	return b.String()
 }
@@ -192,9 +192,9 @@ func (r *report) readiness() string {
 	b.WriteString("## 3. Readiness detection\n\n")
 	b.WriteString("From the moment the new slot's `/health` first answers 200 (as the app logs it) to the moment edgeswitch reports the health step done (`--json`, read as it is written). The app's readiness moves by a tenth of the health interval from switch to switch, so every phase against the polling is covered.\n\n")
 	fmt.Fprintf(&b, "| health interval | median delay | worst delay in all runs |\n|---|---|---|\n| %s | %s | %s |\n\n",
-		measured(ok3, fmt.Sprintf("%.0f ms", interval)), measured(ok1, fmt.Sprintf("%.1f ms", delay)), measured(ok2, fmt.Sprintf("%.1f ms", worst)))
+		measured(ok3, withCI(interval, fixed(0), " ms")), measured(ok1, withCI(delay, fixed(1), " ms")), measured(ok2, fmt.Sprintf("%.1f ms", worst)))
 	b.WriteString("Polling cannot do better than one interval in the worst case: an app that becomes ready just after a poll waits for the next one, plus that poll's round trip and the check that the unit is still running. Readiness pushed by the app itself (systemd `Type=notify`) would remove the interval.\n\n")
-	r.add("readiness noticed within one health interval (median)", measured(ok1 && ok3, fmt.Sprintf("%.1f ms of %.0f ms", delay, interval)), ok1 && ok3 && delay <= interval,
+	r.add("readiness noticed within one health interval (median)", measured(ok1 && ok3, fmt.Sprintf("%s of %.0f ms", withCI(delay, fixed(1), " ms"), interval.Center)), ok1 && ok3 && delay.Center <= interval.Center,
 		"The median delay is above the interval: the health poll is not keeping to its ticker; look for a slow probe or a slow unit check in the health step.")
 	return b.String()
 }
@@ -217,13 +217,14 @@ func (r *report) scale() string {
 			fmt.Fprintf(&b, "| %s | %s | | | | | |\n", thousands(float64(n)), notMeasured)
 			continue
 		}
-		worstRatio, peak = max(worstRatio, ratio), max(peak, mem)
-		fmt.Fprintf(&b, "| %s | %s | %.0f ms | %.0f ms | %.2f | %.1f ms | %.0f MB |\n",
-			thousands(float64(n)), thousands(lines), own, ref, ratio, own/float64(n)*1000, mem)
+		worstRatio, peak = max(worstRatio, ratio.Center), max(peak, mem.Center)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f ms | %s |\n",
+			thousands(float64(n)), thousands(lines.Center), withCI(own, fixed(0), " ms"), withCI(ref, fixed(0), " ms"),
+			withCI(ratio, fixed(2), ""), own.Center/float64(n)*1000, withCI(mem, fixed(0), " MB"))
 	}
 	b.WriteString("\nTime grows with the size of the tree, about linearly; memory does not, because each file is parsed on its own and let go before the next.\n\n")
 	tenK, ok := r.res.median("BenchmarkScale/servers=10000", "edgeswitch-ms/op")
-	r.add(fmt.Sprintf("10,000 server blocks in under %d ms", scaleBudgetMS), measured(ok, fmt.Sprintf("%.0f ms", tenK)), ok && tenK < scaleBudgetMS,
+	r.add(fmt.Sprintf("10,000 server blocks in under %d ms", scaleBudgetMS), measured(ok, withCI(tenK, fixed(0), " ms")), ok && tenK.Center < scaleBudgetMS,
 		"Profile `go test -run '^$' -bench 'Scale/servers=10000' -cpuprofile cpu.out ./upstream/`: the parse is the bulk of it.")
 	r.add(fmt.Sprintf("peak memory under %d MB", memoryBudgetMB), measured(allMeasured, fmt.Sprintf("%.0f MB", peak)), allMeasured && peak < memoryBudgetMB,
 		"A single huge file is held whole while it is parsed; splitting it, or streaming the scanner, would bound memory.")
@@ -248,6 +249,27 @@ func measured(ok bool, figure string) string {
 		return notMeasured
 	}
 	return figure
+}
+
+// withCI renders a median with format and unit, and after it, in
+// brackets, its confidence interval when the runs give one: "7 (1–22)",
+// "220 ms (215–230)". An interval that format renders as one value (all
+// the runs alike) is left out.
+func withCI(s benchmath.Summary, format func(float64) string, unit string) string {
+	fig := format(s.Center) + unit
+	if math.IsInf(s.Lo, 0) || math.IsInf(s.Hi, 0) {
+		return fig // too few runs for an interval
+	}
+	lo, hi := format(s.Lo), format(s.Hi)
+	if lo == hi {
+		return fig
+	}
+	return fmt.Sprintf("%s (%s–%s)", fig, lo, hi)
+}
+
+// fixed formats with prec digits after the point.
+func fixed(prec int) func(float64) string {
+	return func(v float64) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 }
 
 // thousands renders a count with thousands separators: 29300 -> "29,300".

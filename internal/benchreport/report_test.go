@@ -2,12 +2,14 @@ package main
 
 import (
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/perf/benchmath"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/report.golden.md")
@@ -27,7 +29,7 @@ BenchmarkSwitchOverhead-2   	      20	 950000000 ns/op	       230.0 edgeswitch-m
 BenchmarkFailedRequests/strategy=naive/method=GET-2   	--- FAIL: BenchmarkFailedRequests/strategy=naive/method=GET-2
 PASS
 `
-	got, err := parse(strings.NewReader(in))
+	got, err := parse(strings.NewReader(in), "in")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +43,8 @@ PASS
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(run{})); diff != "" {
 		t.Errorf("parse (-want +got):\n%s", diff)
 	}
-	if m, _ := got.median("BenchmarkSwitchOverhead", "ratio"); m != (0.8783+1.1)/2 {
-		t.Errorf("median ratio = %v", m)
+	if m, _ := got.median("BenchmarkSwitchOverhead", "ratio"); math.Abs(m.Center-(0.8783+1.1)/2) > 1e-12 {
+		t.Errorf("median ratio = %v, want the mean of the two", m.Center)
 	}
 	if _, ok := got.median("BenchmarkSwitchOverhead", "hand-ms"); ok {
 		t.Error("median of a unit no run reported: want ok false")
@@ -50,16 +52,51 @@ PASS
 }
 
 func TestParseRefusesAValueThatIsNotANumber(t *testing.T) {
-	_, err := parse(strings.NewReader("BenchmarkX-2\t20\t12 ns/op\tNaN? ratio\n"))
-	if err == nil || !strings.Contains(err.Error(), `value "NaN?" of ratio`) {
-		t.Errorf("got %v, want an error naming the value and its unit", err)
+	_, err := parse(strings.NewReader("goos: linux\nBenchmarkX-2\t20\t12 ns/op\tNaN? ratio\n"), "bench.txt")
+	if err == nil || !strings.Contains(err.Error(), "bench.txt:2: parsing measurement") || !strings.Contains(err.Error(), "NaN? ratio") {
+		t.Errorf("got %v, want an error naming the file, the line and what it holds", err)
+	}
+}
+
+// TestMedianInterval: 5 runs are the fewest with an interval at 90%, from
+// the lowest to the highest; with 4 it is open at one end and not shown.
+func TestMedianInterval(t *testing.T) {
+	res, err := parse(strings.NewReader(`BenchmarkB-2	20	1 failed/op
+BenchmarkB-2	20	0.05 failed/op
+BenchmarkB-2	20	0.15 failed/op
+BenchmarkB-2	20	0.35 failed/op
+BenchmarkB-2	20	1.1 failed/op
+BenchmarkFew-2	20	1 failed/op
+BenchmarkFew-2	20	2 failed/op
+BenchmarkFew-2	20	3 failed/op
+BenchmarkFew-2	20	4 failed/op
+`), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := res.total("BenchmarkB", "failed/op")
+	if s.Center != 7 || s.Lo != 1 || s.Hi != 22 || s.Confidence < confidence {
+		t.Errorf("total over 5 runs = %+v, want 7 in [1, 22] at >= %v", s, confidence)
+	}
+	if got := withCI(s, fixed(0), " failed"); got != "7 failed (1–22)" {
+		t.Errorf("withCI = %q", got)
+	}
+	few, _ := res.median("BenchmarkFew", "failed/op")
+	if !math.IsInf(few.Lo, -1) && !math.IsInf(few.Hi, 1) {
+		t.Errorf("median over 4 runs = %+v, want an interval open at one end at least", few)
+	}
+	if got := withCI(few, fixed(1), ""); got != "2.5" {
+		t.Errorf("withCI without an interval = %q, want the median alone", got)
+	}
+	if got := withCI(benchmath.Summary{Center: 100, Lo: 100, Hi: 100.01}, fixed(0), " ms"); got != "100 ms" {
+		t.Errorf("withCI of runs alike = %q, want the median alone", got)
 	}
 }
 
 func TestTotalScalesByIterations(t *testing.T) {
 	res := results{"B": {{n: 20, values: map[string]float64{"failed/op": 0.15}}, {n: 20, values: map[string]float64{"failed/op": 0.05}}, {n: 20, values: map[string]float64{"failed/op": 0.3}}}}
-	if got, _ := res.total("B", "failed/op"); got != 3 {
-		t.Errorf("total = %v, want 3 (median 0.15 per op x 20 ops)", got)
+	if got, _ := res.total("B", "failed/op"); got.Center != 3 {
+		t.Errorf("total = %v, want 3 (median 0.15 per op x 20 ops)", got.Center)
 	}
 }
 
@@ -87,20 +124,20 @@ func TestMissedTargetsSayWhatWouldCloseThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	worse := strings.NewReplacer(
-		"0.8783 ratio", "1.5 ratio", "1.010 ratio", "1.4 ratio", "0.9100 ratio", "1.3 ratio",
+		"0.8783 ratio", "1.5 ratio", "1.010 ratio", "1.4 ratio", "0.9100 ratio", "1.3 ratio", "0.8900 ratio", "1.45 ratio", "0.9400 ratio", "1.35 ratio",
 		"edgeswitch/method=GET-2         	      20	 289133991 ns/op	         0 failed/op",
 		"edgeswitch/method=GET-2         	      20	 289133991 ns/op	         0.1 failed/op",
 		"edgeswitch/method=POST-2        	      20	 291786438 ns/op	         0 failed/op",
 		"edgeswitch/method=POST-2        	      20	 291786438 ns/op	         0.5 failed/op",
 		"0.3000 failed/op", "0 failed/op",
 	).Replace(string(raw))
-	res, err := parse(strings.NewReader(worse))
+	res, err := parse(strings.NewReader(worse), "worse")
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := (&report{res: res, m: testMachine}).render()
 	for _, want := range []string{
-		"| switch overhead, edgeswitch over hand-written, ≤ 1.2 | 1.40 | **missed** |",
+		"| switch overhead, edgeswitch over hand-written, ≤ 1.2 | 1.40 (1.30–1.50) | **missed** |",
 		"**Missed: switch overhead, edgeswitch over hand-written, ≤ 1.2.** The step durations",
 		"| no GET fails during edgeswitch switches | 2 | **missed** |",
 		"**Missed: no GET fails during edgeswitch switches.** A GET that fails",
@@ -117,7 +154,7 @@ func TestMissedTargetsSayWhatWouldCloseThem(t *testing.T) {
 }
 
 func TestMissingBenchmarksAreNotMeasuredNotMet(t *testing.T) {
-	res, err := parse(strings.NewReader("BenchmarkScale/servers=1000-2\t5\t1 ns/op\t14 edgeswitch-ms/op\n"))
+	res, err := parse(strings.NewReader("BenchmarkScale/servers=1000-2\t5\t1 ns/op\t14 edgeswitch-ms/op\n"), "in")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +178,7 @@ func render(t *testing.T, file string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := parse(strings.NewReader(string(raw)))
+	res, err := parse(strings.NewReader(string(raw)), file)
 	if err != nil {
 		t.Fatal(err)
 	}
