@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/edgeswitch/edgeswitch/nginx"
-	"github.com/edgeswitch/edgeswitch/upstream"
 )
 
 // CheckItem is one line of the checklist: what was checked, whether it
@@ -32,71 +30,51 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 			items = append(items, CheckItem{Name: name, OK: true, Detail: ok})
 		}
 	}
-	b, err := upstream.Find(o.NginxConf, o.Upstream, o.Slots())
+	r := env.router(o)
+	l, err := r.Read()
 	found := ""
 	if err == nil {
-		found = fmt.Sprintf("upstream %s at %s:%d lists %v", b.Name, b.File, b.Line, b.Listed())
+		found = fmt.Sprintf("upstream %s at %s:%d lists %v", o.Upstream, l.File, l.Line, ports(o.byAddr(l.Addrs)))
 	}
 	add("upstream found once, only slot servers", found, err)
-	add("nginx -t", o.NginxConf+" ok", nginxTest(ctx, o, env))
+	for _, c := range r.Checks(ctx) {
+		add(c.Name, c.OK, c.Err)
+	}
+	slots := o.Slots()
 	if env.Systemd == nil {
-		err := fmt.Errorf("D-Bus not reachable")
-		add(o.NginxUnit+" active", "", err)
-		add(o.Unit+" loads for both ports", "", err)
+		add(o.Unit+" loads for both ports", "", errors.New("D-Bus not reachable"))
 	} else {
-		add(o.NginxUnit+" active", "active", nginxActive(ctx, o, env))
-		err := slotLoaded(ctx, o, env, o.Ports[0])
+		err := slotLoaded(ctx, o, env, slots[0])
 		if err == nil {
-			err = slotLoaded(ctx, o, env, o.Ports[1])
+			err = slotLoaded(ctx, o, env, slots[1])
 		}
-		add(o.Unit+" loads for both ports", fmt.Sprintf("%s and %s", o.SlotUnit(o.Ports[0]), o.SlotUnit(o.Ports[1])), err)
+		add(o.Unit+" loads for both ports", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
 	}
 	add("state dir writable", o.StateDir, stateDirWritable(o.StateDir))
-	if b != nil {
-		live, ok := b.Live()
+	if found != "" {
 		var err error
 		answer := ""
-		if !ok {
+		if listed := o.byAddr(l.Addrs); len(listed) != 1 {
 			err = fmt.Errorf("upstream %s lists both slots: no single live slot yet; the first switch picks one", o.Upstream)
-		} else if healthy, a := newHealthCheck(o, live, env.HTTP).probe(ctx); !healthy {
-			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", live, a, o.HealthPath, o.systemctl(), o.SlotUnit(live))
+		} else if healthy, a := newHealthCheck(o, listed[0], env.HTTP).probe(ctx); !healthy {
+			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.systemctl(), listed[0].Unit)
 		} else {
-			answer = fmt.Sprintf("slot %d answers %s", live, a)
+			answer = fmt.Sprintf("slot %d answers %s", listed[0].Port, a)
 		}
 		add("live slot healthy", answer, err)
 	}
 	return items
 }
 
-func nginxActive(ctx context.Context, o Options, env Env) error {
-	ng, err := getUnit(ctx, env.Systemd, o.NginxUnit)
-	if err != nil {
-		return err
-	}
-	if ng.Active != "active" {
-		return fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", o.NginxUnit, ng.Active, o.systemctl(), o.NginxUnit)
-	}
-	return nil
-}
-
-func slotLoaded(ctx context.Context, o Options, env Env, port int) error {
-	unit := o.SlotUnit(port)
-	u, err := getUnit(ctx, env.Systemd, unit)
+func slotLoaded(ctx context.Context, o Options, env Env, slot Slot) error {
+	u, err := getUnit(ctx, env.Systemd, slot.Unit)
 	if err != nil {
 		return err
 	}
 	if u.Load != "loaded" {
-		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", unit, u.Load, o.Unit, o.systemctl())
+		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", slot.Unit, u.Load, o.Unit, o.systemctl())
 	}
 	return nil
-}
-
-func nginxTest(ctx context.Context, o Options, env Env) error {
-	err := nginx.Test(ctx, env.Run, o.NginxBin, o.NginxConf)
-	if errors.Is(err, nginx.ErrInvalid) {
-		return fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", err)
-	}
-	return err
 }
 
 // stateDirWritable checks, without creating anything, that the state dir

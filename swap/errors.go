@@ -1,13 +1,12 @@
 package swap
 
-import (
-	"errors"
-	"time"
-)
+import "errors"
 
 // The outcome classes of a failed switch; ExitCode maps them to the exit
-// codes scripts rely on. ErrUsage (exit 2) is in options.go.
+// codes scripts rely on.
 var (
+	// ErrUsage: bad settings or setup; nothing was changed. Exit code 2.
+	ErrUsage = errors.New("bad usage or setup")
 	// ErrFailed: the switch failed and was undone; traffic stayed on the
 	// old slot and every file is as it was. Exit code 1.
 	ErrFailed = errors.New("switch failed, traffic stays on the old slot")
@@ -15,6 +14,15 @@ var (
 	// says what state things are in and what to run. Exit code 3.
 	ErrStuck = errors.New("could not finish or restore")
 )
+
+// Usage marks err as ErrUsage without adding to its message, which already
+// says what is wrong and what to do.
+func Usage(err error) error { return usageError{err} }
+
+type usageError struct{ err error }
+
+func (u usageError) Error() string   { return u.err.Error() }
+func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
 
 // ExitCode maps an error from this package to the process exit code:
 // 0 done or nothing to do, 1 failed and undone, 2 bad usage or setup with
@@ -30,16 +38,4 @@ func ExitCode(err error) int {
 	default:
 		return 1
 	}
-}
-
-// Event is one line of progress: a finished step, or (Poll > 0) a poll of
-// the health step still waiting.
-type Event struct {
-	Step   string        `json:"step"`
-	Detail string        `json:"detail,omitempty"`
-	Took   time.Duration `json:"took_ns,omitempty"`
-	Diff   string        `json:"diff,omitempty"` // the rewrite step's unified diff
-	Poll   int           `json:"poll,omitempty"`
-	Warn   bool          `json:"warn,omitempty"`
-	Failed bool          `json:"failed,omitempty"`
 }

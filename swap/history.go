@@ -21,7 +21,7 @@ type Record struct {
 	Result   string     `json:"result"` // switched, unchanged, failed or stuck
 	Error    string     `json:"error,omitempty"`
 	Steps    []StepTime `json:"steps"`
-	User     string     `json:"user,omitempty"`
+	Login    string     `json:"user,omitempty"` // who ran it
 }
 
 // StepTime is how long one step took.

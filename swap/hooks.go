@@ -16,8 +16,8 @@ func (s *switcher) runHook(ctx context.Context, argv []string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		"EDGESWITCH_UPSTREAM="+s.o.Upstream,
-		"EDGESWITCH_FROM="+strconv.Itoa(s.res.From),
-		"EDGESWITCH_TO="+strconv.Itoa(s.res.To),
+		"EDGESWITCH_FROM="+strconv.Itoa(s.res.From.Port),
+		"EDGESWITCH_TO="+strconv.Itoa(s.res.To.Port),
 	)
 	out, err := cmd.CombinedOutput()
 	text := strings.TrimSpace(string(out))

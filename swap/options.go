@@ -11,7 +11,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/dbus"
 	"github.com/edgeswitch/edgeswitch/nginx"
-	"github.com/edgeswitch/edgeswitch/upstream"
+	"github.com/edgeswitch/edgeswitch/route"
 )
 
 // Options are the settings of a switch. The CLI fills them from flags and
@@ -72,29 +72,13 @@ func Defaults() Options {
 	}
 }
 
-// ErrUsage marks bad settings or setup: exit code 2, nothing was changed.
-var ErrUsage = errors.New("bad usage or setup")
-
-// Usage marks err as ErrUsage without adding to its message, which already
-// says what is wrong and what to do.
-func Usage(err error) error { return usageError{err} }
-
-type usageError struct{ err error }
-
-func (u usageError) Error() string   { return u.err.Error() }
-func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
-
 // Check rejects settings that cannot work, before anything is touched.
 func (o Options) Check() error {
 	bad := func(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
-	for _, p := range o.Ports {
-		if p < 1 || p > 65535 {
-			return bad("port %d is out of range; ports must be two different numbers from 1 to 65535", p)
-		}
+	if err := CheckPorts(o.Ports[:]); err != nil {
+		return err
 	}
 	switch {
-	case o.Ports[0] == o.Ports[1]:
-		return bad("both slot ports are %d; set ports to two different ports, e.g. [4000, 4001]", o.Ports[0])
 	case !strings.Contains(o.Unit, "@.") && !strings.HasSuffix(o.Unit, "@"):
 		return bad("unit %q is not a template unit; set unit to a name like app@.service (the instance is the port)", o.Unit)
 	case !strings.HasPrefix(o.HealthPath, "/"):
@@ -110,8 +94,32 @@ func (o Options) Check() error {
 	return nil
 }
 
-// Slots returns the two slot addresses.
-func (o Options) Slots() upstream.Slots { return upstream.Slots{Host: o.Host, Ports: o.Ports} }
+// CheckPorts refuses a ports setting that is not two different ports from
+// 1 to 65535.
+func CheckPorts(ports []int) error {
+	if len(ports) != 2 {
+		return Usage(errors.New("ports must list exactly two ports, e.g. --ports 4000,4001"))
+	}
+	for _, p := range ports {
+		if p < 1 || p > 65535 {
+			return Usage(fmt.Errorf("port %d is out of range; ports must be two different numbers from 1 to 65535", p))
+		}
+	}
+	if ports[0] == ports[1] {
+		return Usage(fmt.Errorf("both slot ports are %d; set ports to two different ports, e.g. [4000, 4001]", ports[0]))
+	}
+	return nil
+}
+
+// Slot returns the slot on port, or an error saying which ports are slots.
+func (o Options) Slot(port int) (Slot, error) {
+	for _, s := range o.Slots() {
+		if s.Port == port {
+			return s, nil
+		}
+	}
+	return Slot{}, Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", port, o.Ports[0], o.Ports[1]))
+}
 
 // SlotUnit returns the unit of the slot on port: app@.service -> app@4001.service.
 func (o Options) SlotUnit(port int) string {
@@ -120,14 +128,6 @@ func (o Options) SlotUnit(port int) string {
 		return o.Unit + p + ".service"
 	}
 	return strings.Replace(o.Unit, "@.", "@"+p+".", 1)
-}
-
-// other returns the slot port that is not port.
-func (o Options) other(port int) int {
-	if port == o.Ports[0] {
-		return o.Ports[1]
-	}
-	return o.Ports[0]
 }
 
 // statusRange is one accepted range of HTTP status codes.
@@ -155,8 +155,7 @@ func parseStatus(s string) ([]statusRange, error) {
 // signatures so the real connection fits as it is. Restart appears only for
 // app slots; nginx is only ever reloaded.
 type Systemd interface {
-	nginx.Systemd
-	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
+	route.Systemd
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
@@ -167,13 +166,16 @@ var _ Systemd = (*dbus.Conn)(nil)
 // Env holds the effects a switch has on the world, as values so tests can
 // replace any of them.
 type Env struct {
-	Systemd Systemd
+	Systemd Systemd      // nil when D-Bus cannot be reached (check only)
 	Run     nginx.Runner // runs nginx -t; nginx.ExecRunner in production
 	Procs   nginx.Procs  // reads /proc for nginx's workers
 	HTTP    *http.Client // health polls
 	Now     func() time.Time
 	Report  func(Event) // progress; nil reports nothing
-	User    string      // who runs the switch, for the history
+	Login   string      // who runs the switch, for the history
+	// NewRouter gives each switch its router; nil means route.Reload on
+	// the effects above.
+	NewRouter func(Options) Router
 }
 
 func (e Env) report(ev Event) {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -65,10 +63,10 @@ type healthCheck struct {
 	client   *http.Client
 }
 
-func newHealthCheck(o Options, port int, client *http.Client) healthCheck {
+func newHealthCheck(o Options, slot Slot, client *http.Client) healthCheck {
 	accept, _ := parseStatus(o.HealthStatus) // checked by Options.Check
 	return healthCheck{
-		url:      "http://" + net.JoinHostPort(o.Host, strconv.Itoa(port)) + o.HealthPath,
+		url:      "http://" + slot.Addr + o.HealthPath,
 		accept:   accept,
 		interval: o.HealthInterval,
 		client:   client,

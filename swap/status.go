@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/nginx"
-	"github.com/edgeswitch/edgeswitch/upstream"
 )
 
 // Status is what is live now, as `status --json` prints it.
@@ -49,16 +48,17 @@ const historyShown = 5
 // and health, nginx's unit and workers, and the recent history. It changes
 // nothing.
 func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
-	b, err := upstream.Find(o.NginxConf, o.Upstream, o.Slots())
+	l, err := env.router(o).Read()
 	if err != nil {
 		return nil, Usage(err)
 	}
-	st := &Status{Upstream: b.Name, File: b.File, Line: b.Line, Listed: b.Listed()}
-	if live, ok := b.Live(); ok {
-		st.Live = &live
+	listed := o.byAddr(l.Addrs)
+	st := &Status{Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed)}
+	if len(listed) == 1 {
+		st.Live = &listed[0].Port
 	}
-	for _, port := range o.Ports {
-		st.Slots = append(st.Slots, slotStatus(ctx, o, env, port))
+	for _, slot := range o.Slots() {
+		st.Slots = append(st.Slots, slotStatus(ctx, o, env, slot))
 	}
 	ng, err := getUnit(ctx, env.Systemd, o.NginxUnit)
 	if err != nil {
@@ -86,8 +86,8 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 	return st, nil
 }
 
-func slotStatus(ctx context.Context, o Options, env Env, port int) SlotStatus {
-	s := SlotStatus{Port: port, Unit: o.SlotUnit(port)}
+func slotStatus(ctx context.Context, o Options, env Env, slot Slot) SlotStatus {
+	s := SlotStatus{Port: slot.Port, Unit: slot.Unit}
 	u, err := getUnit(ctx, env.Systemd, s.Unit)
 	if err != nil {
 		s.Answer = err.Error()
@@ -98,6 +98,6 @@ func slotStatus(ctx context.Context, o Options, env Env, port int) SlotStatus {
 		s.Answer = "not running"
 		return s
 	}
-	s.Healthy, s.Answer = newHealthCheck(o, port, env.HTTP).probe(ctx)
+	s.Healthy, s.Answer = newHealthCheck(o, slot, env.HTTP).probe(ctx)
 	return s
 }

@@ -92,7 +92,7 @@ func healthFor(t *testing.T, srv *httptest.Server, interval time.Duration) healt
 	port, _ := strconv.Atoi(u.Port())
 	o := Defaults()
 	o.HealthPath, o.HealthInterval = "/health", interval
-	return newHealthCheck(o, port, srv.Client())
+	return newHealthCheck(o, o.slot(port), srv.Client())
 }
 
 func TestHealthWaitsUntilTheAppAnswers(t *testing.T) {

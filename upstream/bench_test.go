@@ -39,7 +39,7 @@ func BenchmarkScale(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				e, err := bl.To(4001, slots)
+				e, err := bl.To("127.0.0.1:4001", slots)
 				if err != nil || !strings.Contains(e.Diff(), "+\tserver 127.0.0.1:4001;") {
 					b.Fatalf("edit: %v", err)
 				}

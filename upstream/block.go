@@ -5,17 +5,48 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 )
 
-// Slots are the two addresses edgeswitch moves traffic between: the same
-// host on two ports.
-type Slots struct {
-	Host  string
-	Ports [2]int
+// Slots are the server addresses edgeswitch moves traffic between, as nginx
+// writes them in a server line: "127.0.0.1:4001", or "unix:/run/app.sock".
+type Slots []string
+
+// Has reports whether addr is one of the slots.
+func (s Slots) Has(addr string) bool { return slices.Contains(s, addr) }
+
+// match returns the slot that the address written in a server line names,
+// or "". Ports compare as numbers, hosts as written: nginx would resolve
+// "localhost", but then the upstream could send traffic elsewhere.
+func (s Slots) match(written string) string {
+	for _, slot := range s {
+		if sameAddr(slot, written) {
+			return slot
+		}
+	}
+	return ""
 }
 
-// Has reports whether port is one of the slot ports.
-func (s Slots) Has(port int) bool { return port == s.Ports[0] || port == s.Ports[1] }
+func sameAddr(a, b string) bool {
+	ha, pa, erra := splitPort(a)
+	hb, pb, errb := splitPort(b)
+	if erra != nil || errb != nil {
+		return a == b
+	}
+	return ha == hb && pa == pb
+}
+
+// splitPort splits host:port with a numeric port.
+func splitPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	return host, p, err
+}
+
+func (s Slots) String() string { return strings.Join(s, " or ") }
 
 // Block is one upstream block located in the bytes of the file that holds it.
 type Block struct {
@@ -31,33 +62,31 @@ type Block struct {
 // Server is one "server" directive of the block.
 type Server struct {
 	Addr       string // as written, quotes removed
-	Port       int    // slot port; 0 until the block is checked against Slots
+	Slot       string // the slot Addr names; "" until the block is checked against Slots
 	Line       int
 	Standby    bool // marked backup or down: it cannot carry the traffic alone
 	start, end int  // the directive, from "server" to its ';' inclusive
 	addr       token
 }
 
-// Listed returns the slot ports the block lists, in order, without repeats.
-func (b *Block) Listed() []int {
-	var ports []int
-	seen := map[int]bool{}
+// Listed returns the slots the block lists, in order, without repeats.
+func (b *Block) Listed() []string {
+	var slots []string
 	for _, s := range b.Servers {
-		if !seen[s.Port] {
-			seen[s.Port] = true
-			ports = append(ports, s.Port)
+		if !slices.Contains(slots, s.Slot) {
+			slots = append(slots, s.Slot)
 		}
 	}
-	return ports
+	return slots
 }
 
 // Live returns the slot that takes the traffic: the only one listed. It is
 // false when both slots are listed, the starting layout.
-func (b *Block) Live() (int, bool) {
+func (b *Block) Live() (string, bool) {
 	if l := b.Listed(); len(l) == 1 {
 		return l[0], true
 	}
-	return 0, false
+	return "", false
 }
 
 // locate finds every "upstream name { ... }" block in src, with the byte
@@ -122,21 +151,16 @@ func isUpstream(stmt []token, name string) bool {
 func (b *Block) checkSlots(s Slots) error {
 	if len(b.Servers) == 0 {
 		return fmt.Errorf("%s:%d: upstream %s lists no server; add \"server %s;\" to it",
-			b.File, b.Line, b.Name, net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[0])))
+			b.File, b.Line, b.Name, s[0])
 	}
 	for i, srv := range b.Servers {
-		host, port, err := net.SplitHostPort(srv.Addr)
-		p, perr := strconv.Atoi(port)
-		if err != nil || perr != nil || host != s.Host || !s.Has(p) {
+		slot := s.match(srv.Addr)
+		if slot == "" {
 			return fmt.Errorf("%s:%d: upstream %s lists server %s, which is not a slot (%s); "+
 				"edgeswitch only manages upstreams whose servers are its slots: move other servers to another upstream or fix the host and ports settings",
 				b.File, srv.Line, b.Name, srv.Addr, s)
 		}
-		b.Servers[i].Port = p
+		b.Servers[i].Slot = slot
 	}
 	return nil
-}
-
-func (s Slots) String() string {
-	return net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[0])) + " or " + net.JoinHostPort(s.Host, strconv.Itoa(s.Ports[1]))
 }

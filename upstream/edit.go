@@ -39,13 +39,13 @@ func (e *Edit) Diff() string {
 // To computes the edit that makes target the only slot of the block.
 //
 // The server line of target is kept as it is; if none lists it (or it is
-// marked backup or down), the first other line gets the new port and keeps
-// its parameters, spacing and comment. Every other server line is removed whole, with its line break when
-// it stands alone on its line. No other byte changes.
-func (b *Block) To(target int, slots Slots) (*Edit, error) {
+// marked backup or down), the first other line gets the new address (only
+// its port, when the host stays) and keeps its parameters, spacing and
+// comment. Every other server line is removed whole, with its line break
+// when it stands alone on its line. No other byte changes.
+func (b *Block) To(target string, slots Slots) (*Edit, error) {
 	if !slots.Has(target) {
-		return nil, fmt.Errorf("%w: %d (slots are %d and %d); pass --to %d or --to %d",
-			ErrTarget, target, slots.Ports[0], slots.Ports[1], slots.Ports[0], slots.Ports[1])
+		return nil, fmt.Errorf("%w: %s (slots are %s)", ErrTarget, target, slots)
 	}
 	keep := b.keep(target)
 	if keep < 0 {
@@ -58,14 +58,8 @@ func (b *Block) To(target int, slots Slots) (*Edit, error) {
 		case i != keep:
 			start, end := lineSpan(b.Src, s.start, s.end)
 			edits = append(edits, udiff.Edit{Start: start, End: end})
-		case s.Port != target:
-			a := s.addr
-			colon := a.start + strings.LastIndexByte(string(b.Src[a.start:a.end]), ':')
-			end := colon + 1
-			for end < a.end && b.Src[end] >= '0' && b.Src[end] <= '9' {
-				end++
-			}
-			edits = append(edits, udiff.Edit{Start: colon + 1, End: end, New: strconv.Itoa(target)})
+		case s.Slot != target:
+			edits = append(edits, b.readdress(s, target))
 		}
 	}
 	out, err := udiff.ApplyBytes(b.Src, edits)
@@ -79,13 +73,13 @@ func (b *Block) To(target int, slots Slots) (*Edit, error) {
 // marked backup or down (alone, nginx would refuse it or send it nothing);
 // then the first line that is neither, which gets the new port. It returns
 // -1 when every line is marked.
-func (b *Block) keep(target int) int {
+func (b *Block) keep(target string) int {
 	first := -1
 	for i, s := range b.Servers {
 		if s.Standby {
 			continue
 		}
-		if s.Port == target {
+		if s.Slot == target {
 			return i
 		}
 		if first < 0 {
@@ -93,6 +87,23 @@ func (b *Block) keep(target int) int {
 		}
 	}
 	return first
+}
+
+// readdress is the edit that points server s at target: only the port's
+// digits when the host stays the same, else the whole address.
+func (b *Block) readdress(s Server, target string) udiff.Edit {
+	a := s.addr
+	host, _, err := splitPort(s.Slot)
+	thost, tport, terr := splitPort(target)
+	if err != nil || terr != nil || host != thost {
+		return udiff.Edit{Start: a.start, End: a.end, New: target}
+	}
+	colon := a.start + strings.LastIndexByte(string(b.Src[a.start:a.end]), ':')
+	end := colon + 1
+	for end < a.end && b.Src[end] >= '0' && b.Src[end] <= '9' {
+		end++
+	}
+	return udiff.Edit{Start: colon + 1, End: end, New: strconv.Itoa(tport)}
 }
 
 // lineSpan widens the directive [start, end) to what removing it should

@@ -12,67 +12,67 @@ import (
 func TestTo(t *testing.T) {
 	tests := []struct {
 		name, src string
-		to        int
+		to        string
 		want      string
 	}{
 		{
 			name: "the live slot line gets the new port and keeps its parameters and comment",
 			src:  "upstream app {\n    server 127.0.0.1:4000 weight=5 max_fails=3;  # blue\n}\n",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n    server 127.0.0.1:4001 weight=5 max_fails=3;  # blue\n}\n",
 		},
 		{
 			name: "switching to the live slot changes nothing",
 			src:  "upstream app { server 127.0.0.1:4000; }",
-			to:   4000,
+			to:   "127.0.0.1:4000",
 			want: "upstream app { server 127.0.0.1:4000; }",
 		},
 		{
 			name: "with both listed the other line goes whole with its comment and break",
 			src:  "upstream app {\n\tserver 127.0.0.1:4000; # blue\n\tserver 127.0.0.1:4001; # green\n}\n",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n\tserver 127.0.0.1:4001; # green\n}\n",
 		},
 		{
 			name: "CRLF line breaks are removed whole",
 			src:  "upstream app {\r\n  server 127.0.0.1:4000;\r\n  server 127.0.0.1:4001;\r\n}\r\n",
-			to:   4000,
+			to:   "127.0.0.1:4000",
 			want: "upstream app {\r\n  server 127.0.0.1:4000;\r\n}\r\n",
 		},
 		{
 			name: "a directive sharing its line leaves its neighbours and the line",
 			src:  "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4001; keepalive 8; }",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app { server 127.0.0.1:4001; keepalive 8; }",
 		},
 		{
 			name: "the last directive on a shared line takes the blanks before it",
 			src:  "upstream app {\n  keepalive 8; server 127.0.0.1:4000;\n  server 127.0.0.1:4001;\n}",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n  keepalive 8;\n  server 127.0.0.1:4001;\n}",
 		},
 		{
 			name: "a quoted address keeps its quotes",
 			src:  "upstream app {\n  server \"127.0.0.1:4000\" weight=2;\n}",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n  server \"127.0.0.1:4001\" weight=2;\n}",
 		},
 		{
 			name: "a server directive spread over lines is removed with all its lines",
 			src:  "upstream app {\n  server 127.0.0.1:4001;\n  server 127.0.0.1:4000\n         weight=3;\n}\n",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n  server 127.0.0.1:4001;\n}\n",
 		},
 		{
 			name: "a directive followed by the closing brace leaves the brace on its line",
 			src:  "upstream app {\n  server 127.0.0.1:4000;\n  server 127.0.0.1:4001; }",
-			to:   4000,
+			to:   "127.0.0.1:4000",
 			want: "upstream app {\n  server 127.0.0.1:4000;\n  }",
 		},
 		{
 			name: "a target line marked backup gives way to the primary line, which takes the port",
 			src:  "upstream app {\n  server 127.0.0.1:4000 max_fails=2;\n  server 127.0.0.1:4001 backup;\n}\n",
-			to:   4001,
+			to:   "127.0.0.1:4001",
 			want: "upstream app {\n  server 127.0.0.1:4001 max_fails=2;\n}\n",
 		},
 		{
@@ -81,7 +81,7 @@ func TestTo(t *testing.T) {
 				"log_format x '{ upstream app { server 127.0.0.1:4000; } }';\n" +
 				"upstream app2 { server 127.0.0.1:4000; }\n" +
 				"upstream app { server 127.0.0.1:4000; }\n",
-			to: 4001,
+			to: "127.0.0.1:4001",
 			want: "# upstream app { server 127.0.0.1:4000; }\n" +
 				"log_format x '{ upstream app { server 127.0.0.1:4000; } }';\n" +
 				"upstream app2 { server 127.0.0.1:4000; }\n" +
@@ -113,20 +113,21 @@ func TestToRefusesAPortThatIsNotASlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.To(8080, slots); !errors.Is(err, ErrTarget) {
-		t.Fatalf("To(8080) = %v, want ErrTarget", err)
+	if _, err := b.To("127.0.0.1:8080", slots); !errors.Is(err, ErrTarget) {
+		t.Fatalf("To(127.0.0.1:8080) = %v, want ErrTarget", err)
 	}
 }
 
 func TestLive(t *testing.T) {
 	tests := []struct {
 		name, src string
-		listed    []int
-		live      int
+		listed    []string
+		live      string
 	}{
-		{"one slot listed is live", "upstream app { server 127.0.0.1:4001; }", []int{4001}, 4001},
-		{"both listed means none is live yet", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4001; }", []int{4000, 4001}, 0},
-		{"a slot listed twice is one slot", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4000 backup; }", []int{4000}, 4000},
+		{"one slot listed is live", "upstream app { server 127.0.0.1:4001; }", []string{"127.0.0.1:4001"}, "127.0.0.1:4001"},
+		{"both listed means none is live yet", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4001; }", []string{"127.0.0.1:4000", "127.0.0.1:4001"}, ""},
+		{"a slot listed twice is one slot", "upstream app { server 127.0.0.1:4000; server 127.0.0.1:4000 backup; }", []string{"127.0.0.1:4000"}, "127.0.0.1:4000"},
+		{"a port written with a leading zero is the slot", "upstream app { server 127.0.0.1:04001; }", []string{"127.0.0.1:4001"}, "127.0.0.1:4001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +137,7 @@ func TestLive(t *testing.T) {
 			}
 			live, _ := b.Live()
 			if d := cmp.Diff(tt.listed, b.Listed()); d != "" || live != tt.live {
-				t.Errorf("Listed() diff %s, Live() = %d, want %d", d, live, tt.live)
+				t.Errorf("Listed() diff %s, Live() = %q, want %q", d, live, tt.live)
 			}
 		})
 	}
@@ -171,5 +172,22 @@ func TestFindErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Slots that are not host:port, such as unix sockets, are rewritten whole.
+func TestToRewritesAnAddressThatIsNotAPortWhole(t *testing.T) {
+	unix := Slots{"unix:/run/app/4000.sock", "unix:/run/app/4001.sock"}
+	b, err := Parse("app.conf", []byte("upstream app {\n  server unix:/run/app/4000.sock max_fails=0; # live\n}\n"), "app", unix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := b.To(unix[1], unix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "upstream app {\n  server unix:/run/app/4001.sock max_fails=0; # live\n}\n"
+	if d := cmp.Diff(want, string(e.New)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
 	}
 }

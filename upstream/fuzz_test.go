@@ -38,13 +38,13 @@ func FuzzTo(f *testing.F) {
 		if err != nil {
 			return
 		}
-		to := slots.Ports[0]
+		to := slots[0]
 		if toSecond {
-			to = slots.Ports[1]
+			to = slots[1]
 		}
 		e, err := b.To(to, slots)
 		if err != nil {
-			t.Fatalf("To(%d) on a block Parse accepted: %v", to, err)
+			t.Fatalf("To(%s) on a block Parse accepted: %v", to, err)
 		}
 		for _, ed := range e.edits {
 			if !insideServer(b, ed.Start, ed.End) {
@@ -56,7 +56,7 @@ func FuzzTo(f *testing.F) {
 			t.Fatalf("edited config no longer parses: %v\n%s", err, e.New)
 		}
 		if got := after.Listed(); len(got) != 1 || got[0] != to {
-			t.Fatalf("edited config lists %v, want only %d", got, to)
+			t.Fatalf("edited config lists %v, want only %s", got, to)
 		}
 		now, err := structure(e.New)
 		if err != nil {

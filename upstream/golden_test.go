@@ -15,7 +15,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
 
-var slots = Slots{Host: "127.0.0.1", Ports: [2]int{4000, 4001}}
+var slots = Slots{"127.0.0.1:4000", "127.0.0.1:4001"}
 
 // TestGolden switches every config tree in testdata/upstream to each slot
 // and compares the new file and the diff with the golden files. It also
@@ -28,8 +28,9 @@ func TestGolden(t *testing.T) {
 	}
 	for _, main := range cases {
 		dir := filepath.Dir(main)
-		for _, to := range slots.Ports {
-			name := filepath.Base(dir) + "/to-" + strconv.Itoa(to)
+		for _, to := range slots {
+			_, port, _ := splitPort(to)
+			name := filepath.Base(dir) + "/to-" + strconv.Itoa(port)
 			t.Run(name, func(t *testing.T) {
 				tree := copyTree(t, dir)
 				b, err := Find(filepath.Join(tree, "nginx.conf"), "app", slots)
@@ -42,8 +43,8 @@ func TestGolden(t *testing.T) {
 				}
 				rel, _ := filepath.Rel(tree, e.File)
 				diff := strings.ReplaceAll(e.Diff(), tree+"/", "")
-				golden(t, filepath.Join(dir, "to-"+strconv.Itoa(to)+".golden.conf"), e.New)
-				golden(t, filepath.Join(dir, "to-"+strconv.Itoa(to)+".golden.diff"), []byte(diff))
+				golden(t, filepath.Join(dir, "to-"+strconv.Itoa(port)+".golden.conf"), e.New)
+				golden(t, filepath.Join(dir, "to-"+strconv.Itoa(port)+".golden.diff"), []byte(diff))
 
 				if err := os.WriteFile(e.File, e.New, 0o644); err != nil {
 					t.Fatal(err)
@@ -53,7 +54,7 @@ func TestGolden(t *testing.T) {
 					t.Fatalf("edited %s no longer finds the upstream: %v", rel, err)
 				}
 				if got := after.Listed(); len(got) != 1 || got[0] != to {
-					t.Errorf("after the edit %s lists %v, want only %d", rel, got, to)
+					t.Errorf("after the edit %s lists %v, want only %s", rel, got, to)
 				}
 				if d := cmp.Diff(string(withoutServers(b)), string(withoutServers(after))); d != "" {
 					t.Errorf("%s changed outside its server lines (-before +after):\n%s", rel, d)

@@ -58,8 +58,8 @@ type settings struct {
 
 // options turns the settings into swap's options.
 func (s settings) options() (swap.Options, error) {
-	if len(s.Ports) != 2 {
-		return swap.Options{}, swap.Usage(errors.New("ports must list exactly two ports, e.g. --ports 4000,4001"))
+	if err := swap.CheckPorts(s.Ports); err != nil {
+		return swap.Options{}, err
 	}
 	o := swap.Options{
 		Upstream: s.Upstream, NginxConf: s.NginxConf, NginxBin: s.NginxBin, NginxUnit: s.NginxUnit,
@@ -81,10 +81,11 @@ type switchCmd struct {
 func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	req := swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}
 	o, env, err := d.setup(ctx, g, func(o swap.Options) error {
-		if c.To != nil && !o.Slots().Has(*c.To) {
-			return swap.Usage(fmt.Errorf("--to %d is not a slot; pass --to %d or --to %d", *c.To, o.Ports[0], o.Ports[1]))
+		if c.To == nil {
+			return nil
 		}
-		return nil
+		_, err := o.Slot(*c.To)
+		return err
 	})
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ func (d *deps) offline() swap.Env {
 		},
 		Now:    time.Now,
 		Report: d.out.event,
-		User:   name,
+		Login:  name,
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,8 +30,8 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	if app == "" {
 		app = g.Upstream
 	}
-	if len(g.Ports) != 2 {
-		return swap.Usage(errors.New("ports must list exactly two ports, e.g. --ports 4000,4001"))
+	if err := swap.CheckPorts(g.Ports); err != nil {
+		return err
 	}
 	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}}
 	if err := data.Check(); err != nil {

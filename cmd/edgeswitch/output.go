@@ -69,16 +69,19 @@ func (p *printer) event(ev swap.Event) {
 
 func (p *printer) result(r swap.Result, dryRun bool) {
 	if p.json {
-		p.line(map[string]any{"result": r})
+		// Slots by port, as the history names them.
+		p.line(map[string]any{"result": map[string]any{
+			"From": r.From.Port, "To": r.To.Port, "Unchanged": r.Unchanged, "Diff": r.Diff, "Draining": r.Draining,
+		}})
 		return
 	}
 	switch {
 	case r.Unchanged:
-		fmt.Fprintf(p.stderr, "slot %d is live; nothing to do\n", r.To)
+		fmt.Fprintf(p.stderr, "slot %d is live; nothing to do\n", r.To.Port)
 	case dryRun:
 		fmt.Fprintf(p.stderr, "dry run: nothing was started, written or reloaded\n")
 	default:
-		fmt.Fprintf(p.stderr, "switched to slot %d\n", r.To)
+		fmt.Fprintf(p.stderr, "switched to slot %d\n", r.To.Port)
 	}
 }
 
@@ -126,7 +129,7 @@ func (p *printer) status(st *swap.Status) {
 		for _, s := range r.Steps {
 			total += s.Seconds
 		}
-		fmt.Fprintf(w, "%s%s  %d -> %d  %s  %.2fs  %s\n", label, r.Time, r.From, r.To, r.Result, total, r.User)
+		fmt.Fprintf(w, "%s%s  %d -> %d  %s  %.2fs  %s\n", label, r.Time, r.From, r.To, r.Result, total, r.Login)
 	}
 }
 

@@ -1,0 +1,209 @@
+package route
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/upstream"
+)
+
+// pollInterval is how often nginx's workers are looked at while waiting for
+// a reload or a drain: /proc reads are cheap and the drain often ends in
+// about 0.1 s.
+const pollInterval = 20 * time.Millisecond
+
+// Systemd is the part of *dbus.Conn the reload router uses, with
+// go-systemd's own signatures.
+type Systemd interface {
+	nginx.Systemd
+	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
+}
+
+// Reload moves traffic by rewriting the slot server lines of one upstream
+// block and reloading nginx. A value serves one switch: it keeps what it
+// read, wrote and reloaded, so that Revert can undo exactly that.
+type Reload struct {
+	Upstream      string   // name of the upstream block
+	Slots         []string // the addresses the block may list
+	NginxConf     string   // main config; the block is in it or its includes
+	NginxBin      string   // for nginx -t
+	NginxUnit     string   // reloaded, never restarted
+	ReloadTimeout time.Duration
+	DrainTimeout  time.Duration
+	Systemctl     string // "systemctl" or "systemctl --user", for hints
+
+	Systemd Systemd // nil when D-Bus cannot be reached (check reports it)
+	Run     nginx.Runner
+	Procs   nginx.Procs
+
+	block    *upstream.Block
+	edit     *upstream.Edit
+	written  bool // the file holds the new bytes
+	reloaded bool // a reload was asked for: nginx may run the new config
+	old      nginx.Generation
+	errlog   nginx.ErrorLog
+	mark     int64
+}
+
+// Read finds the upstream block in the config tree.
+func (r *Reload) Read() (Listing, error) {
+	b, err := upstream.Find(r.NginxConf, r.Upstream, r.Slots)
+	if err != nil {
+		return Listing{}, err
+	}
+	r.block = b
+	return Listing{File: b.File, Line: b.Line, Addrs: b.Listed()}, nil
+}
+
+// Checks reports whether nginx's config passes nginx -t as it is and its
+// unit is active. It never starts or restarts nginx.
+func (r *Reload) Checks(ctx context.Context) []Check {
+	test := Check{Name: "nginx -t", OK: r.NginxConf + " ok", Err: nginx.Test(ctx, r.Run, r.NginxBin, r.NginxConf)}
+	if errors.Is(test.Err, nginx.ErrInvalid) {
+		test.Err = fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", test.Err)
+	}
+	return []Check{test, {Name: r.NginxUnit + " active", OK: "active", Err: r.active(ctx)}}
+}
+
+func (r *Reload) active(ctx context.Context) error {
+	if r.Systemd == nil {
+		return errors.New("D-Bus not reachable")
+	}
+	props, err := r.Systemd.GetUnitPropertiesContext(ctx, r.NginxUnit)
+	if err != nil {
+		return fmt.Errorf("state of %s: %w", r.NginxUnit, err)
+	}
+	if state, _ := props["ActiveState"].(string); state != "active" {
+		return fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", r.NginxUnit, state, r.Systemctl, r.NginxUnit)
+	}
+	return nil
+}
+
+// Plan computes the byte-minimal edit that lists only the target, and the
+// steps that write it, test it and reload nginx. It needs Read first.
+func (r *Reload) Plan(to []Backend) (*Change, error) {
+	if len(to) != 1 {
+		return nil, fmt.Errorf("upstream %s: the reload router lists one slot at a time, not %d", r.Upstream, len(to))
+	}
+	e, err := r.block.To(to[0].Addr, r.Slots)
+	if err != nil {
+		return nil, err
+	}
+	r.edit = e
+	return &Change{File: e.File, Diff: e.Diff(), Changed: e.Changed(), Steps: []Step{
+		{Name: "validate", Do: r.validate},
+		{Name: "reload", Do: r.reload, Whole: true},
+		{Name: "confirm", Do: r.confirm, Whole: true},
+	}}, nil
+}
+
+// validate writes the new bytes atomically and runs nginx -t on them.
+func (r *Reload) validate(ctx context.Context) (string, error) {
+	if !r.edit.Changed() {
+		return "unchanged", nil
+	}
+	// Someone may have edited the file since it was read: never write over
+	// their change, nor restore stale bytes later.
+	if now, err := os.ReadFile(r.edit.File); err != nil || !bytes.Equal(now, r.edit.Old) {
+		return "", fmt.Errorf("%s changed while the new slot started (%v); run the switch again", r.edit.File, err)
+	}
+	// Set before the write: an error after the rename (fsync of the
+	// directory) still leaves the new bytes in place, and restoring the
+	// original twice is harmless.
+	r.written = true
+	if err := nginx.WriteFileAtomic(r.edit.File, r.edit.New); err != nil {
+		return "", err
+	}
+	if err := nginx.Test(ctx, r.Run, r.NginxBin, r.NginxConf); err != nil {
+		return "", err
+	}
+	return "nginx -t ok", nil
+}
+
+// reload notes nginx's workers and asks systemd to reload the unit.
+func (r *Reload) reload(ctx context.Context) (string, error) {
+	master, err := nginx.MainPID(ctx, r.Systemd, r.NginxUnit)
+	if err != nil {
+		return "", err
+	}
+	if r.old, err = r.Procs.Snapshot(master); err != nil {
+		return "", err
+	}
+	if len(r.old.Workers) == 0 {
+		return "", fmt.Errorf("%w: nginx master %d shows no workers in /proc (mounted with hidepid?), so a reload could not be confirmed; run edgeswitch as root", nginx.ErrNotActive, master)
+	}
+	r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
+	r.mark = r.errlog.Mark()
+	ctx, cancel := context.WithTimeout(ctx, r.ReloadTimeout)
+	defer cancel()
+	r.reloaded = true
+	return fmt.Sprintf("%s (master %d, %d workers)", r.NginxUnit, master, len(r.old.Workers)), nginx.Reload(ctx, r.Systemd, r.NginxUnit)
+}
+
+// confirm waits for the new generation of workers that shows nginx took
+// the config; a master that keeps its old workers rejected it, and its
+// error log says why.
+func (r *Reload) confirm(ctx context.Context) (string, error) {
+	gen, err := r.Procs.WaitNewGeneration(ctx, r.old, r.ReloadTimeout, pollInterval)
+	if errors.Is(err, nginx.ErrRejected) {
+		if line := r.errlog.LastEmerg(r.mark); line != "" {
+			err = fmt.Errorf("%w: %s", err, line)
+		}
+		return "", fmt.Errorf("%w (see %s)", err, r.errlog.Path)
+	}
+	return fmt.Sprintf("%d new workers", len(gen.Workers)), err
+}
+
+// Drain waits until every worker from before the reload has exited: until
+// then they may still proxy requests to the previous slot.
+func (r *Reload) Drain(ctx context.Context) Drained {
+	left := r.Procs.WaitGone(ctx, r.old.Workers, r.DrainTimeout, pollInterval)
+	d := Drained{Detail: fmt.Sprintf("%d old workers gone", len(r.old.Workers)-len(left)), Left: len(left)}
+	if len(left) > 0 {
+		d.Warn = fmt.Sprintf("%d old nginx workers still running after %s", len(left), r.DrainTimeout)
+	}
+	return d
+}
+
+// Revert puts the original bytes back. If nginx may have taken the new
+// config (a reload was asked for and a new generation appeared, or nginx
+// could not be looked at), it is reloaded again on the restored file, so
+// that it never keeps pointing at a slot that is about to stop. The errors
+// say what state nginx and the file are in.
+func (r *Reload) Revert(ctx context.Context) error {
+	if !r.written {
+		return nil
+	}
+	if r.reloaded && r.old.Master != 0 && r.tookNew() {
+		if err := nginx.WriteFileAtomic(r.edit.File, r.edit.Old); err != nil {
+			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", r.edit.File, err)
+		}
+		r.written = false
+		if err := nginx.Reload(ctx, r.Systemd, r.NginxUnit); err != nil {
+			return fmt.Errorf("nginx may be running the new config and reloading it back failed: %w", err)
+		}
+		return nil
+	}
+	if err := nginx.WriteFileAtomic(r.edit.File, r.edit.Old); err != nil {
+		// A write that failed before its rename (read-only or full file
+		// system) never replaced the file: nothing to restore.
+		if now, rerr := os.ReadFile(r.edit.File); rerr != nil || !bytes.Equal(now, r.edit.Old) {
+			return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", r.edit.File, err)
+		}
+	}
+	r.written = false
+	return nil
+}
+
+// tookNew reports whether nginx's master has a worker that was not there
+// before the reload, or cannot be looked at (then it may have).
+func (r *Reload) tookNew() bool {
+	now, err := r.Procs.Snapshot(r.old.Master)
+	return err != nil || slices.ContainsFunc(now.Workers, func(w int) bool { return !slices.Contains(r.old.Workers, w) })
+}

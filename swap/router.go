@@ -1,0 +1,100 @@
+package swap
+
+import (
+	"context"
+	"net"
+	"strconv"
+
+	"github.com/edgeswitch/edgeswitch/route"
+)
+
+// Router is how traffic moves from one slot to another: swap decides which
+// slot and when, a router tells the proxy. route.Reload is the one in use:
+// it rewrites the upstream block and reloads nginx.
+type Router interface {
+	// Read returns the slot addresses that get traffic now.
+	Read() (route.Listing, error)
+	// Checks are what must hold before the router may act (the proxy runs,
+	// its config passes as it is); they change nothing.
+	Checks(ctx context.Context) []route.Check
+	// Plan computes the change that gives the traffic to the backends,
+	// touching nothing. It follows Read.
+	Plan(to []route.Backend) (*route.Change, error)
+	// Drain waits, bounded, until the proxy holds nothing for the slot that
+	// lost the traffic.
+	Drain(ctx context.Context) route.Drained
+	// Revert undoes whatever part of the planned change's steps ran.
+	Revert(ctx context.Context) error
+}
+
+// router returns the router of one switch: env's, for tests, or else the
+// nginx reload router on the real effects.
+func (e Env) router(o Options) Router {
+	if e.NewRouter != nil {
+		return e.NewRouter(o)
+	}
+	var slots []string
+	for _, s := range o.Slots() {
+		slots = append(slots, s.Addr)
+	}
+	r := &route.Reload{
+		Upstream: o.Upstream, Slots: slots,
+		NginxConf: o.NginxConf, NginxBin: o.NginxBin, NginxUnit: o.NginxUnit,
+		ReloadTimeout: o.ReloadTimeout, DrainTimeout: o.DrainTimeout,
+		Systemctl: o.systemctl(),
+		Run:       e.Run, Procs: e.Procs,
+	}
+	if e.Systemd != nil { // a nil *dbus.Conn inside the interface would not be nil
+		r.Systemd = e.Systemd
+	}
+	return r
+}
+
+// Slot is one of the app's two copies: the port that names it (the
+// instance of the template unit), its unit, and the address nginx sends
+// its traffic to.
+type Slot struct {
+	Port int
+	Unit string
+	Addr string
+}
+
+// Slots returns the two slots.
+func (o Options) Slots() [2]Slot {
+	return [2]Slot{o.slot(o.Ports[0]), o.slot(o.Ports[1])}
+}
+
+func (o Options) slot(port int) Slot {
+	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: net.JoinHostPort(o.Host, strconv.Itoa(port))}
+}
+
+// find returns the slot on port, or false when port is not a slot.
+func (o Options) find(port int) (Slot, bool) {
+	for _, s := range o.Slots() {
+		if s.Port == port {
+			return s, true
+		}
+	}
+	return Slot{}, false
+}
+
+// other returns the slot that is not s.
+func (o Options) other(s Slot) Slot {
+	if s.Port == o.Ports[0] {
+		return o.slot(o.Ports[1])
+	}
+	return o.slot(o.Ports[0])
+}
+
+// byAddr returns the slots whose addresses are listed, in order.
+func (o Options) byAddr(addrs []string) []Slot {
+	var slots []Slot
+	for _, a := range addrs {
+		for _, s := range o.Slots() {
+			if s.Addr == a {
+				slots = append(slots, s)
+			}
+		}
+	}
+	return slots
+}
