@@ -72,7 +72,7 @@ func (w *walker) file(path string) error {
 }
 
 func (w *walker) parse(path string, src []byte) error {
-	masked, err := maskLua(src)
+	masked, err := mask(src)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrParse, path, err)
 	}

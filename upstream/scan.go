@@ -28,28 +28,6 @@ func scan(src []byte) ([]token, error) {
 	return toks, err
 }
 
-// maskLua returns src with the bodies of *_by_lua_block blocks blanked out
-// (line breaks kept, so line numbers stay), for gonginx, whose lexer reads
-// Lua with nginx's rules and trips on a brace in a Lua string.
-func maskLua(src []byte) ([]byte, error) {
-	if !bytes.Contains(src, []byte("_by_lua_block")) {
-		return src, nil
-	}
-	_, spans, err := scanLua(src)
-	if err != nil || len(spans) == 0 {
-		return src, err
-	}
-	out := bytes.Clone(src)
-	for _, sp := range spans {
-		for i := sp[0]; i < sp[1]; i++ {
-			if out[i] != '\n' {
-				out[i] = ' '
-			}
-		}
-	}
-	return out, nil
-}
-
 // scanLua is scan that also returns the byte spans of the Lua block bodies
 // it skipped.
 func scanLua(src []byte) ([]token, [][2]int, error) {
