@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,6 +38,9 @@ func FuzzTo(f *testing.F) {
 		b, err := Parse("fuzz.conf", src, "app", slots)
 		if err != nil {
 			return
+		}
+		if !slices.ContainsFunc(b.Servers, func(s Server) bool { return !s.Standby }) {
+			return // every server backup or down: To refuses it, and says so
 		}
 		to := slots[0]
 		if toSecond {
@@ -104,7 +108,11 @@ func onlyLayout(p []byte) bool {
 // structure is gonginx's reading of src without comments and without the
 // server directives of upstream app, dumped in one canonical form.
 func structure(src []byte) (string, error) {
-	c, err := parser.NewStringParser(string(src), parser.WithSkipValidDirectivesErr(), parser.WithSkipComments()).Parse()
+	masked, err := mask(src)
+	if err != nil {
+		return "", err
+	}
+	c, err := parser.NewStringParser(string(masked), parser.WithSkipValidDirectivesErr(), parser.WithSkipComments()).Parse()
 	if err != nil {
 		return "", err
 	}
