@@ -1,8 +1,8 @@
 // Package nginx drives the nginx side of a switch: it tests a config with
 // nginx -t, reloads the nginx unit over systemd (never restarts it), watches
 // the master's worker processes to learn whether a reload took effect and
-// when the old workers have drained, reads nginx's own error log to explain
-// a rejected reload, and replaces config files atomically.
+// when the old workers have drained, and reads nginx's own error log to
+// explain a rejected reload.
 //
 // Every effect comes in as a value (a Runner, a Systemd, a /proc root) so
 // tests can pass fakes and the same code runs against the real thing.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 	"github.com/edgeswitch/edgeswitch/nginx"
 	"github.com/edgeswitch/edgeswitch/upstream"
 )
@@ -117,7 +118,7 @@ func (r *Reload) validate(ctx context.Context) (string, error) {
 	// directory) still leaves the new bytes in place, and restoring the
 	// original twice is harmless.
 	r.written = true
-	if err := nginx.WriteFileAtomic(r.edit.File, r.edit.New); err != nil {
+	if err := atomicfile.Write(r.edit.File, r.edit.New, 0o644); err != nil {
 		return "", err
 	}
 	if err := nginx.Test(ctx, r.Run, r.NginxBin, r.NginxConf); err != nil {
@@ -181,7 +182,7 @@ func (r *Reload) Revert(ctx context.Context) error {
 		return nil
 	}
 	if r.reloaded && r.old.Master != 0 && r.tookNew() {
-		if err := nginx.WriteFileAtomic(r.edit.File, r.edit.Old); err != nil {
+		if err := atomicfile.Write(r.edit.File, r.edit.Old, 0o644); err != nil {
 			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", r.edit.File, err)
 		}
 		r.written = false
@@ -190,7 +191,7 @@ func (r *Reload) Revert(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := nginx.WriteFileAtomic(r.edit.File, r.edit.Old); err != nil {
+	if err := atomicfile.Write(r.edit.File, r.edit.Old, 0o644); err != nil {
 		// A write that failed before its rename (read-only or full file
 		// system) never replaced the file: nothing to restore.
 		if now, rerr := os.ReadFile(r.edit.File); rerr != nil || !bytes.Equal(now, r.edit.Old) {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-
 )
 
 // CheckItem is one line of the checklist: what was checked, whether it

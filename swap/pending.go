@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 )
 
 // Pending is the record of a switch that has started to write the upstream
@@ -45,16 +47,7 @@ func writePending(stateDir, upstream string, p Pending) error {
 	if err != nil {
 		return err
 	}
-	path := pendingPath(stateDir, upstream)
-	f, err := os.Create(path + ".tmp")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return atomicfile.Write(pendingPath(stateDir, upstream), data, 0o644)
 }
 
 func clearPending(stateDir, upstream string) error {

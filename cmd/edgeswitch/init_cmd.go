@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 	"github.com/edgeswitch/edgeswitch/swap"
 	"github.com/edgeswitch/edgeswitch/templates"
 )
@@ -74,7 +75,7 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	wrote := make([]string, len(files))
 	for i, f := range files {
 		wrote[i] = filepath.Join(dir, f.name)
-		if err := writeNew(wrote[i], texts[i]); err != nil {
+		if err := atomicfile.Write(wrote[i], texts[i], 0o644); err != nil {
 			return err
 		}
 	}
@@ -84,40 +85,6 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	}
 	nextSteps(d.out.stdout, dir, data, files)
 	return nil
-}
-
-// writeNew writes data to path, mode 0644, through a temp file in the same
-// directory and a rename, so that a crash or a full disk never leaves a
-// half-written file under the final name. It is not more than that: the
-// directory is not synced, so after a crash the file may be missing; the
-// rename replaces whatever is at path, a symlink itself rather than its
-// target; and Run's check that nothing is there (without --force) comes
-// before, so a file created in between is replaced.
-func writeNew(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // nextSteps tells where each file goes. cp -n, because an existing unit,

@@ -1,4 +1,8 @@
-package nginx
+// Package atomicfile replaces files so that a reader (nginx, or the next
+// run after a crash) sees either the old contents or the new, never a mix.
+// It is the one way edgeswitch writes a file: nginx's config, its own
+// pending record, and the files init writes.
+package atomicfile
 
 import (
 	"errors"
@@ -9,14 +13,14 @@ import (
 	"syscall"
 )
 
-// WriteFileAtomic replaces the contents of the existing file path with data,
-// so that nginx (or a crash) sees either the old file or the new one, never
-// a mix. A symlink at path is kept and its target replaced, since config
-// trees often link sites-enabled to sites-available. The new file is
-// written to a temp file in the target's directory (".NAME.tmp*", which
-// include globs such as *.conf do not match), synced, given the old mode
-// and, when allowed, the old owner, then renamed over the target; finally
-// the directory is synced so the rename itself survives a crash.
+// Write replaces the contents of path with data. An existing file keeps
+// its mode and, when allowed, its owner; a symlink at path is kept and its
+// target replaced, since config trees often link sites-enabled to
+// sites-available. A new file gets perm. The data is written to a temp file
+// in the target's directory (".NAME.tmp*" with a random suffix, created
+// exclusively; include globs such as *.conf do not match it), synced,
+// renamed over the target; finally the directory is synced so the rename
+// itself survives a crash.
 //
 // On an error before the rename, the original is untouched and the temp
 // file is removed. It is not atomic across files: a change to several files
@@ -24,17 +28,19 @@ import (
 // directory sync the file may come back with its old contents, and an error
 // from that last sync means the new contents are in place but not known to
 // be durable.
-func WriteFileAtomic(path string, data []byte) error {
+func Write(path string, data []byte, perm fs.FileMode) error {
 	target, err := filepath.EvalSymlinks(path)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		target = path
+	} else if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	old, err := os.Stat(target)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	dir := filepath.Dir(target)
-	tmp, err := writeTemp(dir, filepath.Base(target), data, old)
+	tmp, err := writeTemp(dir, filepath.Base(target), data, old, perm)
 	if err != nil {
 		return writeError(path, dir, err)
 	}
@@ -53,9 +59,10 @@ func WriteFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// writeTemp writes data to a new file in dir with old's owner and mode,
-// syncs it and returns its name. On error it removes the file.
-func writeTemp(dir, name string, data []byte, old fs.FileInfo) (_ string, err error) {
+// writeTemp writes data to a new file in dir with old's owner and mode (or
+// perm when there is no old file), syncs it and returns its name. On error
+// it removes the file.
+func writeTemp(dir, name string, data []byte, old fs.FileInfo, perm fs.FileMode) (_ string, err error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp*")
 	if err != nil {
 		return "", err
@@ -69,14 +76,17 @@ func writeTemp(dir, name string, data []byte, old fs.FileInfo) (_ string, err er
 	if _, err := f.Write(data); err != nil {
 		return "", err
 	}
-	// Owner before mode: chown clears setuid/setgid bits. Only root may
-	// give a file away; anyone else keeps their own ownership.
-	if st, ok := old.Sys().(*syscall.Stat_t); ok {
-		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
-			return "", err
+	if old != nil {
+		// Owner before mode: chown clears setuid/setgid bits. Only root
+		// may give a file away; anyone else keeps their own ownership.
+		if st, ok := old.Sys().(*syscall.Stat_t); ok {
+			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+				return "", err
+			}
 		}
+		perm = old.Mode()
 	}
-	if err := f.Chmod(old.Mode()); err != nil {
+	if err := f.Chmod(perm); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
