@@ -24,6 +24,20 @@ type usageError struct{ err error }
 func (u usageError) Error() string   { return u.err.Error() }
 func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
 
+// ExitStatus says what one exit code means.
+type ExitStatus struct {
+	Code    int
+	Meaning string
+}
+
+// ExitStatuses are the exit codes ExitCode gives, as the man page lists them.
+var ExitStatuses = []ExitStatus{
+	{0, "Done, or nothing to do."},
+	{1, "The switch failed and traffic stayed on the old slot."},
+	{2, "Bad usage, config or setup; nothing changed."},
+	{3, "Could not restore: the message says what state things are in and what to run."},
+}
+
 // ExitCode maps an error from this package to the process exit code:
 // 0 done or nothing to do, 1 failed and undone, 2 bad usage or setup with
 // nothing changed, 3 could not restore.

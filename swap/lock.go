@@ -18,7 +18,7 @@ func lock(stateDir, name string) (release func(), err error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return nil, Usage(fmt.Errorf("state dir: %w; create it or set state-dir to a writable directory", err))
 	}
-	path := filepath.Join(stateDir, name+".lock")
+	path := filepath.Join(stateDir, lockFile(name))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, Usage(fmt.Errorf("lock: %w; set state-dir to a writable directory", err))
@@ -35,4 +35,20 @@ func lock(stateDir, name string) (release func(), err error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return func() { f.Close() }, nil
+}
+
+func lockFile(upstream string) string { return upstream + ".lock" }
+
+// StateFile is one file a switch keeps in the state dir.
+type StateFile struct{ Name, About string }
+
+// StateFiles are the files in the state dir, for the man page; UPSTREAM
+// stands for an upstream's name.
+func StateFiles() []StateFile {
+	const up = "UPSTREAM"
+	return []StateFile{
+		{historyFile, "The history: one JSON object per switch attempt, appended."},
+		{lockFile(up), "The lock a switch of the upstream named UPSTREAM holds while it runs, with its PID."},
+		{pendingFile(up), "The record of a switch of UPSTREAM that has begun to change nginx and not finished (a crash, a power loss); the next switch finishes it, and status shows it."},
+	}
 }

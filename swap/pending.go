@@ -21,8 +21,10 @@ type Pending struct {
 	Time string `json:"time"`
 }
 
+func pendingFile(upstream string) string { return upstream + ".pending" }
+
 func pendingPath(stateDir, upstream string) string {
-	return filepath.Join(stateDir, upstream+".pending")
+	return filepath.Join(stateDir, pendingFile(upstream))
 }
 
 // readPending returns the pending record of upstream, or nil.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/edgeswitch/edgeswitch/swap"
 )
 
 // manCmd prints the man page, generated from the kong model so that it
@@ -18,9 +19,6 @@ func (manCmd) Run(k *kong.Context) error {
 	_, err := k.Stdout.Write(b.Bytes())
 	return err
 }
-
-// manHistoryFile is swap's history file in the state dir (swap.historyFile, unexported).
-const manHistoryFile = "history.jsonl"
 
 // roff escapes text for a man page: backslashes, every dash (so that flags
 // and commands copied from the page are typed right), and a leading . or '
@@ -191,26 +189,16 @@ func writeMan(b *bytes.Buffer, app *kong.Application) {
 			continue
 		}
 		dir := strings.TrimSuffix(f.Default, "/") + "/"
-		fmt.Fprintf(b, ".TP\n.I %s\n%s\n", roff(dir+manHistoryFile),
-			roff("The history: one JSON object per switch attempt, appended. It lives in the directory given by --state-dir."))
-		fmt.Fprintf(b, ".TP\n.I %s\n%s\n", roff(dir+"UPSTREAM.lock"),
-			roff("The lock a switch of the upstream named UPSTREAM holds while it runs, with its PID."))
+		for _, sf := range swap.StateFiles() {
+			fmt.Fprintf(b, ".TP\n.I %s\n%s\n", roff(dir+sf.Name), roff(sf.About+" It lives in the directory given by --state-dir."))
+		}
 	}
 
-	b.WriteString(`.SH EXIT STATUS
-.TP
-.B 0
-Done, or nothing to do.
-.TP
-.B 1
-The switch failed and traffic stayed on the old slot.
-.TP
-.B 2
-Bad usage, config or setup; nothing changed.
-.TP
-.B 3
-Could not restore: the message says what state things are in and what to run.
-.SH ENVIRONMENT
+	b.WriteString(".SH EXIT STATUS\n")
+	for _, e := range swap.ExitStatuses {
+		fmt.Fprintf(b, ".TP\n.B %d\n%s\n", e.Code, roff(e.Meaning))
+	}
+	b.WriteString(`.SH ENVIRONMENT
 .TP
 .B EDGESWITCH_CONFIG
 `)
