@@ -21,12 +21,15 @@ deps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light libnginx-mod-http-lua; }
 
 # test runs the unit tests and the end-to-end tests against a real nginx,
-# systemd user manager and D-Bus.
+# systemd user manager and D-Bus. -p 1 runs the packages one at a time: the
+# load tests of two packages at once would measure each other on a small
+# machine.
 .PHONY: test
 test: deps
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
 
-# test-short runs what needs no nginx or systemd.
+# test-short runs what needs no nginx or systemd: under -short every
+# end-to-end test skips (internal/testedge.New), installed or not.
 .PHONY: test-short
 test-short:
 	$(GO) test -short ./...

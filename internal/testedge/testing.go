@@ -7,15 +7,19 @@ import (
 )
 
 // New starts an edge for a test, in t.TempDir() unless o.Dir is set, and
-// closes it when the test ends. When nginx or systemd is missing the test
-// fails, or is skipped with -short: a missing prerequisite must not look
-// like a pass in a full run.
+// closes it when the test ends.
+//
+// With -short it always skips the test, whether or not nginx and systemd
+// are installed: an edge drives the shared systemd user manager and real
+// nginx processes, which is what -short leaves out. Without -short a
+// missing nginx or systemd fails the test: a missing prerequisite must not
+// look like a pass in a full run.
 func New(t testing.TB, o Options) *Edge {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("testedge: end-to-end test against nginx and the systemd user manager; -short skips it")
+	}
 	if err := prerequisites(); err != nil {
-		if testing.Short() {
-			t.Skipf("testedge: %v", err)
-		}
 		t.Fatalf("testedge: %v", err)
 	}
 	if o.Dir == "" {
