@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,15 +68,19 @@ func TestKilledSwitchConverges(t *testing.T) {
 				defer os.Remove(filepath.Join(tools, tt.hold))
 				defer os.Remove(filepath.Join(tools, tt.hold+".held"))
 			}
-			cmd := exec.Command(binary(t), append([]string{"switch", "--to", strconv.Itoa(to)}, edgeFlags(e, "--nginx-bin", nginxBin)...)...)
-			cmd.Env = append(os.Environ(), e.Env...)
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
+			sw := startSwitch(t, e, "--to", strconv.Itoa(to), "--nginx-bin", nginxBin)
+			var seen string
+			if tt.hold != "" {
+				held := filepath.Join(tools, tt.hold+".held")
+				seen = sw.waitUntil(t, "nginx -t held by the wrapper", func() bool {
+					_, err := os.Stat(held)
+					return err == nil
+				})
+			} else {
+				seen = sw.waitStep(t, tt.after)
 			}
-			seen := waitForPoint(t, stderr, tt.after, filepath.Join(tools, tt.hold+".held"))
-			cmd.Process.Kill()
-			cmd.Wait()
+			sw.cmd.Process.Kill()
+			sw.wait(t)
 			t.Logf("killed after:\n%s", seen)
 
 			st := edgeswitch(t, e, "status")
@@ -111,52 +113,6 @@ func TestKilledSwitchConverges(t *testing.T) {
 	}
 }
 
-// waitForPoint reads progress lines until the step line after appears, or
-// until the file held exists; it returns what it read.
-func waitForPoint(t *testing.T, stderr io.Reader, after, held string) string {
-	t.Helper()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var seen strings.Builder
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the switch ended before the kill point:\n%s", seen.String())
-			}
-			seen.WriteString(l + "\n")
-			if after != "" && strings.HasPrefix(l, after+" ") {
-				go func() {
-					for range lines {
-					}
-				}()
-				return seen.String()
-			}
-		case <-tick.C:
-			if after == "" {
-				if _, err := os.Stat(held); err == nil {
-					go func() {
-						for range lines {
-						}
-					}()
-					return seen.String()
-				}
-			}
-		case <-deadline:
-			t.Fatalf("no kill point in 30 s:\n%s", seen.String())
-		}
-	}
-}
-
 // assertNoStrayFiles checks that only the lock and the history are in the
 // state dir and no temp file is in the nginx config.
 func assertNoStrayFiles(t *testing.T, e *testedge.Edge) {
@@ -178,17 +134,16 @@ func assertNoStrayFiles(t *testing.T, e *testedge.Edge) {
 func TestCtrlCAfterTheReloadFinishesTheSwitch(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
 	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=300ms")
-	time.Sleep(500 * time.Millisecond) // requests in flight, so the drain takes a while
-	cmd := exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e)...)...)
-	cmd.Env = append(os.Environ(), e.Env...)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
+	// Deliberate load, not a wait for progress: requests in flight, so
+	// the drain takes a while.
+	time.Sleep(500 * time.Millisecond)
+	sw := startSwitch(t, e)
+	sw.waitStep(t, "confirm")
+	if err := sw.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	seen := waitForPoint(t, stderr, "confirm", "")
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("Ctrl-C after the reload: %v, want the switch to finish with exit 0\n%s", err, seen)
+	if err := sw.wait(t); err != nil {
+		t.Errorf("Ctrl-C after the reload: %v, want the switch to finish with exit 0\n%s", err, sw.stderr())
 	}
 	if st := unitState(t, e, e.Ports[0]); st != "inactive" {
 		t.Errorf("the old slot is %s, want inactive", st)

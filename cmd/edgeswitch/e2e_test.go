@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -111,10 +110,23 @@ func slotOf(t *testing.T, e *testedge.Edge) string {
 	return resp.Header.Get("X-Slot")
 }
 
+// unitState is the state of slot port's unit: active, inactive, failed...
 func unitState(t *testing.T, e *testedge.Edge, port int) string {
 	t.Helper()
-	out, _ := e.Systemctl(context.Background(), "is-active", e.SlotUnit(port))
-	return strings.TrimSpace(out)
+	return activeState(t, e, e.SlotUnit(port))
+}
+
+// activeState is what systemctl is-active says of unit. It exits non-zero
+// for every state but active, so only an answer that is not a state (no
+// manager, no bus) fails the test.
+func activeState(t *testing.T, e *testedge.Edge, unit string) string {
+	t.Helper()
+	out, err := e.Systemctl(context.Background(), "is-active", unit)
+	st := strings.TrimSpace(out)
+	if err != nil && (st == "" || strings.ContainsAny(st, " \n")) {
+		t.Fatalf("is-active %s: %v", unit, err)
+	}
+	return st
 }
 
 // hashTree returns the SHA-256 of every file under dir, to prove a failed
@@ -134,6 +146,129 @@ func hashTree(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return sums
+}
+
+// running is an edgeswitch started in the background, its stderr read line
+// by line as it comes so that a test can act at a step of the switch: wait
+// for the step's progress line, never sleep and hope the switch got there.
+type running struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited and its stderr is read
+	err    error         // cmd.Wait's, once exited is closed
+
+	mu    sync.Mutex
+	lines []string      // complete stderr lines
+	part  []byte        // the unfinished last line
+	line  chan struct{} // gets a value when a line is complete
+}
+
+// startSwitch starts `edgeswitch switch` against the edge, with extra flags
+// after the edge's (so they win). The test's end kills it if it still runs.
+func startSwitch(t testing.TB, e *testedge.Edge, extra ...string) *running {
+	t.Helper()
+	r := &running{exited: make(chan struct{}), line: make(chan struct{}, 1)}
+	r.cmd = exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e, extra...)...)...)
+	r.cmd.Env = append(os.Environ(), e.Env...)
+	r.cmd.Stderr = r
+	// Stderr is not a terminal, so no live poll counter: only whole lines.
+	r.cmd.WaitDelay = 5 * time.Second // a child left holding stderr must not hang Wait
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.exited)
+	}()
+	t.Cleanup(func() {
+		r.cmd.Process.Kill()
+		<-r.exited
+	})
+	return r
+}
+
+// Write collects stderr into lines.
+func (r *running) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.part = append(r.part, b...)
+	for {
+		i := bytes.IndexByte(r.part, '\n')
+		if i < 0 {
+			break
+		}
+		r.lines = append(r.lines, string(r.part[:i]))
+		r.part = r.part[i+1:]
+		select {
+		case r.line <- struct{}{}:
+		default:
+		}
+	}
+	return len(b), nil
+}
+
+// stderr is what the switch wrote on stderr so far.
+func (r *running) stderr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n") + "\n" + string(r.part)
+}
+
+// waitStep waits for the progress line of step ("health     2.013s ..."),
+// which the switch prints when the step ends: waitStep(t, "start") returns
+// once the target slot is started and its health is being polled. It
+// returns stderr so far, and fails the test if the switch exits first or
+// prints no such line within 30 s.
+func (r *running) waitStep(t testing.TB, step string) string {
+	t.Helper()
+	return r.waitUntil(t, "progress line "+step, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, l := range r.lines {
+			// Not a warning the step prints while it runs.
+			if f := strings.Fields(l); len(f) > 0 && f[0] == step && (len(f) < 2 || f[1] != "warning:") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitUntil waits until ok, checking at every stderr line and every 10 ms
+// (for conditions outside the switch's output, such as a file a wrapper
+// creates); like waitStep, it fails the test after 30 s or when the switch
+// exits first.
+func (r *running) waitUntil(t testing.TB, what string, ok func() bool) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !ok() {
+		select {
+		case <-r.line:
+		case <-tick.C:
+		case <-r.exited:
+			if ok() {
+				return r.stderr()
+			}
+			t.Fatalf("edgeswitch exited (%v) before %s:\n%s", r.err, what, r.stderr())
+		case <-deadline:
+			t.Fatalf("no %s within 30 s:\n%s", what, r.stderr())
+		}
+	}
+	return r.stderr()
+}
+
+// wait waits for the switch to exit and returns cmd.Wait's error; it fails
+// the test if the switch is still running after 2 minutes.
+func (r *running) wait(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-r.exited:
+		return r.err
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("edgeswitch still running after 2 minutes:\n%s", r.stderr())
+		return nil
+	}
 }
 
 // startLoad drives clients keep-alive clients through nginx until the test
@@ -160,6 +295,8 @@ func TestSwitchUnderLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := testedge.New(t, testedge.Options{})
 			load := startLoad(t, e, 32, http.MethodGet, tt.path)
+			// Deliberate load, not a wait for progress: the first switch
+			// meets connections in use and requests in flight.
 			time.Sleep(200 * time.Millisecond)
 			for i := range tt.switches {
 				to, from := e.Ports[(i+1)%2], e.Ports[i%2]
@@ -192,6 +329,9 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
 	measure := func(act func(i int)) testedge.LoadStats {
 		load := startLoad(t, e, 32, http.MethodPost, "/")
+		// Deliberate load, not waits for progress: each act meets
+		// connections in use, and the gap lets the clients reconnect and
+		// go idle again before the next.
 		time.Sleep(200 * time.Millisecond)
 		for i := range rounds {
 			act(i)
@@ -200,9 +340,7 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 		return load.Stop()
 	}
 	bare := measure(func(int) {
-		if out, err := e.Systemctl(t.Context(), "reload", e.NginxUnit); err != nil {
-			t.Fatalf("reload: %v\n%s", err, out)
-		}
+		must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
 	})
 	switched := measure(func(i int) {
 		if r := edgeswitch(t, e, "switch"); r.code != 0 {
@@ -228,6 +366,8 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 func TestWithoutTheDrainRequestsFail(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
 	load := startLoad(t, e, 32, http.MethodGet, "/")
+	// Deliberate load, not waits for progress: the switches must meet
+	// requests in flight, and the gap lets the clients reconnect.
 	time.Sleep(200 * time.Millisecond)
 	for i := range 3 {
 		if r := edgeswitch(t, e, "switch", "--drain-timeout", "0s"); r.code != 0 {
@@ -317,9 +457,7 @@ func TestFailurePaths(t *testing.T) {
 		{
 			name: "nginx's unit is stopped",
 			setup: func(t *testing.T, e *testedge.Edge) {
-				if out, err := e.Systemctl(t.Context(), "stop", e.NginxUnit); err != nil {
-					t.Fatalf("%v\n%s", err, out)
-				}
+				must(t)(e.Systemctl(t.Context(), "stop", e.NginxUnit))
 			},
 			code: 2, says: "never starts nginx",
 		},
@@ -329,7 +467,7 @@ func TestFailurePaths(t *testing.T) {
 			e := testedge.New(t, testedge.Options{})
 			tt.setup(t, e)
 			before := hashTree(t, filepath.Dir(e.NginxConf))
-			nginxUp := strings.TrimSpace(must(e.Systemctl(t.Context(), "is-active", e.NginxUnit))) == "active"
+			nginxUp := activeState(t, e, e.NginxUnit) == "active"
 			var load *testedge.Load
 			if nginxUp {
 				load = startLoad(t, e, 8, http.MethodGet, "/")
@@ -356,40 +494,29 @@ func TestFailurePaths(t *testing.T) {
 
 func TestSecondSwitchFailsFastNamingTheHolder(t *testing.T) {
 	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=2s"}})
-	first := exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e)...)...)
-	first.Env = append(os.Environ(), e.Env...)
-	first.Stderr = io.Discard
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond) // the first one now waits for health
+	first := startSwitch(t, e)
+	first.waitStep(t, "start") // the first one holds the lock and now waits for health
 	r := edgeswitch(t, e, "switch")
-	if r.code != 2 || !strings.Contains(r.stderr, "pid "+strconv.Itoa(first.Process.Pid)) {
-		t.Errorf("second switch: exit %d, want 2 naming pid %d:\n%s", r.code, first.Process.Pid, r.stderr)
+	if r.code != 2 || !strings.Contains(r.stderr, "pid "+strconv.Itoa(first.cmd.Process.Pid)) {
+		t.Errorf("second switch: exit %d, want 2 naming pid %d:\n%s", r.code, first.cmd.Process.Pid, r.stderr)
 	}
-	if err := first.Wait(); err != nil {
-		t.Errorf("first switch: %v", err)
+	if err := first.wait(t); err != nil {
+		t.Errorf("first switch: %v\n%s", err, first.stderr())
 	}
 }
 
 func TestCtrlCBeforeTheReloadRollsBack(t *testing.T) {
 	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=5s"}})
 	before := hashTree(t, filepath.Dir(e.NginxConf))
-	cmd := exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e)...)...)
-	cmd.Env = append(os.Environ(), e.Env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	sw := startSwitch(t, e)
+	sw.waitStep(t, "start") // now polling the slot's health
+	if err := sw.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // now polling the slot's health
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
+	err := sw.wait(t)
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "rollback") {
-		t.Errorf("after Ctrl-C: %v, want exit 1 with a rollback:\n%s", err, stderr.String())
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "rollback") {
+		t.Errorf("after Ctrl-C: %v, want exit 1 with a rollback:\n%s", err, sw.stderr())
 	}
 	assertUnchanged(t, e, before)
 	if st := unitState(t, e, e.Ports[1]); st != "inactive" {
@@ -414,9 +541,14 @@ func writeConf(t *testing.T, e *testedge.Edge, name, text string) {
 	}
 }
 
-func must(s string, err error) string {
-	if err != nil {
-		return ""
+// must(t)(s, err) is s, or fails the test with err: for one-line calls of
+// helpers that return (string, error), such as Edge.Systemctl.
+func must(t testing.TB) func(string, error) string {
+	return func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	return s
 }

@@ -59,7 +59,7 @@ func TestSoak(t *testing.T) {
 	if n := strings.TrimSpace(string(out)); n != "1" {
 		t.Errorf("%s demoapp processes running, want 1", n)
 	}
-	units, _ := e.Systemctl(t.Context(), "list-units", "--state=active", "--no-legend", e.SlotUnit(e.Ports[0]), e.SlotUnit(e.Ports[1]))
+	units := must(t)(e.Systemctl(t.Context(), "list-units", "--state=active", "--no-legend", e.SlotUnit(e.Ports[0]), e.SlotUnit(e.Ports[1])))
 	if lines := strings.Split(strings.TrimSpace(units), "\n"); len(lines) != 1 || lines[0] == "" {
 		t.Errorf("active slot units: %q, want one", units)
 	}

@@ -69,7 +69,9 @@ func TestSwitchByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "nginx answering from slot "+strconv.Itoa(p1), func() bool { return slotOf(t, e.URL("/")) == p1 })
-	time.Sleep(200 * time.Millisecond) // some load on the new slot
+	// Some load on the new slot: deliberate load, not a wait for progress
+	// (the switch is done: nginx answers from p1).
+	time.Sleep(200 * time.Millisecond)
 
 	s := load.Stop()
 	t.Logf("load through the switch: %v", s)

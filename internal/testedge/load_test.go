@@ -25,7 +25,7 @@ func TestLoadCountsAnswersAndFailures(t *testing.T) {
 	defer srv.Close()
 
 	l := RunLoad(t.Context(), LoadOptions{URL: srv.URL, Clients: 4, Method: http.MethodPost, Body: []byte("x")})
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the load under test runs for 100 ms: not a wait for progress
 	s := l.Stop()
 	t.Log(s)
 	if s.Requests < 10 {
@@ -47,7 +47,7 @@ func TestLoadCountsAnswersAndFailures(t *testing.T) {
 
 func TestLoadDialsOnlyLoopback(t *testing.T) {
 	l := RunLoad(t.Context(), LoadOptions{URL: "http://192.0.2.1:80", Clients: 2})
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the load under test runs for 50 ms: not a wait for progress
 	s := l.Stop()
 	if s.Failed == 0 || s.Failed != s.Errors[errNotLoopback.Error()] {
 		t.Errorf("got %v, want only %q failures", s, errNotLoopback)
