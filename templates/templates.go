@@ -51,22 +51,16 @@ var appName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 // break the server line of the upstream.
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 
-// Check refuses values that would render files that do not work, such as an
-// app name with a slash or a space, before anything is written.
+// Check refuses names that would render files that do not work, such as an
+// app name with a slash or a space, before anything is written. The ports
+// are the caller's to check, with the rule every command uses
+// (swap.CheckPorts).
 func (d Data) Check() error {
 	if !appName.MatchString(d.App) {
 		return fmt.Errorf("app name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", d.App)
 	}
 	if net.ParseIP(d.Host) == nil && !hostName.MatchString(d.Host) {
 		return fmt.Errorf("host %q is neither an IP address nor a host name; slots listen on an address such as 127.0.0.1", d.Host)
-	}
-	for _, p := range d.Ports {
-		if p < 1 || p > 65535 {
-			return fmt.Errorf("port %d is out of range 1-65535", p)
-		}
-	}
-	if d.Ports[0] == d.Ports[1] {
-		return fmt.Errorf("both slot ports are %d; the slots need two different ports", d.Ports[0])
 	}
 	return nil
 }
