@@ -15,8 +15,11 @@
 //	retire    stop the old slot's unit
 //	record    append the attempt to the history
 //
-// Until the reload, any failure restores the file, stops the target and
-// leaves traffic where it was. From the reload on, the switch is finished
-// rather than undone: a Ctrl-C there is ignored, and running the same switch
-// again after a crash completes it.
+// The steps from rewrite to confirm are the Router's (route.Reload): swap
+// decides which slot gets the traffic and when, the router tells nginx.
+// Until the router's last step is done, any failure (Ctrl-C included) runs
+// the undo of every step begun, the last first: the file is restored, the
+// target stopped, and traffic stays where it was. From the reload on, the
+// switch is finished rather than undone: a Ctrl-C there is ignored, and
+// running the same switch again after a crash completes it.
 package swap
