@@ -111,8 +111,12 @@ func (r *Reload) validate(ctx context.Context) (string, error) {
 	}
 	// Someone may have edited the file since it was read: never write over
 	// their change, nor restore stale bytes later.
-	if now, err := os.ReadFile(r.edit.File); err != nil || !bytes.Equal(now, r.edit.Old) {
-		return "", fmt.Errorf("%s changed while the new slot started (%v); run the switch again", r.edit.File, err)
+	now, err := os.ReadFile(r.edit.File)
+	if err != nil {
+		return "", fmt.Errorf("%s changed while the new slot started (%w); run the switch again", r.edit.File, err)
+	}
+	if !bytes.Equal(now, r.edit.Old) {
+		return "", fmt.Errorf("%s changed while the new slot started; run the switch again", r.edit.File)
 	}
 	// Set before the write: an error after the rename (fsync of the
 	// directory) still leaves the new bytes in place, and restoring the
@@ -203,8 +207,10 @@ func (r *Reload) Revert(ctx context.Context) error {
 }
 
 // tookNew reports whether nginx's master has a worker that was not there
-// before the reload, or cannot be looked at (then it may have).
+// before the reload, or cannot be looked at or is gone (then a new master
+// may run the new config).
 func (r *Reload) tookNew() bool {
 	now, err := r.Procs.Snapshot(r.old.Master)
-	return err != nil || slices.ContainsFunc(now.Workers, func(w int) bool { return !slices.Contains(r.old.Workers, w) })
+	return err != nil || !r.Procs.Alive(r.old.Master) ||
+		slices.ContainsFunc(now.Workers, func(w int) bool { return !slices.Contains(r.old.Workers, w) })
 }
