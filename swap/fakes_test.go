@@ -1,0 +1,535 @@
+package swap
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/route"
+)
+
+// unitState is what the fake systemd says of one unit.
+type unitState struct{ active, sub, load string }
+
+var (
+	unitUp      = unitState{"active", "running", "loaded"}
+	unitDown    = unitState{"inactive", "dead", "loaded"}
+	unitFailed  = unitState{"failed", "failed", "loaded"}
+	unitLooping = unitState{"activating", "auto-restart", "loaded"}
+	unitUnknown = unitState{"inactive", "dead", "not-found"}
+)
+
+// unitSince is the StateChangeTimestamp the fake reports for every unit.
+var unitSince = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fault is what one call of the fake systemd does instead of succeeding.
+type fault struct {
+	err    error      // the call fails at once, as a D-Bus error would
+	result string     // the job ends with this result instead of "done"
+	leaves *unitState // the unit's state once the job is done, instead of the usual one
+}
+
+// fakeSystemd is a systemd manager in memory: units with their states,
+// jobs that change them and report their result on the caller's channel
+// at once, and per-call faults. It is safe for concurrent use.
+type fakeSystemd struct {
+	mu     sync.Mutex
+	units  map[string]unitState
+	pids   map[string]uint32
+	faults map[string]fault // by call and unit: "start app@4001.service", "get app@4001.service"
+	jobs   []string         // the jobs asked for, in order: "start app@4001.service"
+}
+
+var _ Systemd = (*fakeSystemd)(nil)
+
+func newFakeSystemd() *fakeSystemd {
+	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{}}
+}
+
+func (f *fakeSystemd) set(unit string, s unitState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.units[unit] = s
+}
+
+func (f *fakeSystemd) state(unit string) unitState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return cmp.Or(f.units[unit], unitUnknown)
+}
+
+// fail makes call ("get", "start", "stop", "restart", "reload") on unit
+// do what ft says.
+func (f *fakeSystemd) fail(call, unit string, ft fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults[call+" "+unit] = ft
+}
+
+func (f *fakeSystemd) setMainPID(unit string, pid uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pids[unit] = pid
+}
+
+func (f *fakeSystemd) jobList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.jobs)
+}
+
+func (f *fakeSystemd) GetUnitPropertiesContext(_ context.Context, unit string) (map[string]any, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.faults["get "+unit].err; err != nil {
+		return nil, err
+	}
+	s := cmp.Or(f.units[unit], unitUnknown)
+	return map[string]any{
+		"ActiveState":          s.active,
+		"SubState":             s.sub,
+		"LoadState":            s.load,
+		"StateChangeTimestamp": uint64(unitSince.UnixMicro()),
+	}, nil
+}
+
+func (f *fakeSystemd) GetServicePropertyContext(_ context.Context, unit, name string) (*dbus.Property, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if name != "MainPID" {
+		return nil, fmt.Errorf("fake systemd: no property %s", name)
+	}
+	return &dbus.Property{Name: name, Value: godbus.MakeVariant(f.pids[unit])}, nil
+}
+
+func (f *fakeSystemd) StartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
+	return f.job("start", unit, ch, unitUp)
+}
+
+func (f *fakeSystemd) RestartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
+	return f.job("restart", unit, ch, unitUp)
+}
+
+func (f *fakeSystemd) StopUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
+	return f.job("stop", unit, ch, unitDown)
+}
+
+func (f *fakeSystemd) ReloadUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
+	return f.job("reload", unit, ch, f.state(unit))
+}
+
+// job records the call and, unless a fault says otherwise, leaves the unit
+// in state done and reports "done". A start that fails leaves the unit
+// failed; a stop that fails leaves it as it was.
+func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := call + " " + unit
+	f.jobs = append(f.jobs, key)
+	ft := f.faults[key]
+	if ft.err != nil {
+		return 0, ft.err
+	}
+	result := cmp.Or(ft.result, "done")
+	switch {
+	case ft.leaves != nil:
+		f.units[unit] = *ft.leaves
+	case result == "done":
+		f.units[unit] = done
+	case call == "start" || call == "restart":
+		f.units[unit] = unitFailed
+	}
+	ch <- result // buffered by the caller, as go-systemd expects
+	return len(f.jobs), nil
+}
+
+// fakeRouter moves traffic in memory: its "config" is the list of
+// addresses that get traffic, which the validate step writes, and Revert
+// puts back as Read found it. It records the steps that ran, can fail at
+// any of them, and runs a test's hook inside a step.
+type fakeRouter struct {
+	mu      sync.Mutex
+	config  []string // what the config lists now
+	read    []string // what it listed at Read: what Revert restores
+	readErr error
+	planErr error
+	checks  []route.Check
+	fail    map[string]error  // step name -> its error
+	during  map[string]func() // step name -> run at the start of the step
+	drained route.Drained
+	revErr  error
+	ran     []string // step names, and "revert", in order
+	cut     []string // steps whose context was cancelled when they returned
+}
+
+const routerFile = "/etc/nginx/conf.d/app.conf"
+
+var _ Router = (*fakeRouter)(nil)
+
+func newFakeRouter(listed ...string) *fakeRouter {
+	return &fakeRouter{
+		config: listed,
+		checks: []route.Check{{Name: "nginx -t", OK: "ok"}, {Name: "nginx.service active", OK: "active"}},
+		fail:   map[string]error{},
+		during: map[string]func(){},
+	}
+}
+
+func (r *fakeRouter) Read() (route.Listing, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.readErr != nil {
+		return route.Listing{}, r.readErr
+	}
+	r.read = slices.Clone(r.config)
+	return route.Listing{File: routerFile, Line: 3, Addrs: slices.Clone(r.config)}, nil
+}
+
+func (r *fakeRouter) Checks(context.Context) []route.Check {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.checks)
+}
+
+func (r *fakeRouter) Plan(to []route.Backend) (*route.Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.planErr != nil {
+		return nil, r.planErr
+	}
+	var want []string
+	for _, b := range to {
+		want = append(want, b.Addr)
+	}
+	return &route.Change{
+		File:    routerFile,
+		Diff:    fakeDiff(r.read, want),
+		Changed: !slices.Equal(r.read, want),
+		Steps: []route.Step{
+			{Name: "validate", Do: r.step("validate", func() { r.config = want })},
+			{Name: "reload", Whole: true, Do: r.step("reload", nil)},
+			{Name: "confirm", Whole: true, Do: r.step("confirm", nil)},
+		},
+	}, nil
+}
+
+// fakeDiff is the Diff the fake router plans: the listings as lines.
+func fakeDiff(from, to []string) string {
+	if slices.Equal(from, to) {
+		return ""
+	}
+	return fmt.Sprintf("-server %s\n+server %s\n", strings.Join(from, " "), strings.Join(to, " "))
+}
+
+// step returns the Do of one router step: it runs the test's hook, then
+// its effect, then fails if the test said so.
+func (r *fakeRouter) step(name string, effect func()) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		r.mu.Lock()
+		hook := r.during[name]
+		r.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.ran = append(r.ran, name)
+		if ctx.Err() != nil {
+			r.cut = append(r.cut, name)
+		}
+		if effect != nil {
+			effect()
+		}
+		if err := r.fail[name]; err != nil {
+			return "", err
+		}
+		return name + " ok", nil
+	}
+}
+
+func (r *fakeRouter) Drain(context.Context) route.Drained {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran = append(r.ran, "drain")
+	return r.drained
+}
+
+func (r *fakeRouter) Revert(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran = append(r.ran, "revert")
+	if r.revErr != nil {
+		return r.revErr
+	}
+	r.config = slices.Clone(r.read)
+	return nil
+}
+
+func (r *fakeRouter) listing() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.config)
+}
+
+func (r *fakeRouter) steps() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ran)
+}
+
+func (r *fakeRouter) cutSteps() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.cut)
+}
+
+// slotServer is one app slot: an httptest server whose answer the test
+// sets, with a hook run on each request.
+type slotServer struct {
+	srv    *httptest.Server
+	port   int
+	code   atomic.Int32
+	onPoll atomic.Pointer[func()]
+}
+
+func newSlotServer(t *testing.T) *slotServer {
+	t.Helper()
+	s := &slotServer{}
+	s.code.Store(http.StatusOK)
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if hook := s.onPoll.Load(); hook != nil {
+			(*hook)()
+		}
+		code := int(s.code.Load())
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "answer %d", code)
+	}))
+	t.Cleanup(s.srv.Close)
+	_, port, _ := net.SplitHostPort(s.srv.Listener.Addr().String())
+	s.port, _ = strconv.Atoi(port)
+	return s
+}
+
+func (s *slotServer) answer(code int)    { s.code.Store(int32(code)) }
+func (s *slotServer) onRequest(f func()) { s.onPoll.Store(&f) }
+
+// events collects what a switch reports.
+type events struct {
+	mu  sync.Mutex
+	all []Event
+}
+
+func (e *events) add(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+func (e *events) list() []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.all)
+}
+
+// has reports whether an event of step was reported with the given warn flag.
+func (e *events) has(step string, warn bool) bool {
+	return slices.ContainsFunc(e.list(), func(ev Event) bool { return ev.Step == step && ev.Warn == warn })
+}
+
+// a and b index the two slots; a is the live one at the start of most cases.
+const a, b = 0, 1
+
+// rig is the world of one switch: two slots served by httptest servers,
+// a fake systemd and router, a temp state dir and a temp /proc.
+type rig struct {
+	t      *testing.T
+	o      Options
+	sd     *fakeSystemd
+	rt     *fakeRouter
+	slots  [2]*slotServer
+	ev     *events
+	client *http.Client
+	procs  string
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// newRig sets up the usual start: slot a listed and running, b stopped,
+// both answering 200.
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{t: t, sd: newFakeSystemd(), ev: &events{}, client: &http.Client{}, procs: t.TempDir()}
+	t.Cleanup(r.client.CloseIdleConnections)
+	r.slots = [2]*slotServer{newSlotServer(t), newSlotServer(t)}
+	r.o = Defaults()
+	r.o.Host = "127.0.0.1"
+	r.o.Ports = [2]int{r.slots[a].port, r.slots[b].port}
+	r.o.HealthInterval = time.Millisecond
+	r.o.HealthTimeout = 5 * time.Second // failing cases that wait for it set their own
+	r.o.StateDir = t.TempDir()
+	r.rt = newFakeRouter(r.addr(a))
+	r.sd.set(r.unit(a), unitUp)
+	r.sd.set(r.unit(b), unitDown)
+	r.sd.set(r.o.NginxUnit, unitUp)
+	r.ctx, r.cancel = context.WithCancel(t.Context())
+	t.Cleanup(r.cancel)
+	return r
+}
+
+func (r *rig) port(i int) int     { return r.o.Ports[i] }
+func (r *rig) unit(i int) string  { return r.o.SlotUnit(r.port(i)) }
+func (r *rig) addr(i int) string  { return r.o.slot(r.port(i)).Addr }
+func (r *rig) running(i int) bool { return running(r.sd.state(r.unit(i)).active) }
+
+// list sets what the router's config lists, by slot.
+func (r *rig) list(slots ...int) {
+	var addrs []string
+	for _, i := range slots {
+		addrs = append(addrs, r.addr(i))
+	}
+	r.rt.config = addrs
+}
+
+func (r *rig) env() Env {
+	return Env{
+		Systemd:   r.sd,
+		Procs:     nginx.Procs{Root: r.procs},
+		HTTP:      r.client,
+		Now:       time.Now,
+		Report:    r.ev.add,
+		Login:     "tester",
+		NewRouter: func(Options) Router { return r.rt },
+	}
+}
+
+// name names a port as the tests do: "a", "b", "none" for 0, else the number.
+func (r *rig) name(port int) string {
+	switch port {
+	case 0:
+		return "none"
+	case r.port(a):
+		return "a"
+	case r.port(b):
+		return "b"
+	}
+	return strconv.Itoa(port)
+}
+
+// names names a list of addresses as slots: "a", "a b".
+func (r *rig) names(addrs []string) string {
+	var ns []string
+	for _, ad := range addrs {
+		_, p, _ := net.SplitHostPort(ad)
+		port, _ := strconv.Atoi(p)
+		ns = append(ns, r.name(port))
+	}
+	return strings.Join(ns, " ")
+}
+
+// portOf reads a slot name of the tests ("a", "b", a number, "") as a port.
+func (r *rig) portOf(name string) int {
+	switch name {
+	case "":
+		return 0
+	case "a":
+		return r.port(a)
+	case "b":
+		return r.port(b)
+	}
+	p, err := strconv.Atoi(name)
+	if err != nil {
+		r.t.Fatalf("slot name %q", name)
+	}
+	return p
+}
+
+// jobs are the systemd jobs asked for so far, with slots by name:
+// "start b, stop a".
+func (r *rig) jobs() string {
+	var js []string
+	for _, j := range r.sd.jobList() {
+		call, unit, _ := strings.Cut(j, " ")
+		for i := range 2 {
+			if unit == r.unit(i) {
+				unit = r.name(r.port(i))
+			}
+		}
+		js = append(js, call+" "+unit)
+	}
+	return strings.Join(js, ", ")
+}
+
+// pending is the pending record as "a->b", "" when there is none (or no
+// state dir), or "unreadable".
+func (r *rig) pending() string {
+	r.t.Helper()
+	p, err := readPending(r.o.StateDir, r.o.Upstream)
+	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
+		return "unreadable"
+	}
+	if p == nil {
+		return ""
+	}
+	return r.name(p.From) + "->" + r.name(p.To)
+}
+
+func (r *rig) writePending(from, to int) {
+	r.t.Helper()
+	if err := writePending(r.o.StateDir, r.o.Upstream, Pending{From: r.port(from), To: r.port(to), File: routerFile, Time: "2026-01-02T03:04:05Z"}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// lastRecord is the last history record as "switched a->b", or "" when
+// there is none (or no state dir).
+func (r *rig) lastRecord() string {
+	r.t.Helper()
+	hist, err := History(r.o.StateDir, r.o.Upstream)
+	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
+		r.t.Fatal(err)
+	}
+	if len(hist) == 0 {
+		return ""
+	}
+	last := hist[len(hist)-1]
+	return fmt.Sprintf("%s %s->%s", last.Result, r.name(last.From), r.name(last.To))
+}
+
+func (r *rig) appendHistory(result string, from, to int) {
+	r.t.Helper()
+	if err := appendHistory(r.o.StateDir, Record{Upstream: r.o.Upstream, From: r.port(from), To: r.port(to), Result: result}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// proc writes a fake /proc/<pid> with its parent and command line.
+func (r *rig) proc(pid, ppid int, cmdline string) {
+	r.t.Helper()
+	dir := filepath.Join(r.procs, strconv.Itoa(pid))
+	stat := fmt.Sprintf("%d (nginx) S %d %d %d 0 -1 4194560\n", pid, ppid, pid, pid)
+	if err := errors.Join(
+		os.MkdirAll(dir, 0o755),
+		os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644),
+		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(cmdline), 0o644),
+	); err != nil {
+		r.t.Fatal(err)
+	}
+}

@@ -1,0 +1,195 @@
+package swap
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/edgeswitch/edgeswitch/route"
+)
+
+// nginxProcs gives the rig an nginx master (pid 100) with two workers of
+// the current config, one old worker still shutting down, and a process
+// that is not nginx's.
+func nginxProcs(r *rig) {
+	r.sd.setMainPID(r.o.NginxUnit, 100)
+	r.proc(100, 1, "nginx: master process /usr/sbin/nginx")
+	r.proc(101, 100, "nginx: worker process")
+	r.proc(102, 100, "nginx: worker process")
+	r.proc(103, 100, "nginx: worker process is shutting down")
+	r.proc(200, 1, "sshd")
+}
+
+func TestReadStatusShowsWhatIsLive(t *testing.T) {
+	r := newRig(t)
+	nginxProcs(r)
+	r.writePending(a, b)
+	for range 3 {
+		r.appendHistory("switched", a, b)
+		r.appendHistory("switched", b, a)
+	}
+	r.appendHistory("failed", a, b)
+
+	st, err := ReadStatus(r.ctx, r.o, r.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := r.port(a)
+	want := &Status{
+		Upstream: "app", File: routerFile, Line: 3,
+		Live: &live, Listed: []int{r.port(a)},
+		Slots: []SlotStatus{
+			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: unitSince, Healthy: true, Answer: "200 OK"},
+			{Port: r.port(b), Unit: r.unit(b), Active: "inactive", Sub: "dead", Since: unitSince, Answer: "not running"},
+		},
+		Nginx:   NginxStatus{Unit: "nginx.service", Active: "active", MasterPID: 100, Workers: 2, Draining: 1},
+		Pending: &Pending{From: r.port(a), To: r.port(b), File: routerFile, Time: "2026-01-02T03:04:05Z"},
+	}
+	ignoreHistory := cmpopts.IgnoreFields(Status{}, "Last", "History")
+	if d := cmp.Diff(want, st, ignoreHistory, cmpopts.EquateApproxTime(0)); d != "" {
+		t.Errorf("status (-want +got):\n%s", d)
+	}
+	if len(st.History) != historyShown || st.Last == nil || st.Last.Result != "failed" || st.Last != &st.History[len(st.History)-1] {
+		t.Errorf("history shown: last %+v, %d records, want the last %d ending in the failed one", st.Last, len(st.History), historyShown)
+	}
+}
+
+func TestReadStatusOfSlotsThatDoNotAnswer(t *testing.T) {
+	r := newRig(t)
+	r.list(a, b)
+	r.slots[a].answer(http.StatusServiceUnavailable)
+	r.sd.fail("get", r.unit(b), fault{err: errors.New("connection reset")})
+	st, err := ReadStatus(r.ctx, r.o, r.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Live != nil || len(st.Listed) != 2 {
+		t.Errorf("both listed: live %v, listed %v; want no live slot and both listed", st.Live, st.Listed)
+	}
+	if s := st.Slots[a]; s.Healthy || !strings.Contains(s.Answer, "503") {
+		t.Errorf("slot a answering 503: %+v", s)
+	}
+	if s := st.Slots[b]; s.Healthy || !strings.Contains(s.Answer, "connection reset") {
+		t.Errorf("slot b whose state systemd cannot tell: %+v", s)
+	}
+	if st.Nginx.MasterPID != 0 || st.Nginx.Workers != 0 || st.Pending != nil || st.Last != nil {
+		t.Errorf("no nginx master, pending record or history, yet: %+v", st)
+	}
+}
+
+func TestReadStatusRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*rig)
+		says  string
+	}{
+		{"when the router cannot read the upstream", func(r *rig) { r.rt.readErr = errors.New("upstream app defined twice") }, "defined twice"},
+		{"when systemd cannot tell nginx's state", func(r *rig) { r.sd.fail("get", r.o.NginxUnit, fault{err: errors.New("no D-Bus")}) }, "no D-Bus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			tt.setup(r)
+			_, err := ReadStatus(r.ctx, r.o, r.env())
+			if ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("ReadStatus = %v (exit %d), want exit 2 saying %q", err, ExitCode(err), tt.says)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	const (
+		found   = "upstream found once, only slot servers"
+		loads   = "app@.service loads for both ports"
+		healthy = "live slot healthy"
+	)
+	tests := []struct {
+		name    string
+		setup   func(*rig)
+		noDBus  bool
+		failing string // the one item that fails; "" when all pass
+		says    string
+	}{
+		{name: "a good setup passes every item"},
+		{name: "without D-Bus the units cannot be checked", noDBus: true, failing: loads, says: "D-Bus not reachable"},
+		{name: "a slot unit that is not installed", setup: slotIs(b, unitUnknown), failing: loads, says: "install the template unit"},
+		{name: "a router check that fails", setup: func(r *rig) { r.rt.checks[1].Err = errors.New("nginx.service is inactive") }, failing: "nginx.service active", says: "inactive"},
+		{name: "a live slot that answers 503", setup: answers(a, http.StatusServiceUnavailable), failing: healthy, says: "answers 503"},
+		{name: "both slots listed: no live slot yet", setup: listed(a, b), failing: healthy, says: "lists both slots"},
+		{name: "a state dir that cannot be written", setup: func(r *rig) { r.o.StateDir = unwritableDir(r.t) }, failing: "state dir writable", says: "not writable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			if tt.setup != nil {
+				tt.setup(r)
+			}
+			env := r.env()
+			if tt.noDBus {
+				env.Systemd = nil
+			}
+			items := Check(r.ctx, r.o, env)
+			var names []string
+			for _, it := range items {
+				names = append(names, it.Name)
+				if fails := it.Name == tt.failing; it.OK == fails {
+					t.Errorf("item %q ok %v: %s", it.Name, it.OK, it.Detail)
+				}
+				if it.Name == tt.failing && !strings.Contains(it.Detail, tt.says) {
+					t.Errorf("item %q says %q, want %q", it.Name, it.Detail, tt.says)
+				}
+			}
+			want := []string{found, "nginx -t", "nginx.service active", loads, "state dir writable", healthy}
+			if d := cmp.Diff(want, names); d != "" {
+				t.Errorf("items (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// unwritableDir is a state dir to be created in a directory nobody, not even
+// root, may write: a process's /proc entry.
+func unwritableDir(t *testing.T) string {
+	if syscall.Access("/proc/1", 2 /* W_OK */) == nil {
+		t.Skip("/proc/1 is writable here")
+	}
+	return "/proc/1/edgeswitch"
+}
+
+func TestCheckWhenTheUpstreamCannotBeRead(t *testing.T) {
+	r := newRig(t)
+	r.rt.readErr = errors.New("upstream app not found")
+	items := Check(r.ctx, r.o, r.env())
+	if len(items) == 0 || items[0].OK || !strings.Contains(items[0].Detail, "not found") {
+		t.Errorf("first item %+v, want the upstream not found", items)
+	}
+	for _, it := range items {
+		if it.Name == "live slot healthy" {
+			t.Errorf("the live slot is checked though the upstream could not be read: %+v", it)
+		}
+	}
+}
+
+// The real router is the nginx reload router on the switch's settings and
+// effects, and gets no nil *dbus.Conn in its Systemd.
+func TestEnvRouterIsTheReloadRouter(t *testing.T) {
+	o := Defaults()
+	for _, sd := range []Systemd{nil, newFakeSystemd()} {
+		r, ok := Env{Systemd: sd}.router(o).(*route.Reload)
+		if !ok {
+			t.Fatalf("router is %T, want *route.Reload", r)
+		}
+		if r.Upstream != "app" || r.NginxConf != o.NginxConf || r.NginxUnit != o.NginxUnit || len(r.Slots) != 2 || r.Slots[1] != "127.0.0.1:4001" {
+			t.Errorf("reload router %+v does not carry the settings", r)
+		}
+		if (r.Systemd == nil) != (sd == nil) {
+			t.Errorf("with Systemd %v the router's Systemd is %v", sd, r.Systemd)
+		}
+	}
+}
