@@ -52,8 +52,11 @@ func (s *switcher) check(ctx context.Context, steps []step) error {
 // last first, and traffic stays where it was. After it, Ctrl-C is ignored
 // and a failure is returned as it is.
 func (s *switcher) act(ctx context.Context, steps []step) error {
-	for _, st := range steps {
-		if !st.whole && !s.committed {
+	for i, st := range steps {
+		// A run of whole steps is one: Ctrl-C is looked at before it, not
+		// between its steps.
+		inRun := st.whole && i > 0 && steps[i-1].whole
+		if !s.committed && !inRun {
 			if err := context.Cause(ctx); err != nil {
 				return s.unwind(err)
 			}
