@@ -74,6 +74,14 @@ man: build
 	bin/edgeswitch -c /dev/null man > docs/edgeswitch.1.tmp
 	mv docs/edgeswitch.1.tmp docs/edgeswitch.1
 
+# deb builds dist/edgeswitch_<version>_<arch>.deb with nfpm (run through
+# go run, so go.mod stays as it is): a static stripped binary, the man page,
+# completions, the init examples and /var/lib/edgeswitch; no unit.
+# Check it with lintian (apt-get install lintian).
+.PHONY: deb
+deb:
+	GO="$(GO)" packaging/build-deb.sh
+
 .PHONY: clean
 clean:
 	rm -rf bin
