@@ -41,13 +41,13 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 	}
 	slots := o.Slots()
 	if env.Systemd == nil {
-		add(o.Unit+" loads for both ports", "", errors.New("D-Bus not reachable"))
+		add(o.Unit+" loads for both ports and can be enabled", "", errors.New("D-Bus not reachable"))
 	} else {
-		err := slotLoaded(ctx, o, env, slots[0])
+		err := slotInstalled(ctx, o, env, slots[0])
 		if err == nil {
-			err = slotLoaded(ctx, o, env, slots[1])
+			err = slotInstalled(ctx, o, env, slots[1])
 		}
-		add(o.Unit+" loads for both ports", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
+		add(o.Unit+" loads for both ports and can be enabled", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
 	}
 	add("state dir writable", o.StateDir, stateDirWritable(o.StateDir))
 	if found != "" {
@@ -65,13 +65,20 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 	return items
 }
 
-func slotLoaded(ctx context.Context, o Options, env Env, slot Slot) error {
+// slotInstalled checks that systemd knows the slot's unit and can enable
+// it: without an [Install] section nothing would start the live slot after
+// a reboot, and the site would stay dark.
+func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 	u, err := getUnit(ctx, env.Systemd, slot.Unit)
 	if err != nil {
 		return err
 	}
 	if u.Load != "loaded" {
 		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", slot.Unit, u.Load, o.Unit, o.systemctl())
+	}
+	if u.File == "static" {
+		return fmt.Errorf("unit %s has no [Install] section, so nothing would start the live slot after a reboot: add \"[Install]\" with \"WantedBy=%s\" to it and run %s daemon-reload",
+			o.Unit, o.wantedBy(), o.systemctl())
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -56,12 +57,16 @@ type fakeSystemd struct {
 	pids   map[string]uint32
 	faults map[string]fault // by call and unit: "start app@4001.service", "get app@4001.service"
 	jobs   []string         // the jobs asked for, in order: "start app@4001.service"
+	// enabled holds the units linked to start at boot; static the units
+	// whose file has no [Install] section.
+	enabled, static map[string]bool
 }
 
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
-	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{}}
+	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{},
+		enabled: map[string]bool{}, static: map[string]bool{}}
 }
 
 func (f *fakeSystemd) set(unit string, s unitState) {
@@ -103,12 +108,53 @@ func (f *fakeSystemd) GetUnitPropertiesContext(_ context.Context, unit string) (
 		return nil, err
 	}
 	s := cmp.Or(f.units[unit], unitUnknown)
+	file := "disabled"
+	switch {
+	case f.static[unit]:
+		file = "static"
+	case f.enabled[unit]:
+		file = "enabled"
+	}
 	return map[string]any{
 		"ActiveState":          s.active,
 		"SubState":             s.sub,
 		"LoadState":            s.load,
+		"UnitFileState":        file,
 		"StateChangeTimestamp": uint64(unitSince.UnixMicro()),
 	}, nil
+}
+
+func (f *fakeSystemd) EnableUnitFilesContext(_ context.Context, files []string, _, _ bool) (bool, []dbus.EnableUnitFileChange, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range files {
+		if err := f.faults["enable "+u].err; err != nil {
+			return false, nil, err
+		}
+		f.enabled[u] = true
+	}
+	return true, nil, nil
+}
+
+func (f *fakeSystemd) DisableUnitFilesContext(_ context.Context, files []string, _ bool) ([]dbus.DisableUnitFileChange, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range files {
+		if err := f.faults["disable "+u].err; err != nil {
+			return nil, err
+		}
+		delete(f.enabled, u)
+	}
+	return nil, nil
+}
+
+func (f *fakeSystemd) ReloadContext(context.Context) error { return nil }
+
+// enabledUnits returns the units linked to start at boot.
+func (f *fakeSystemd) enabledUnits() map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.enabled)
 }
 
 func (f *fakeSystemd) GetServicePropertyContext(_ context.Context, unit, name string) (*dbus.Property, error) {
@@ -390,6 +436,7 @@ func newRig(t *testing.T) *rig {
 	r.rt = newFakeRouter(r.addr(a))
 	r.sd.set(r.unit(a), unitUp)
 	r.sd.set(r.unit(b), unitDown)
+	r.sd.enabled[r.unit(a)] = true
 	r.sd.set(r.o.NginxUnit, unitUp)
 	r.ctx, r.cancel = context.WithCancel(t.Context())
 	t.Cleanup(r.cancel)
@@ -442,6 +489,18 @@ func (r *rig) names(addrs []string) string {
 		_, p, _ := net.SplitHostPort(ad)
 		port, _ := strconv.Atoi(p)
 		ns = append(ns, r.name(port))
+	}
+	return strings.Join(ns, " ")
+}
+
+// enabledNames names the slots enabled in the fake systemd: "a", "b", "a b".
+func (r *rig) enabledNames() string {
+	on := r.sd.enabledUnits()
+	var ns []string
+	for i := range r.o.Ports {
+		if on[r.unit(i)] {
+			ns = append(ns, r.name(r.port(i)))
+		}
 	}
 	return strings.Join(ns, " ")
 }

@@ -45,6 +45,14 @@ type Options struct {
 func (o Options) systemctl() string  { return o.withUser("systemctl") }
 func (o Options) journalctl() string { return o.withUser("journalctl") }
 
+// wantedBy is the target a slot's [Install] section names.
+func (o Options) wantedBy() string {
+	if o.UserManager {
+		return "default.target"
+	}
+	return "multi-user.target"
+}
+
 func (o Options) withUser(cmd string) string {
 	if o.UserManager {
 		return cmd + " --user"
@@ -159,6 +167,12 @@ type Systemd interface {
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
+	// Enablement: the live slot starts at boot, the other does not.
+	EnableUnitFilesContext(ctx context.Context, files []string, runtime bool, force bool) (bool, []dbus.EnableUnitFileChange, error)
+	DisableUnitFilesContext(ctx context.Context, files []string, runtime bool) ([]dbus.DisableUnitFileChange, error)
+	// ReloadContext is a daemon-reload, as systemctl enable does after the
+	// links change, so that the units' UnitFileState is current.
+	ReloadContext(ctx context.Context) error
 }
 
 var _ Systemd = (*dbus.Conn)(nil)

@@ -106,7 +106,7 @@ func TestReadStatusRefuses(t *testing.T) {
 func TestCheck(t *testing.T) {
 	const (
 		found   = "upstream found once, only slot servers"
-		loads   = "app@.service loads for both ports"
+		loads   = "app@.service loads for both ports and can be enabled"
 		healthy = "live slot healthy"
 	)
 	tests := []struct {

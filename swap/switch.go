@@ -36,6 +36,7 @@ type switcher struct {
 
 	listing   route.Listing
 	listed    []Slot        // the slots the router lists now
+	persisted bool          // the target is enabled and the other slot not
 	change    *route.Change // computed in decide, carried out by the router's steps
 	targetIn  bool          // the target was listed before: it may carry traffic, never stop it
 	started   bool          // this switch started the target: stop it on failure
@@ -66,7 +67,11 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	defer release()
 	err = s.check(ctx, s.prepare())
 	switch {
-	case err != nil || s.res.Unchanged:
+	case err != nil:
+	case s.res.Unchanged:
+		if !s.persisted && !req.DryRun {
+			err = s.check(ctx, []step{{name: "persist", do: s.persist}})
+		}
 	case req.DryRun:
 		err = s.check(ctx, []step{{name: "rewrite", do: s.rewrite}})
 	default:
@@ -140,6 +145,7 @@ func (s *switcher) plan() []step {
 	return append(steps,
 		step{name: "drain", do: s.drain},
 		step{name: "retire", do: s.retire},
+		step{name: "persist", do: s.persist},
 	)
 }
 
@@ -157,13 +163,13 @@ func (s *switcher) read(context.Context) (string, error) {
 // the target.
 func (s *switcher) decide(ctx context.Context) (string, error) {
 	o := s.o
-	state := map[int]string{}
+	state, units := map[int]string{}, map[int]unitStatus{}
 	for _, sl := range o.Slots() {
 		u, err := getUnit(ctx, s.env.Systemd, sl.Unit)
 		if err != nil {
 			return "", Usage(fmt.Errorf("%w; check that systemd is reachable over D-Bus (--user for a user manager)", err))
 		}
-		state[sl.Port] = u.Active
+		state[sl.Port], units[sl.Port] = u.Active, u
 	}
 	to := s.req.To
 	resumed, err := readPending(o.StateDir, o.Upstream)
@@ -207,6 +213,7 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 	if s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}}); err != nil {
 		return "", Usage(err)
 	}
+	s.persisted = units[target.Port].enabled() && !units[from.Port].enabled()
 	if slices.Equal(s.listed, []Slot{target}) && running(state[target.Port]) && !running(state[from.Port]) {
 		s.res.Unchanged = true
 		return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", target.Port, from.Port), nil
@@ -225,7 +232,7 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 			return "", Usage(c.Err)
 		}
 	}
-	if err := slotLoaded(ctx, s.o, s.env, s.res.To); err != nil {
+	if err := slotInstalled(ctx, s.o, s.env, s.res.To); err != nil {
 		return "", Usage(err)
 	}
 	return fmt.Sprintf("%s active, nginx -t ok", s.o.NginxUnit), nil
@@ -343,6 +350,25 @@ func (s *switcher) retire(ctx context.Context) (string, error) {
 			ErrStuck, s.res.To.Port, unit, err, s.o.systemctl(), unit)
 	}
 	return unit + " stopped", nil
+}
+
+// persist enables the live slot's unit and disables the other, so that a
+// reboot brings back the slot nginx lists, and only that one.
+func (s *switcher) persist(ctx context.Context) (string, error) {
+	to, from := s.res.To, s.o.other(s.res.To)
+	sd := s.env.Systemd
+	_, _, err := sd.EnableUnitFilesContext(ctx, []string{to.Unit}, false, false)
+	if err == nil {
+		_, err = sd.DisableUnitFilesContext(ctx, []string{from.Unit}, false)
+	}
+	if err == nil {
+		err = sd.ReloadContext(ctx)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: traffic is on slot %d, but after a reboot it may not be: %w; run %s enable %s && %s disable %s",
+			ErrStuck, to.Port, err, s.o.systemctl(), to.Unit, s.o.systemctl(), from.Unit)
+	}
+	return fmt.Sprintf("%s enabled, %s disabled", to.Unit, from.Unit), nil
 }
 
 func (s *switcher) record(start time.Time, err error) {

@@ -1,6 +1,7 @@
 package swap
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"os"
@@ -29,6 +30,7 @@ type switchCase struct {
 	jobs      string   // the systemd jobs on the slots, in order: "start b, stop a"
 	running   [2]bool  // whether slots a and b run at the end
 	listed    string   // what the router's config lists at the end: "b"
+	enabled   string   // the slots enabled at the end; listed when not set
 	reverted  bool     // the router's Revert ran
 	pending   string   // the pending record at the end: "a->b", or "" for none
 	history   string   // the last history record: "switched a->b", or "" for none
@@ -69,6 +71,11 @@ func (tc switchCase) run(t *testing.T) {
 	}
 	if got := r.names(r.rt.listing()); got != tc.listed {
 		t.Errorf("router config lists %q, want %q", got, tc.listed)
+	}
+	// After any switch, done or undone, the slot that comes back at boot
+	// is the listed one, unless the switch got stuck on its way.
+	if got, want := r.enabledNames(), cmp.Or(tc.enabled, tc.listed); got != want {
+		t.Errorf("enabled slots %q, want %q", got, want)
 	}
 	if got := slices.Contains(r.rt.steps(), "revert"); got != tc.reverted {
 		t.Errorf("router reverted: %v, want %v (steps %v)", got, tc.reverted, r.rt.steps())
@@ -192,6 +199,7 @@ func TestSwitchPicksTheTarget(t *testing.T) {
 		exit:    2,
 		says:    []string{"lists both slots and neither or both are running", "pass --to"},
 		listed:  "a b",
+		enabled: "a",
 		running: [2]bool{false, false},
 	}, {
 		name:    "--to a port that is not a slot: refused",
@@ -309,6 +317,14 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		listed:  "a",
 		history: "failed a->b",
 	}, {
+		name:    "a template unit without [Install]: refused, a reboot would not bring the slot back",
+		setup:   func(r *rig) { r.sd.static[r.unit(b)] = true },
+		exit:    2,
+		says:    []string{"no [Install] section", "WantedBy=multi-user.target", "daemon-reload"},
+		running: [2]bool{true, false},
+		listed:  "a",
+		history: "failed a->b",
+	}, {
 		name:    "the pre-start hook fails: nothing started",
 		setup:   func(r *rig) { r.o.PreStart = []string{"false"} },
 		exit:    1,
@@ -411,6 +427,20 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		jobs:    "start b, stop a",
 		running: [2]bool{true, true},
 		listed:  "b",
+		enabled: "a", // persist comes after retire
+		pending: "a->b",
+		history: "stuck a->b",
+	}, {
+		name: "enabling the new slot fails: stuck with traffic on it, the fix named",
+		setup: func(r *rig) {
+			r.sd.fail("enable", r.unit(b), fault{err: errors.New("access denied")})
+		},
+		exit:    3,
+		says:    []string{"after a reboot it may not be", "access denied", "systemctl enable", "systemctl disable"},
+		jobs:    "start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		enabled: "a",
 		pending: "a->b",
 		history: "stuck a->b",
 	}, {
@@ -423,6 +453,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		jobs:     "start b",
 		running:  [2]bool{true, true},
 		listed:   "b",
+		enabled:  "a", // persist comes after retire
 		reverted: true,
 		pending:  "a->b",
 		history:  "stuck a->b",

@@ -241,6 +241,10 @@ func (e *Edge) close() error {
 		if _, err := e.Systemctl(ctx, append([]string{"stop"}, units...)...); err != nil {
 			errs = append(errs, err)
 		}
+		// Switches enable the live slot: its link in default.target.wants goes too.
+		if _, err := e.Systemctl(ctx, "disable", e.SlotUnit(e.Ports[0]), e.SlotUnit(e.Ports[1])); err != nil {
+			errs = append(errs, err)
+		}
 		// Failed units stay loaded after their file is gone.
 		_, _ = e.Systemctl(ctx, append([]string{"reset-failed"}, units...)...)
 		for _, f := range e.unitFiles {
@@ -433,6 +437,10 @@ TimeoutStopSec=10
 Restart=no
 StandardOutput=append:%[2]s/app-%%i.log
 StandardError=inherit
+
+# edgeswitch enables the live slot so that it comes back with the manager.
+[Install]
+WantedBy=default.target
 `, e.id, e.Dir, args)
 	files := map[string]string{e.NginxUnit: nginx, e.AppUnit: app}
 	for name, text := range files {
