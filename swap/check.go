@@ -41,13 +41,13 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 	}
 	slots := o.Slots()
 	if env.Systemd == nil {
-		add(o.Unit+" loads for both ports and can be enabled", "", errors.New("D-Bus not reachable"))
+		add(o.Unit+" loads and can be enabled", "", errors.New("D-Bus not reachable"))
 	} else {
 		err := slotInstalled(ctx, o, env, slots[0])
 		if err == nil {
 			err = slotInstalled(ctx, o, env, slots[1])
 		}
-		add(o.Unit+" loads for both ports and can be enabled", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
+		add(o.Unit+" loads and can be enabled", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
 	}
 	add("state dir writable", o.StateDir, stateDirWritable(o.StateDir))
 	if found != "" {

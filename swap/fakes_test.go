@@ -571,12 +571,16 @@ func (r *rig) lastRecord() string {
 		return ""
 	}
 	last := hist[len(hist)-1]
-	return fmt.Sprintf("%s %s->%s", last.Result, r.name(last.From), r.name(last.To))
+	from := 0
+	if last.From != nil {
+		from = *last.From
+	}
+	return fmt.Sprintf("%s %s->%s", last.Result, r.name(from), r.name(last.To))
 }
 
 func (r *rig) appendHistory(result string, from, to int) {
 	r.t.Helper()
-	if err := appendHistory(r.o.StateDir, Record{Upstream: r.o.Upstream, From: r.port(from), To: r.port(to), Result: result}); err != nil {
+	if err := appendHistory(r.o.StateDir, Record{Upstream: r.o.Upstream, From: r.o.slot(r.port(from)).port(), To: r.port(to), Result: result}); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -16,12 +16,20 @@ import (
 type Record struct {
 	Time     string     `json:"time"` // RFC 3339
 	Upstream string     `json:"upstream"`
-	From     int        `json:"from,omitempty"` // 0 when no slot was live alone
+	From     *int       `json:"from"` // null for a first deploy: no slot was listed or running
 	To       int        `json:"to"`
 	Result   string     `json:"result"` // switched, unchanged, failed or stuck
 	Error    string     `json:"error,omitempty"`
 	Steps    []StepTime `json:"steps"`
 	Login    string     `json:"user,omitempty"` // who ran it
+}
+
+// FromText is the slot switched from, or "none".
+func (r Record) FromText() string {
+	if r.From == nil {
+		return "none"
+	}
+	return strconv.Itoa(*r.From)
 }
 
 // StepTime is how long one step took.
@@ -48,10 +56,10 @@ func appendHistory(stateDir string, r Record) error {
 		return fmt.Errorf("history: %w", err)
 	}
 	if journal.Enabled() {
-		msg := fmt.Sprintf("edgeswitch: upstream %s %s %d -> %d", r.Upstream, r.Result, r.From, r.To)
+		msg := fmt.Sprintf("edgeswitch: upstream %s %s %s -> %d", r.Upstream, r.Result, r.FromText(), r.To)
 		return journal.Send(msg, journal.PriInfo, map[string]string{
 			"EDGESWITCH_UPSTREAM": r.Upstream,
-			"EDGESWITCH_FROM":     strconv.Itoa(r.From),
+			"EDGESWITCH_FROM":     r.FromText(),
 			"EDGESWITCH_TO":       strconv.Itoa(r.To),
 			"EDGESWITCH_RESULT":   r.Result,
 			"EDGESWITCH_RECORD":   string(line),

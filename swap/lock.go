@@ -52,3 +52,34 @@ func StateFiles() []StateFile {
 		{pendingFile(up), "The record of a switch of UPSTREAM that has begun to change nginx and not finished (a crash, a power loss); the next switch finishes it, and status shows it."},
 	}
 }
+
+// lockHolder returns the PID of the process that holds the switch lock of
+// upstream, or 0. It reads the kernel's table of locks (<procRoot>/locks)
+// rather than trying the lock: a look must never make a switch that is just
+// starting fail on a busy lock.
+func lockHolder(procRoot, stateDir, upstream string) int {
+	fi, err := os.Stat(filepath.Join(stateDir, lockFile(upstream)))
+	if err != nil {
+		return 0
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0
+	}
+	// /proc/locks names a file as major:minor:inode, the device numbers in
+	// hex: "1: FLOCK  ADVISORY  WRITE 4242 fe:01:1234 0 EOF".
+	dev := uint64(st.Dev)
+	id := fmt.Sprintf("%02x:%02x:%d", (dev>>8)&0xfff|(dev>>32)&^0xfff, dev&0xff|(dev>>12)&^0xff, st.Ino)
+	data, err := os.ReadFile(filepath.Join(procRoot, "locks"))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == id {
+			pid, _ := strconv.Atoi(f[4])
+			return pid
+		}
+	}
+	return 0
+}

@@ -59,6 +59,14 @@ type Slot struct {
 	Addr string
 }
 
+// port is the slot's port, or nil for the zero Slot (no slot).
+func (s Slot) port() *int {
+	if s.Port == 0 {
+		return nil
+	}
+	return &s.Port
+}
+
 // Slots returns the two slots.
 func (o Options) Slots() [2]Slot {
 	return [2]Slot{o.slot(o.Ports[0]), o.slot(o.Ports[1])}

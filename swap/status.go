@@ -2,6 +2,8 @@ package swap
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/nginx"
@@ -17,8 +19,13 @@ type Status struct {
 	Slots    []SlotStatus `json:"slots"`
 	Nginx    NginxStatus  `json:"nginx"`
 	Pending  *Pending     `json:"pending"` // a switch that did not finish (crash); run switch again to finish it
-	Last     *Record      `json:"last"`    // the last switch attempt, if any
-	History  []Record     `json:"history"` // the last few attempts, oldest first
+	// Switching is the PID of a switch running now, 0 when none is.
+	Switching int      `json:"switching,omitempty"`
+	Last      *Record  `json:"last"`    // the last switch attempt, if any
+	History   []Record `json:"history"` // the last few attempts, oldest first; never null
+	// Problems put traffic at risk, one line each with what to run; status
+	// exits 1 when there is one. Never null.
+	Problems []string `json:"problems"`
 }
 
 // SlotStatus is one slot's unit and its health answer now.
@@ -26,9 +33,10 @@ type SlotStatus struct {
 	Port    int       `json:"port"`
 	Unit    string    `json:"unit"`
 	Active  string    `json:"active"`
-	Sub     string    `json:"sub"`
-	Since   time.Time `json:"since"`
-	Healthy bool      `json:"healthy"`
+	Sub     string     `json:"sub"`
+	Since   *time.Time `json:"since,omitempty"` // absent for a unit that never ran
+	Enabled bool       `json:"enabled"`         // it starts at boot
+	Healthy bool       `json:"healthy"`
 	Answer  string    `json:"answer"` // the health answer, or why there is none
 }
 
@@ -75,15 +83,55 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 	if st.Pending, err = readPending(o.StateDir, o.Upstream); err != nil {
 		return nil, err
 	}
+	st.Switching = lockHolder(env.Procs.Root, o.StateDir, o.Upstream)
 	hist, err := History(o.StateDir, o.Upstream)
 	if err != nil {
 		return nil, err
 	}
+	st.History = []Record{}
 	if n := len(hist); n > 0 {
 		st.Last = &hist[n-1]
 		st.History = hist[max(0, n-historyShown):]
 	}
+	st.Problems = problems(o, st)
 	return st, nil
+}
+
+// problems lists what puts traffic at risk now, each with what to run. A
+// switch running now is shown, not counted: the slots are meant to move.
+func problems(o Options, st *Status) []string {
+	ps := []string{}
+	if st.Nginx.Active != "active" {
+		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", st.Nginx.Unit, st.Nginx.Active, o.systemctl(), st.Nginx.Unit))
+	}
+	if st.Switching != 0 {
+		return ps
+	}
+	if pd := st.Pending; pd != nil {
+		ps = append(ps, fmt.Sprintf("a switch %d -> %d did not finish (since %s): nginx may route to either slot; run edgeswitch switch to finish it", pd.From, pd.To, pd.Time))
+	}
+	if st.Live == nil {
+		if !slices.ContainsFunc(st.Slots, func(s SlotStatus) bool { return slices.Contains(st.Listed, s.Port) && s.Healthy }) {
+			ps = append(ps, fmt.Sprintf("no slot that upstream %s lists is healthy: start one (%s start UNIT), then edgeswitch switch --to its port", st.Upstream, o.systemctl()))
+		}
+		return ps
+	}
+	for _, s := range st.Slots {
+		live := s.Port == *st.Live
+		switch {
+		case live && !running(s.Active):
+			ps = append(ps, fmt.Sprintf("slot %d is live but %s is %s: start it (%s start %s)", s.Port, s.Unit, s.Active, o.systemctl(), s.Unit))
+		case live && !s.Healthy:
+			ps = append(ps, fmt.Sprintf("slot %d is live but answers %s on %s: see %s -u %s, or go back with edgeswitch rollback", s.Port, s.Answer, o.HealthPath, o.journalctl(), s.Unit))
+		}
+		if s.Enabled != live {
+			live, other := o.slot(*st.Live), o.other(o.slot(*st.Live))
+			ps = append(ps, fmt.Sprintf("the slot enabled at boot is not the live slot %d, so a reboot would bring back the wrong one: run %s enable %s && %s disable %s",
+				live.Port, o.systemctl(), live.Unit, o.systemctl(), other.Unit))
+			break
+		}
+	}
+	return ps
 }
 
 func slotStatus(ctx context.Context, o Options, env Env, slot Slot) SlotStatus {
@@ -93,7 +141,10 @@ func slotStatus(ctx context.Context, o Options, env Env, slot Slot) SlotStatus {
 		s.Answer = err.Error()
 		return s
 	}
-	s.Active, s.Sub, s.Since = u.Active, u.Sub, u.Since
+	s.Active, s.Sub, s.Enabled = u.Active, u.Sub, u.enabled()
+	if !u.Since.IsZero() {
+		s.Since = &u.Since
+	}
 	if !running(u.Active) {
 		s.Answer = "not running"
 		return s

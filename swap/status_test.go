@@ -2,6 +2,7 @@ package swap
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -39,16 +40,18 @@ func TestReadStatusShowsWhatIsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := r.port(a)
+	live, since := r.port(a), unitSince
 	want := &Status{
 		Upstream: "app", File: routerFile, Line: 3,
 		Live: &live, Listed: []int{r.port(a)},
 		Slots: []SlotStatus{
-			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: unitSince, Healthy: true, Answer: "200 OK"},
-			{Port: r.port(b), Unit: r.unit(b), Active: "inactive", Sub: "dead", Since: unitSince, Answer: "not running"},
+			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: &since, Enabled: true, Healthy: true, Answer: "200 OK"},
+			{Port: r.port(b), Unit: r.unit(b), Active: "inactive", Sub: "dead", Since: &since, Answer: "not running"},
 		},
 		Nginx:   NginxStatus{Unit: "nginx.service", Active: "active", MasterPID: 100, Workers: 2, Draining: 1},
 		Pending: &Pending{From: r.port(a), To: r.port(b), File: routerFile, Time: "2026-01-02T03:04:05Z"},
+		Problems: []string{fmt.Sprintf("a switch %d -> %d did not finish (since 2026-01-02T03:04:05Z): nginx may route to either slot; run edgeswitch switch to finish it",
+			r.port(a), r.port(b))},
 	}
 	ignoreHistory := cmpopts.IgnoreFields(Status{}, "Last", "History")
 	if d := cmp.Diff(want, st, ignoreHistory, cmpopts.EquateApproxTime(0)); d != "" {
@@ -82,6 +85,54 @@ func TestReadStatusOfSlotsThatDoNotAnswer(t *testing.T) {
 	}
 }
 
+// TestReadStatusNamesWhatPutsTrafficAtRisk: status exits 1 on any of these,
+// so each must be found, and a healthy edge must show none.
+func TestReadStatusNamesWhatPutsTrafficAtRisk(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*rig)
+		says  []string // one problem each; none for a healthy edge
+	}{
+		{"a healthy edge", nil, nil},
+		{"the live slot stopped by hand", slotIs(a, unitDown), []string{"is live but app@", "is inactive: start it (systemctl start app@"}},
+		{"the live slot unhealthy", func(r *rig) { r.slots[a].answer(http.StatusServiceUnavailable) }, []string{"is live but answers 503", "edgeswitch rollback"}},
+		{"nginx stopped", func(r *rig) { r.sd.set(r.o.NginxUnit, unitDown) }, []string{"nginx.service is inactive, so nothing is served: start it"}},
+		{"a switch left unfinished", func(r *rig) { r.writePending(a, b) }, []string{"did not finish", "run edgeswitch switch to finish it"}},
+		{"a switch running now is no problem", func(r *rig) {
+			r.writePending(a, b)
+			release, err := lock(r.o.StateDir, r.o.Upstream)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			r.t.Cleanup(release)
+			r.procs = "/proc" // the kernel's own lock table
+		}, nil},
+		{"the other slot enabled at boot", func(r *rig) { r.sd.enabled = map[string]bool{r.unit(b): true} }, []string{"the slot enabled at boot is not the live slot", "systemctl enable app@"}},
+		{"both listed, neither healthy", both(listed(a, b), slotIs(a, unitDown)), []string{"no slot that upstream app lists is healthy"}},
+		{"both listed, one healthy: the starting layout", listed(a, b), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			if tt.setup != nil {
+				tt.setup(r)
+			}
+			st, err := ReadStatus(r.ctx, r.o, r.env())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := min(len(tt.says), 1); len(st.Problems) != n {
+				t.Fatalf("problems %q, want %d", st.Problems, n)
+			}
+			for _, want := range tt.says {
+				if !strings.Contains(st.Problems[0], want) {
+					t.Errorf("problem %q does not say %q", st.Problems[0], want)
+				}
+			}
+		})
+	}
+}
+
 func TestReadStatusRefuses(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -106,7 +157,7 @@ func TestReadStatusRefuses(t *testing.T) {
 func TestCheck(t *testing.T) {
 	const (
 		found   = "upstream found once, only slot servers"
-		loads   = "app@.service loads for both ports and can be enabled"
+		loads   = "app@.service loads and can be enabled"
 		healthy = "live slot healthy"
 	)
 	tests := []struct {

@@ -159,9 +159,9 @@ func TestLockNamesTheHolder(t *testing.T) {
 func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
 	dir := t.TempDir()
 	for _, r := range []Record{
-		{Upstream: "app", From: 4000, To: 4001, Result: "switched"},
-		{Upstream: "api", From: 5000, To: 5001, Result: "failed", Error: "health"},
-		{Upstream: "app", From: 4001, To: 4000, Result: "switched"},
+		{Upstream: "app", From: ptr(4000), To: 4001, Result: "switched"},
+		{Upstream: "api", From: ptr(5000), To: 5001, Result: "failed", Error: "health"},
+		{Upstream: "app", From: ptr(4001), To: 4000, Result: "switched"},
 	} {
 		if err := appendHistory(dir, r); err != nil {
 			t.Fatal(err)
@@ -178,3 +178,5 @@ func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func ptr(p int) *int { return &p }

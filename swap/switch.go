@@ -105,8 +105,8 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 		return Result{}, err
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
-		if r := hist[i]; r.Result == "switched" && r.From != 0 {
-			req.To, req.Reuse = r.From, true
+		if r := hist[i]; r.Result == "switched" && r.From != nil {
+			req.To, req.Reuse = *r.From, true
 			return Switch(ctx, o, req, env)
 		}
 	}
@@ -375,7 +375,7 @@ func (s *switcher) record(start time.Time, err error) {
 	r := Record{
 		Time:     start.UTC().Format(time.RFC3339),
 		Upstream: s.o.Upstream,
-		From:     s.res.From.Port,
+		From:     s.res.From.port(),
 		To:       s.res.To.Port,
 		Result:   "switched",
 		Steps:    s.steps,
@@ -404,9 +404,4 @@ func ports(slots []Slot) []int {
 }
 
 // portOrNone names a slot by its port, or "none" for the zero Slot.
-func portOrNone(s Slot) string {
-	if s.Port == 0 {
-		return "none"
-	}
-	return fmt.Sprint(s.Port)
-}
+func portOrNone(s Slot) string { return Record{From: s.port()}.FromText() }

@@ -129,8 +129,14 @@ func (c *statusCmd) Run(ctx context.Context, g *cli, d *deps) error {
 		return err
 	}
 	d.out.status(st)
+	if len(st.Problems) > 0 {
+		return errAtRisk
+	}
 	return nil
 }
+
+// errAtRisk is status's exit 1; the problems above say what to run.
+var errAtRisk = errors.New("traffic is at risk; see the problems above")
 
 type checkCmd struct{}
 

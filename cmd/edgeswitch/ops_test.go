@@ -74,8 +74,14 @@ func TestStatusAndCheck(t *testing.T) {
 		t.Fatalf("status --json: %v\n%s", err, r.stdout)
 	}
 	if st.Live == nil || *st.Live != goldenPorts[1] || st.File != e.UpstreamFile || st.Nginx.Workers == 0 ||
-		len(st.Slots) != 2 || !st.Slots[1].Healthy || st.Slots[0].Active != "inactive" || st.Last == nil || st.Last.Result != "switched" {
+		len(st.Slots) != 2 || !st.Slots[1].Healthy || st.Slots[0].Active != "inactive" || st.Last == nil || st.Last.Result != "switched" ||
+		!st.Slots[1].Enabled || st.Slots[0].Enabled || st.Problems == nil || len(st.Problems) != 0 {
 		t.Errorf("status --json = %s", r.stdout)
+	}
+	for _, key := range []string{`"problems":[]`, `"history":[`} {
+		if !strings.Contains(r.stdout, key) {
+			t.Errorf("status --json has no %s: %s", key, r.stdout)
+		}
 	}
 
 	r = edgeswitch(t, e, "check")
@@ -94,6 +100,19 @@ func TestStatusAndCheck(t *testing.T) {
 	}
 	goldenFile(t, "check-nginx-stopped.golden", mask(e, r.stdout))
 	assertUnchanged(t, e, before)
+	if out, err := e.Systemctl(t.Context(), "start", e.NginxUnit); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+
+	// The live slot stopped by hand: status must not say all is well.
+	live := e.SlotUnit(goldenPorts[1])
+	if out, err := e.Systemctl(t.Context(), "stop", live); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	r = edgeswitch(t, e, "status")
+	if want := "problem   slot 4301 is live but " + live + " is inactive: start it (systemctl --user start " + live + ")"; r.code != 1 || !strings.Contains(r.stdout, want) {
+		t.Errorf("status with the live slot stopped: exit %d, want 1 with %q in:\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
 }
 
 func TestRollback(t *testing.T) {

@@ -107,13 +107,20 @@ func (p *printer) status(st *swap.Status) {
 			}
 		}
 		since := ""
-		if !s.Since.IsZero() {
+		if s.Since != nil {
 			since = " since " + s.Since.UTC().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "slot %-5d%s  %s (%s)%s%s\n", s.Port, s.Unit, s.Active, s.Sub, since, health)
+		boot := ""
+		if s.Enabled {
+			boot = ", enabled"
+		}
+		fmt.Fprintf(w, "slot %-5d%s  %s (%s)%s%s%s\n", s.Port, s.Unit, s.Active, s.Sub, boot, since, health)
 	}
-	if pd := st.Pending; pd != nil {
-		fmt.Fprintf(w, "pending   switch %d -> %d since %s did not finish: nginx may still route to either slot; run edgeswitch switch to finish it\n", pd.From, pd.To, pd.Time)
+	switch pd := st.Pending; {
+	case st.Switching != 0 && pd != nil:
+		fmt.Fprintf(w, "switching switch %d -> %d in progress (pid %d) since %s\n", pd.From, pd.To, st.Switching, pd.Time)
+	case st.Switching != 0:
+		fmt.Fprintf(w, "switching a switch is in progress (pid %d)\n", st.Switching)
 	}
 	n := st.Nginx
 	fmt.Fprintf(w, "nginx     %s %s, master %d, %d workers, %d shutting down\n", n.Unit, n.Active, n.MasterPID, n.Workers, n.Draining)
@@ -129,7 +136,10 @@ func (p *printer) status(st *swap.Status) {
 		for _, s := range r.Steps {
 			total += s.Seconds
 		}
-		fmt.Fprintf(w, "%s%s  %d -> %d  %s  %.2fs  %s\n", label, r.Time, r.From, r.To, r.Result, total, r.Login)
+		fmt.Fprintf(w, "%s%s  %s -> %d  %s  %.2fs  %s\n", label, r.Time, r.FromText(), r.To, r.Result, total, r.Login)
+	}
+	for _, pr := range st.Problems {
+		fmt.Fprintf(w, "problem   %s\n", pr)
 	}
 }
 
