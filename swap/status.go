@@ -30,14 +30,14 @@ type Status struct {
 
 // SlotStatus is one slot's unit and its health answer now.
 type SlotStatus struct {
-	Port    int       `json:"port"`
-	Unit    string    `json:"unit"`
-	Active  string    `json:"active"`
+	Port    int        `json:"port"`
+	Unit    string     `json:"unit"`
+	Active  string     `json:"active"`
 	Sub     string     `json:"sub"`
 	Since   *time.Time `json:"since,omitempty"` // absent for a unit that never ran
 	Enabled bool       `json:"enabled"`         // it starts at boot
 	Healthy bool       `json:"healthy"`
-	Answer  string    `json:"answer"` // the health answer, or why there is none
+	Answer  string     `json:"answer"` // the health answer, or why there is none
 }
 
 // NginxStatus is nginx's unit and its workers.
