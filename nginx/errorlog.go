@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -112,6 +113,15 @@ const maxTail = 1 << 20
 // after offset mark, trimmed, or "" when there is none. A log now shorter
 // than mark was rotated or truncated and is read from the start.
 func (l ErrorLog) LastEmerg(mark int64) string {
+	return l.last(mark, "[emerg]", "[alert]", "[crit]")
+}
+
+// Refusal returns the last [emerg] line written after mark, or "": that is
+// how a master that refuses a new config on reload (a bind error, a
+// missing certificate) says so, while it goes on with the old one.
+func (l ErrorLog) Refusal(mark int64) string { return l.last(mark, "[emerg]") }
+
+func (l ErrorLog) last(mark int64, levels ...string) string {
 	f, err := os.Open(l.Path)
 	if err != nil {
 		return ""
@@ -133,8 +143,7 @@ func (l ErrorLog) LastEmerg(mark int64) string {
 		if len(fields) < 4 {
 			continue
 		}
-		switch fields[2] {
-		case "[emerg]", "[alert]", "[crit]":
+		if slices.Contains(levels, fields[2]) {
 			last = strings.TrimSpace(sc.Text())
 		}
 	}

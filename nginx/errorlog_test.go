@@ -184,3 +184,24 @@ func TestErrorLogPath(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusalIsOnlyEmerg: an [alert] or [crit] after a reload (a worker that
+// died, a failed upstream connect) does not mean nginx refused the config.
+func TestRefusalIsOnlyEmerg(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	l := ErrorLog{Path: path}
+	alert := "2026/01/02 03:04:05 [alert] 7#7: worker process 9 exited on signal 9\n"
+	if err := os.WriteFile(path, []byte(alert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Refusal(0); got != "" {
+		t.Errorf("Refusal = %q after an alert, want none", got)
+	}
+	emerg := "2026/01/02 03:04:06 [emerg] 7#7: bind() to 0.0.0.0:80 failed (98: Address already in use)"
+	if err := os.WriteFile(path, []byte(alert+emerg+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Refusal(int64(len(alert))); got != emerg {
+		t.Errorf("Refusal = %q, want %q", got, emerg)
+	}
+}

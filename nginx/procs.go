@@ -80,9 +80,10 @@ func (p Procs) Snapshot(master int) (Generation, error) {
 // WaitNewGeneration polls every interval until old.Master has a child that is
 // not in old.Workers, and returns the new children seen at that moment. A
 // master that keeps only its old workers for timeout has rejected the
-// config: the error wraps ErrRejected. A master that exits wraps
-// ErrNotActive.
-func (p Procs) WaitNewGeneration(ctx context.Context, old Generation, timeout, interval time.Duration) (Generation, error) {
+// config: the error wraps ErrRejected. So does a refusal that refused
+// reports at a poll (nginx's own word, which comes long before the
+// timeout); it may be nil. A master that exits wraps ErrNotActive.
+func (p Procs) WaitNewGeneration(ctx context.Context, old Generation, timeout, interval time.Duration, refused func() string) (Generation, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(interval)
@@ -103,6 +104,11 @@ func (p Procs) WaitNewGeneration(ctx context.Context, old Generation, timeout, i
 		}
 		if len(fresh) > 0 {
 			return Generation{Master: old.Master, Workers: fresh}, nil
+		}
+		if refused != nil {
+			if why := refused(); why != "" {
+				return Generation{}, fmt.Errorf("%w: %s", ErrRejected, why)
+			}
 		}
 		select {
 		case <-ctx.Done():

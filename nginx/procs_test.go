@@ -215,7 +215,7 @@ func TestWaitNewGeneration(t *testing.T) {
 			if tt.cancel {
 				cancel()
 			}
-			got, err := Procs{Root: root}.WaitNewGeneration(ctx, old, timeout, time.Millisecond)
+			got, err := Procs{Root: root}.WaitNewGeneration(ctx, old, timeout, time.Millisecond, nil)
 			if !errors.Is(err, tt.wantIs) {
 				t.Fatalf("got error %v, want %v", err, tt.wantIs)
 			}
@@ -300,7 +300,7 @@ func TestProcsOnOS(t *testing.T) {
 	if !slices.Contains(children, pid) {
 		t.Errorf("children %v of the test process do not hold sleep's PID %d", children, pid)
 	}
-	gen, err := p.WaitNewGeneration(t.Context(), old, 5*time.Second, 5*time.Millisecond)
+	gen, err := p.WaitNewGeneration(t.Context(), old, 5*time.Second, 5*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
@@ -155,9 +156,10 @@ func (r *Reload) reload(ctx context.Context) (string, error) {
 // the config; a master that keeps its old workers rejected it, and its
 // error log says why.
 func (r *Reload) confirm(ctx context.Context) (string, error) {
-	gen, err := r.Procs.WaitNewGeneration(ctx, r.old, r.ReloadTimeout, pollInterval)
+	refused := func() string { return r.errlog.Refusal(r.mark) }
+	gen, err := r.Procs.WaitNewGeneration(ctx, r.old, r.ReloadTimeout, pollInterval, refused)
 	if errors.Is(err, nginx.ErrRejected) {
-		if line := r.errlog.LastEmerg(r.mark); line != "" {
+		if line := r.errlog.LastEmerg(r.mark); line != "" && !strings.Contains(err.Error(), line) {
 			err = fmt.Errorf("%w: %s", err, line)
 		}
 		return "", fmt.Errorf("%w (see %s)", err, r.errlog.Path)

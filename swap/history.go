@@ -24,6 +24,15 @@ type Record struct {
 	Login    string     `json:"user,omitempty"` // who ran it
 }
 
+// priority is the journal priority of the record: a switch that failed or
+// got stuck is an error an operator must see.
+func (r Record) priority() journal.Priority {
+	if r.Result == "failed" || r.Result == "stuck" {
+		return journal.PriErr
+	}
+	return journal.PriInfo
+}
+
 // FromText is the slot switched from, or "none".
 func (r Record) FromText() string {
 	if r.From == nil {
@@ -57,7 +66,7 @@ func appendHistory(stateDir string, r Record) error {
 	}
 	if journal.Enabled() {
 		msg := fmt.Sprintf("edgeswitch: upstream %s %s %s -> %d", r.Upstream, r.Result, r.FromText(), r.To)
-		return journal.Send(msg, journal.PriInfo, map[string]string{
+		return journal.Send(msg, r.priority(), map[string]string{
 			"EDGESWITCH_UPSTREAM": r.Upstream,
 			"EDGESWITCH_FROM":     r.FromText(),
 			"EDGESWITCH_TO":       strconv.Itoa(r.To),

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -180,3 +181,13 @@ func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
 }
 
 func ptr(p int) *int { return &p }
+
+func TestAFailedOrStuckSwitchIsAnErrorInTheJournal(t *testing.T) {
+	for result, want := range map[string]journal.Priority{
+		"switched": journal.PriInfo, "unchanged": journal.PriInfo, "failed": journal.PriErr, "stuck": journal.PriErr,
+	} {
+		if got := (Record{Result: result}).priority(); got != want {
+			t.Errorf("%s: priority %d, want %d", result, got, want)
+		}
+	}
+}

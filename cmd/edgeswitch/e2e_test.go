@@ -422,8 +422,11 @@ func TestFailurePaths(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, e *testedge.Edge)
+		flags []string
 		code  int
 		says  string
+		// within bounds the switch's run, for failures it must see early.
+		within time.Duration
 	}{
 		{
 			name:  "the new slot crashes at start",
@@ -452,7 +455,10 @@ func TestFailurePaths(t *testing.T) {
 				t.Cleanup(func() { l.Close() })
 				writeConf(t, e, "taken.conf", fmt.Sprintf("server { listen %s; return 204; }\n", l.Addr()))
 			},
-			code: 1, says: "bind()",
+			// nginx logs the refusal after its bind retries (about 2.5 s);
+			// the switch must fail then, not wait out the reload timeout.
+			flags: []string{"--reload-timeout", "60s"},
+			code:  1, says: "bind()", within: 30 * time.Second,
 		},
 		{
 			name: "nginx's unit is stopped",
@@ -472,9 +478,13 @@ func TestFailurePaths(t *testing.T) {
 			if nginxUp {
 				load = startLoad(t, e, 8, http.MethodGet, "/")
 			}
-			r := edgeswitch(t, e, "switch")
+			t0 := time.Now()
+			r := edgeswitch(t, e, append([]string{"switch"}, tt.flags...)...)
 			if r.code != tt.code || !strings.Contains(r.stderr, tt.says) {
 				t.Errorf("exit %d, want %d, with a message saying %q:\n%s", r.code, tt.code, tt.says, r.stderr)
+			}
+			if took := time.Since(t0); tt.within > 0 && took > tt.within {
+				t.Errorf("the switch failed after %s, want within %s", took, tt.within)
 			}
 			if nginxUp {
 				if stats := load.Stop(); stats.Failed != 0 {
