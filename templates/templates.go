@@ -41,6 +41,9 @@ type Data struct {
 	// Ports are the two slot ports, as in the ports setting; the upstream
 	// starts out listing Ports[0].
 	Ports [2]int
+	// UserManager: the unit is for a per-user manager (the user setting),
+	// so it is wanted by default.target rather than multi-user.target.
+	UserManager bool
 }
 
 // appName is what one name can be at once: an nginx upstream name without

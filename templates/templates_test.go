@@ -194,3 +194,17 @@ func TestRenderUnknownTemplate(t *testing.T) {
 		t.Error("no error for a template that does not exist")
 	}
 }
+
+// A unit for a per-user manager must be wanted by a target that manager
+// reaches at login, or enabling it would bring nothing back.
+func TestUnitForAUserManagerIsWantedByDefaultTarget(t *testing.T) {
+	d := example
+	d.UserManager = true
+	unit, err := Render(Unit, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "\n[Install]\nWantedBy=default.target\n") {
+		t.Errorf("unit for a user manager:\n%s", unit)
+	}
+}

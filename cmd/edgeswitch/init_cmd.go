@@ -34,7 +34,7 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	if err := swap.CheckPorts(g.Ports); err != nil {
 		return err
 	}
-	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}}
+	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}, UserManager: g.User}
 	if err := data.Check(); err != nil {
 		return swap.Usage(err)
 	}
@@ -112,7 +112,8 @@ does, compare it with the new one.
        mkdir -p %[7]s
        cp -n %[1]s %[8]s
 4. Install the first build in /srv/%[5]s/%[9]d/current, check the setup and
-   put slot %[9]d live:
+   put slot %[9]d live (this starts it and enables it, so that it comes back
+   after a reboot):
        edgeswitch check
        edgeswitch switch --to %[9]d
 `, src(config), src(unit), src(upstream), unit.dest, data.App, upstream.dest,
