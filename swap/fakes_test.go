@@ -148,8 +148,6 @@ func (f *fakeSystemd) DisableUnitFilesContext(_ context.Context, files []string,
 	return nil, nil
 }
 
-func (f *fakeSystemd) ReloadContext(context.Context) error { return nil }
-
 // enabledUnits returns the units linked to start at boot.
 func (f *fakeSystemd) enabledUnits() map[string]bool {
 	f.mu.Lock()

@@ -169,10 +169,10 @@ type Systemd interface {
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	// Enablement: the live slot starts at boot, the other does not.
 	EnableUnitFilesContext(ctx context.Context, files []string, runtime bool, force bool) (bool, []dbus.EnableUnitFileChange, error)
+	// No daemon-reload after them: the links are what a boot reads, and
+	// systemd's UnitFileState follows them at once (a reload would add about
+	// a second to every switch).
 	DisableUnitFilesContext(ctx context.Context, files []string, runtime bool) ([]dbus.DisableUnitFileChange, error)
-	// ReloadContext is a daemon-reload, as systemctl enable does after the
-	// links change, so that the units' UnitFileState is current.
-	ReloadContext(ctx context.Context) error
 }
 
 var _ Systemd = (*dbus.Conn)(nil)

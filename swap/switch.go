@@ -361,9 +361,6 @@ func (s *switcher) persist(ctx context.Context) (string, error) {
 	if err == nil {
 		_, err = sd.DisableUnitFilesContext(ctx, []string{from.Unit}, false)
 	}
-	if err == nil {
-		err = sd.ReloadContext(ctx)
-	}
 	if err != nil {
 		return "", fmt.Errorf("%w: traffic is on slot %d, but after a reboot it may not be: %w; run %s enable %s && %s disable %s",
 			ErrStuck, to.Port, err, s.o.systemctl(), to.Unit, s.o.systemctl(), from.Unit)

@@ -8,10 +8,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/internal/testedge"
@@ -37,7 +39,13 @@ func demo(ctx context.Context, bin string, switches, clients int) error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Printf("== bringing up the sandbox edge in %s (systemd user manager, nginx, app slots)\n", dir)
-	e, err := testedge.Start(ctx, testedge.Options{Dir: dir, Ports: [2]int{4000, 4001}})
+	ports := [2]int{4000, 4001}
+	if taken := takenPorts(ports); len(taken) > 0 {
+		// A proxy box often runs an app there already: that is no reason to fail.
+		fmt.Printf("   %v in use on 127.0.0.1 (another app runs there); the sandbox's slots take free ports instead\n", taken)
+		ports = [2]int{} // testedge picks free ones
+	}
+	e, err := testedge.Start(ctx, testedge.Options{Dir: dir, Ports: ports})
 	if err != nil {
 		return err
 	}
@@ -47,7 +55,7 @@ func demo(ctx context.Context, bin string, switches, clients int) error {
 	run := func(args ...string) error {
 		args = append(args, "--user", "--nginx-conf", e.NginxConf, "--nginx-bin", testedge.NginxBin,
 			"--nginx-unit", e.NginxUnit, "--unit", e.AppUnit, "--health-path", "/health",
-			"--state-dir", e.StateDir)
+			"--ports", fmt.Sprintf("%d,%d", e.Ports[0], e.Ports[1]), "--state-dir", e.StateDir)
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = append(os.Environ(), e.Env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
@@ -74,4 +82,19 @@ func demo(ctx context.Context, bin string, switches, clients int) error {
 		return fmt.Errorf("%d requests failed", stats.Failed)
 	}
 	return nil
+}
+
+// takenPorts returns those of ports that something on this host already
+// listens on.
+func takenPorts(ports [2]int) []int {
+	var taken []int
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			taken = append(taken, p)
+			continue
+		}
+		l.Close()
+	}
+	return taken
 }
