@@ -27,6 +27,10 @@ type LoadOptions struct {
 	Method  string // GET (default) or POST
 	Path    string // appended to URL; default "/"
 	Body    []byte // request body for POST
+	// Dial, when set, makes the clients' connections instead of the host's
+	// network, e.g. Machine.Dial for nginx on a machine's own loopback. The
+	// URL's host must still be a loopback address (an IP, not a name).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // LoadStats count what the clients saw. A request fails on a transport
@@ -74,15 +78,24 @@ func RunLoad(ctx context.Context, o LoadOptions) *Load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.client(ctx, method, target, o.Body)
+			l.client(ctx, method, target, o.Body, o.Dial)
 		}()
 	}
 	return l
 }
 
-func (l *Load) client(ctx context.Context, method, target string, body []byte) {
+func (l *Load) client(ctx context.Context, method, target string, body []byte, dial func(context.Context, string, string) (net.Conn, error)) {
+	dialContext := (&net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}).DialContext
+	if dial != nil {
+		dialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if err := loopbackOnly(network, addr, nil); err != nil {
+				return nil, err
+			}
+			return dial(ctx, network, addr)
+		}
+	}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}).DialContext,
+		DialContext:         dialContext,
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     90 * time.Second,
 	}
