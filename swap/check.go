@@ -49,7 +49,14 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 		}
 		add(o.Unit+" loads and can be enabled", fmt.Sprintf("%s and %s", slots[0].Unit, slots[1].Unit), err)
 	}
-	add("state dir writable", o.StateDir, stateDirWritable(o.StateDir))
+	stateErr := stateDirWritable(o.StateDir)
+	if _, err := os.Stat(o.StateDir); stateErr == nil && err == nil {
+		stateErr = stateDirTrusted(o.StateDir)
+	}
+	add("state dir writable", o.StateDir, stateErr)
+	if len(o.PreStart) > 0 || len(o.PostSwitch) > 0 {
+		add("hooks can run", "found on "+HookPath, o.checkHooks())
+	}
 	if found != "" {
 		var err error
 		answer := ""
@@ -76,7 +83,11 @@ func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 	if u.Load != "loaded" {
 		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", slot.Unit, u.Load, o.Unit, o.systemctl())
 	}
-	if u.File == "static" {
+	file, err := unitFile(ctx, env.Systemd, slot.Unit)
+	if err != nil {
+		return err
+	}
+	if file == "static" {
 		return fmt.Errorf("unit %s has no [Install] section, so nothing would start the live slot after a reboot: add \"[Install]\" with \"WantedBy=%s\" to it and run %s daemon-reload",
 			o.Unit, o.wantedBy(), o.systemctl())
 	}

@@ -108,20 +108,27 @@ func (f *fakeSystemd) GetUnitPropertiesContext(_ context.Context, unit string) (
 		return nil, err
 	}
 	s := cmp.Or(f.units[unit], unitUnknown)
-	file := "disabled"
-	switch {
-	case f.static[unit]:
-		file = "static"
-	case f.enabled[unit]:
-		file = "enabled"
-	}
 	return map[string]any{
 		"ActiveState":          s.active,
 		"SubState":             s.sub,
 		"LoadState":            s.load,
-		"UnitFileState":        file,
 		"StateChangeTimestamp": uint64(unitSince.UnixMicro()),
 	}, nil
+}
+
+func (f *fakeSystemd) GetUnitFileStateContext(_ context.Context, unit string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.faults["file "+unit].err; err != nil {
+		return "", err
+	}
+	switch {
+	case f.static[unit]:
+		return "static", nil
+	case f.enabled[unit]:
+		return "enabled", nil
+	}
+	return "disabled", nil
 }
 
 func (f *fakeSystemd) EnableUnitFilesContext(_ context.Context, files []string, _, _ bool) (bool, []dbus.EnableUnitFileChange, error) {

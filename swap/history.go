@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 )
 
 // Record is one switch attempt, one JSON line of the history file.
@@ -56,7 +58,11 @@ func appendHistory(stateDir string, r Record) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(stateDir, historyFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	path := filepath.Join(stateDir, historyFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("history: %s %w: remove it", path, atomicfile.ErrSymlink)
+	}
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}

@@ -2,23 +2,38 @@ package swap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/edgeswitch/edgeswitch/internal/trusted"
 )
 
-// runHook runs a hook command (an argv list, no shell) with the switch in
-// its environment, and returns the last line of its output for the progress
-// line, or an error with its command line and output.
+// HookPath is the PATH hooks are looked up on and run with, whoever called
+// edgeswitch: what runs as root must not depend on the caller's shell.
+const HookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// runHook runs a hook command (an argv list, no shell) with a fixed, minimal
+// environment (HookPath, LANG=C.UTF-8 and the EDGESWITCH_* variables), and
+// returns the last line of its output for the progress line, or an error
+// with its command line and output.
 func (s *switcher) runHook(ctx context.Context, argv []string) (string, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(),
-		"EDGESWITCH_UPSTREAM="+s.o.Upstream,
-		"EDGESWITCH_FROM="+strconv.Itoa(s.res.From.Port),
-		"EDGESWITCH_TO="+strconv.Itoa(s.res.To.Port),
-	)
+	exe, err := hookExecutable(argv[0])
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, exe, argv[1:]...)
+	cmd.Env = []string{
+		"PATH=" + HookPath,
+		"LANG=C.UTF-8",
+		"EDGESWITCH_UPSTREAM=" + s.o.Upstream,
+		"EDGESWITCH_FROM=" + strconv.Itoa(s.res.From.Port),
+		"EDGESWITCH_TO=" + strconv.Itoa(s.res.To.Port),
+	}
 	out, err := cmd.CombinedOutput()
 	text := strings.TrimSpace(string(out))
 	if err != nil {
@@ -28,4 +43,45 @@ func (s *switcher) runHook(ctx context.Context, argv []string) (string, error) {
 		text = text[i+1:]
 	}
 	return strings.Join(argv, " ") + ": ok " + text, nil
+}
+
+// hookExecutable resolves a hook's program: a name without a slash on
+// HookPath, a path as it is.
+func hookExecutable(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		p, err := filepath.Abs(name)
+		if err == nil {
+			_, err = os.Stat(p)
+		}
+		return p, err
+	}
+	for dir := range strings.SplitSeq(HookPath, ":") {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("hook %s: %w on the hooks' PATH (%s); name it by its full path", name, exec.ErrNotFound, HookPath)
+}
+
+// checkHooks refuses, before anything runs, a hook whose program is
+// missing or, when edgeswitch runs as root, one that anyone but root could
+// replace.
+func (o Options) checkHooks() error {
+	for _, argv := range [][]string{o.PreStart, o.PostSwitch} {
+		if len(argv) == 0 {
+			continue
+		}
+		exe, err := hookExecutable(argv[0])
+		if err == nil && os.Geteuid() == 0 {
+			err = trusted.Check(exe)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("hook %s: %w; install it or fix the hook setting", argv[0], err)
+		}
+		if err != nil {
+			return Usage(err)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
+	"github.com/edgeswitch/edgeswitch/internal/trusted"
 )
 
 // lock takes the switch lock of one upstream: an flock on a file in the
@@ -15,11 +18,14 @@ import (
 // so a crashed switch never leaves a stale lock. The file keeps the holder's
 // PID so a second switch can name it.
 func lock(stateDir, name string) (release func(), err error) {
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, Usage(fmt.Errorf("state dir: %w; create it or set state-dir to a writable directory", err))
+	if err := prepareStateDir(stateDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(stateDir, lockFile(name))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, Usage(fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink))
+	}
 	if err != nil {
 		return nil, Usage(fmt.Errorf("lock: %w; set state-dir to a writable directory", err))
 	}
@@ -38,6 +44,27 @@ func lock(stateDir, name string) (release func(), err error) {
 }
 
 func lockFile(upstream string) string { return upstream + ".lock" }
+
+// prepareStateDir creates the state dir when it is missing (0755) and, when
+// edgeswitch runs as root, refuses one that anyone but root could change:
+// a lock, pending record or history there is written by root.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Usage(fmt.Errorf("state dir: %w; create it or set state-dir to a writable directory", err))
+	}
+	return stateDirTrusted(dir)
+}
+
+// stateDirTrusted is the root part of prepareStateDir, for an existing dir.
+func stateDirTrusted(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := trusted.Check(dir); err != nil {
+		return Usage(fmt.Errorf("state dir: %w", err))
+	}
+	return nil
+}
 
 // StateFile is one file a switch keeps in the state dir.
 type StateFile struct{ Name, About string }

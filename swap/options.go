@@ -173,9 +173,14 @@ type Systemd interface {
 	// systemd's UnitFileState follows them at once (a reload would add about
 	// a second to every switch).
 	DisableUnitFilesContext(ctx context.Context, files []string, runtime bool) ([]dbus.DisableUnitFileChange, error)
+	// GetUnitFileStateContext is the manager's GetUnitFileState, which
+	// go-systemd lacks (the CLI's connection adds it): "enabled",
+	// "disabled", "static" (no [Install] section), ... from the links on
+	// disk now; the UnitFileState property of a loaded unit is only as new
+	// as the last daemon-reload.
+	GetUnitFileStateContext(ctx context.Context, unit string) (string, error)
 }
 
-var _ Systemd = (*dbus.Conn)(nil)
 
 // Env holds the effects a switch has on the world, as values so tests can
 // replace any of them.

@@ -49,7 +49,7 @@ func writePending(stateDir, upstream string, p Pending) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(pendingPath(stateDir, upstream), data, 0o644)
+	return atomicfile.WriteOwn(pendingPath(stateDir, upstream), data, 0o644)
 }
 
 func clearPending(stateDir, upstream string) error {

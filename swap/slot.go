@@ -32,7 +32,6 @@ type unitStatus struct {
 	Active string    // ActiveState: "active", "activating", "inactive", "failed", ...
 	Sub    string    // SubState: "running", "auto-restart", "dead", ...
 	Load   string    // LoadState: "loaded", "not-found", ...
-	File   string    // UnitFileState: "enabled", "disabled", "static" (no [Install] section), ...
 	Since  time.Time // when the unit last changed state
 }
 
@@ -45,15 +44,24 @@ func getUnit(ctx context.Context, sd Systemd, unit string) (unitStatus, error) {
 	u.Active, _ = props["ActiveState"].(string)
 	u.Sub, _ = props["SubState"].(string)
 	u.Load, _ = props["LoadState"].(string)
-	u.File, _ = props["UnitFileState"].(string)
 	if usec, ok := props["StateChangeTimestamp"].(uint64); ok && usec > 0 {
 		u.Since = time.UnixMicro(int64(usec))
 	}
 	return u, nil
 }
 
-// enabled reports whether a unit starts at boot.
-func (u unitStatus) enabled() bool { return u.File == "enabled" || u.File == "enabled-runtime" }
+// unitFile returns the unit file's state: "enabled", "disabled", "static"
+// (no [Install] section), ...
+func unitFile(ctx context.Context, sd Systemd, unit string) (string, error) {
+	state, err := sd.GetUnitFileStateContext(ctx, unit)
+	if err != nil {
+		return "", fmt.Errorf("unit file state of %s: %w", unit, err)
+	}
+	return state, nil
+}
+
+// enabled reports whether a unit file state starts the unit at boot.
+func enabled(fileState string) bool { return fileState == "enabled" || fileState == "enabled-runtime" }
 
 // running reports whether a unit's process is up or coming up.
 func running(active string) bool {

@@ -3,6 +3,7 @@ package swap
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -104,6 +105,11 @@ func problems(o Options, st *Status) []string {
 	if st.Nginx.Active != "active" {
 		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", st.Nginx.Unit, st.Nginx.Active, o.systemctl(), st.Nginx.Unit))
 	}
+	if _, err := os.Stat(o.StateDir); err == nil {
+		if err := stateDirTrusted(o.StateDir); err != nil {
+			ps = append(ps, err.Error()+"; switch and rollback refuse it until then")
+		}
+	}
 	if st.Switching != 0 {
 		return ps
 	}
@@ -141,7 +147,8 @@ func slotStatus(ctx context.Context, o Options, env Env, slot Slot) SlotStatus {
 		s.Answer = err.Error()
 		return s
 	}
-	s.Active, s.Sub, s.Enabled = u.Active, u.Sub, u.enabled()
+	file, _ := unitFile(ctx, env.Systemd, slot.Unit) // not installed: not enabled
+	s.Active, s.Sub, s.Enabled = u.Active, u.Sub, enabled(file)
 	if !u.Since.IsZero() {
 		s.Since = &u.Since
 	}

@@ -163,13 +163,14 @@ func (s *switcher) read(context.Context) (string, error) {
 // the target.
 func (s *switcher) decide(ctx context.Context) (string, error) {
 	o := s.o
-	state, units := map[int]string{}, map[int]unitStatus{}
+	state, boot := map[int]string{}, map[int]bool{}
 	for _, sl := range o.Slots() {
 		u, err := getUnit(ctx, s.env.Systemd, sl.Unit)
 		if err != nil {
 			return "", Usage(fmt.Errorf("%w; check that systemd is reachable over D-Bus (--user for a user manager)", err))
 		}
-		state[sl.Port], units[sl.Port] = u.Active, u
+		file, _ := unitFile(ctx, s.env.Systemd, sl.Unit) // a unit that is not installed fails in preflight
+		state[sl.Port], boot[sl.Port] = u.Active, enabled(file)
 	}
 	to := s.req.To
 	resumed, err := readPending(o.StateDir, o.Upstream)
@@ -213,7 +214,7 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 	if s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}}); err != nil {
 		return "", Usage(err)
 	}
-	s.persisted = units[target.Port].enabled() && !units[from.Port].enabled()
+	s.persisted = boot[target.Port] && !boot[from.Port]
 	if slices.Equal(s.listed, []Slot{target}) && running(state[target.Port]) && !running(state[from.Port]) {
 		s.res.Unchanged = true
 		return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", target.Port, from.Port), nil
@@ -234,6 +235,9 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 	}
 	if err := slotInstalled(ctx, s.o, s.env, s.res.To); err != nil {
 		return "", Usage(err)
+	}
+	if err := s.o.checkHooks(); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("%s active, nginx -t ok", s.o.NginxUnit), nil
 }

@@ -317,6 +317,14 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		listed:  "a",
 		history: "failed a->b",
 	}, {
+		name:    "systemd cannot tell the target's unit file state: refused",
+		setup:   jobFails("file", b, fault{err: errors.New("access denied")}),
+		exit:    2,
+		says:    []string{"unit file state of app@", "access denied"},
+		running: [2]bool{true, false},
+		listed:  "a",
+		history: "failed a->b",
+	}, {
 		name:    "a template unit without [Install]: refused, a reboot would not bring the slot back",
 		setup:   func(r *rig) { r.sd.static[r.unit(b)] = true },
 		exit:    2,

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/coreos/go-systemd/v22/dbus"
 	"github.com/edgeswitch/edgeswitch/nginx"
 	"github.com/edgeswitch/edgeswitch/swap"
 )
@@ -177,7 +176,7 @@ func errText(err error, ok string) string {
 // never need D-Bus.
 type deps struct {
 	out    *printer
-	conn   *dbus.Conn
+	conn   *manager
 	config string // which config file was read, for check
 }
 
@@ -196,13 +195,13 @@ func (d *deps) setup(ctx context.Context, g *cli, check func(swap.Options) error
 }
 
 func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
-	connect, which := dbus.NewSystemConnectionContext, "system"
+	which := "system"
 	if userManager {
-		connect, which = dbus.NewUserConnectionContext, "user"
+		which = "user"
 	}
 	// Not ctx: godbus closes a connection when its context ends, and a
 	// rollback after Ctrl-C still needs to stop the slot it started.
-	conn, err := connect(context.WithoutCancel(ctx))
+	conn, err := connect(context.WithoutCancel(ctx), userManager)
 	if err != nil {
 		return swap.Env{}, swap.Usage(fmt.Errorf("cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)", which, err))
 	}

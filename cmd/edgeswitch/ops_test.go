@@ -64,7 +64,7 @@ func TestStatusAndCheck(t *testing.T) {
 
 	r := edgeswitch(t, e, "status")
 	if r.code != 0 {
-		t.Fatalf("status: exit %d\n%s", r.code, r.stderr)
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	goldenFile(t, "status.golden", mask(e, r.stdout))
 
@@ -155,15 +155,22 @@ func TestHooks(t *testing.T) {
 	}
 
 	pre := flags("pre-start", append(record[:len(record):len(record)], "pre"))
-	post := flags("post-switch", append(record[:len(record):len(record)], "post"))
+	envOut := filepath.Join(t.TempDir(), "hook.env")
+	post := flags("post-switch", []string{"sh", "-c", "env | sort > " + envOut})
+	t.Setenv("EDGESWITCH_TEST_CALLER", "leaked") // the caller's environment must not reach a hook
 	r := edgeswitch(t, e, append(append([]string{"switch"}, pre...), post...)...)
 	if r.code != 0 {
 		t.Fatalf("switch with hooks: exit %d\n%s", r.code, r.stderr)
 	}
-	want := "pre app " + strconv.Itoa(e.Ports[0]) + " " + strconv.Itoa(e.Ports[1]) + "\n" +
-		"post app " + strconv.Itoa(e.Ports[0]) + " " + strconv.Itoa(e.Ports[1]) + "\n"
+	want := "pre app " + strconv.Itoa(e.Ports[0]) + " " + strconv.Itoa(e.Ports[1]) + "\n"
 	if got, _ := os.ReadFile(out); string(got) != want {
 		t.Errorf("hooks saw %q, want %q", got, want)
+	}
+	env, _ := os.ReadFile(envOut)
+	wantEnv := "EDGESWITCH_FROM=" + strconv.Itoa(e.Ports[0]) + "\nEDGESWITCH_TO=" + strconv.Itoa(e.Ports[1]) +
+		"\nEDGESWITCH_UPSTREAM=app\nLANG=C.UTF-8\nPATH=" + swap.HookPath + "\nPWD="
+	if !strings.HasPrefix(string(env), wantEnv) || strings.Count(string(env), "\n") != 6 {
+		t.Errorf("a hook's environment is\n%s\nwant only the EDGESWITCH_* variables, LANG, PATH (and the shell's PWD, SHLVL)", env)
 	}
 
 	before := hashTree(t, filepath.Dir(e.NginxConf))

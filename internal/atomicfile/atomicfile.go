@@ -2,6 +2,9 @@
 // run after a crash) sees either the old contents or the new, never a mix.
 // It is the one way edgeswitch writes a file: nginx's config, its own
 // pending record, and the files init writes.
+//
+// Temp files are created exclusively (O_EXCL) with a random name beside
+// the target, so nothing planted there in advance is written through.
 package atomicfile
 
 import (
@@ -35,8 +38,29 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	} else if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	old, err := os.Stat(target)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	return write(path, target, data, perm)
+}
+
+// ErrSymlink: WriteOwn found a symlink where its file should be.
+var ErrSymlink = errors.New("is a symlink, and edgeswitch never writes through a link it did not make")
+
+// WriteOwn is Write for edgeswitch's own files, its state: a symlink at
+// path is refused, never followed, so that one planted in a state dir
+// cannot make root write elsewhere. (One planted after the check is
+// replaced by the rename, which does not follow it.)
+func WriteOwn(path string, data []byte, perm fs.FileMode) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("write %s: %s %w: remove it", path, path, ErrSymlink)
+	}
+	return write(path, path, data, perm)
+}
+
+// write replaces target, which path names (through links or not).
+func write(path, target string, data []byte, perm fs.FileMode) error {
+	old, err := os.Lstat(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		old = nil
+	} else if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	dir := filepath.Dir(target)

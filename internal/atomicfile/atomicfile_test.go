@@ -250,3 +250,25 @@ func checkDir(t *testing.T, dir string, want ...string) {
 		t.Errorf("entries of %s (-want +got):\n%s", dir, diff)
 	}
 }
+
+// TestWriteOwnRefusesASymlink: a link planted where edgeswitch keeps its
+// state must not make root write to what it points at.
+func TestWriteOwnRefusesASymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := writeFile(t, filepath.Join(dir, "victim"), original, 0o644)
+	link := filepath.Join(dir, "app.pending")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteOwn(link, []byte(switched), 0o644)
+	if !errors.Is(err, ErrSymlink) || !strings.Contains(err.Error(), link) {
+		t.Errorf("WriteOwn through a planted link = %v, want ErrSymlink naming %s", err, link)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != original {
+		t.Errorf("the victim changed: %q", got)
+	}
+	checkDir(t, dir, "app.pending", "victim")
+	if err := WriteOwn(filepath.Join(dir, "own"), []byte(switched), 0o600); err != nil {
+		t.Errorf("WriteOwn of a new file: %v", err)
+	}
+}
