@@ -181,7 +181,6 @@ type Systemd interface {
 	GetUnitFileStateContext(ctx context.Context, unit string) (string, error)
 }
 
-
 // Env holds the effects a switch has on the world, as values so tests can
 // replace any of them.
 type Env struct {
