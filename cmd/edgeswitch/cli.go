@@ -80,11 +80,12 @@ type switchCmd struct {
 func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	req := swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}
 	o, env, err := d.setup(ctx, g, func(o swap.Options) error {
-		if c.To == nil {
-			return nil
+		if c.To != nil {
+			if _, err := o.Slot(*c.To); err != nil {
+				return err
+			}
 		}
-		_, err := o.Slot(*c.To)
-		return err
+		return needRoot("switch", c.DryRun, o.UserManager)
 	})
 	if err != nil {
 		return err
@@ -105,7 +106,7 @@ type rollbackCmd struct {
 }
 
 func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, env, err := d.setup(ctx, g, nil)
+	o, env, err := d.setup(ctx, g, func(o swap.Options) error { return needRoot("rollback", c.DryRun, o.UserManager) })
 	if err != nil {
 		return err
 	}
@@ -276,14 +277,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// parse finds which file: kong knows which words are flag values (a
 	// hook's "-c" is not the config flag).
 	var first cli
-	if _, err := parse(&first); exit >= 0 || err != nil {
+	fctx, err := parse(&first)
+	if exit >= 0 || err != nil {
 		if exit < 0 {
 			fmt.Fprintf(stderr, "edgeswitch: %v; run edgeswitch --help for the usage\n", err)
 			exit = 2
 		}
 		return exit
 	}
+	acts := actsOnSettings(fctx.Command())
+	if acts && underSudo() {
+		if err := sudoConfig(first.Config); err != nil {
+			fmt.Fprintln(stderr, "edgeswitch:", err)
+			return 2
+		}
+	}
 	conf, err := loadConfig(configPath(first.Config))
+	if err == nil && acts {
+		err = conf.trusted()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "edgeswitch:", err)
 		return 2
@@ -292,6 +304,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kctx, err := parse(&c, kong.Resolvers(conf))
 	if exit >= 0 {
 		return exit
+	}
+	if err == nil && acts && underSudo() {
+		err = sudoFlags(kctx)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "edgeswitch:", err)

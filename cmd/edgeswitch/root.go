@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"github.com/edgeswitch/edgeswitch/internal/trusted"
+	"github.com/edgeswitch/edgeswitch/swap"
+)
+
+// edgeswitch runs as root: it starts units, writes nginx's config and runs
+// hooks. What it acts on must be what root chose, not what a local user or
+// a sudo caller could slip in.
+
+// actsOnSettings reports whether a command (kong's "switch",
+// "completion <shell>", ...) reads settings to act on. man and completion
+// only print, so they check nothing.
+func actsOnSettings(command string) bool {
+	name, _, _ := strings.Cut(command, " ")
+	return name != "man" && name != "completion"
+}
+
+// trusted refuses, when edgeswitch runs as root, a config file that anyone
+// but root could change: its hooks would run as root.
+func (r *tomlResolver) trusted() error {
+	if os.Geteuid() != 0 || r.values == nil {
+		return nil
+	}
+	if err := trusted.Check(r.path); err != nil {
+		return swap.Usage(fmt.Errorf("config file: %w; edgeswitch runs nothing from it until then", err))
+	}
+	return nil
+}
+
+// underSudo reports whether root runs edgeswitch on behalf of another user.
+func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" }
+
+// sudoOnly are the settings that run a program or pick a path or unit.
+// Through sudo they come only from the default config file, which only
+// root can change: a sudoers line for "edgeswitch switch *" must not let
+// the caller pass --pre-start=/bin/sh.
+var sudoOnly = map[string]bool{
+	"pre-start": true, "post-switch": true, "nginx-bin": true, "nginx-conf": true,
+	"nginx-unit": true, "unit": true, "state-dir": true,
+}
+
+func sudoRefusal(what string) error {
+	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program or pick a path come only from %s, which only root can change; set it there", what, defaultConfig))
+}
+
+// sudoConfig refuses another config file than the default through sudo.
+func sudoConfig(flag string) error {
+	switch {
+	case flag != "":
+		return sudoRefusal("-c")
+	case os.Getenv("EDGESWITCH_CONFIG") != "":
+		return sudoRefusal("EDGESWITCH_CONFIG")
+	}
+	return nil
+}
+
+// sudoFlags refuses sudoOnly settings given on the command line: kong's
+// path holds the flags it parsed from the arguments, not those the config
+// file resolved.
+func sudoFlags(kctx *kong.Context) error {
+	for _, p := range kctx.Path {
+		if p.Flag != nil && sudoOnly[p.Flag.Name] {
+			return sudoRefusal("--" + p.Flag.Name)
+		}
+	}
+	return nil
+}
+
+// needRoot refuses a command that changes units and nginx's config when
+// not run as root, unless it only shows (a dry run) or drives the caller's
+// own user manager.
+func needRoot(command string, dryRun, userManager bool) error {
+	if os.Geteuid() == 0 || dryRun || userManager {
+		return nil
+	}
+	return swap.Usage(errors.New("edgeswitch " + command + " needs root: it starts units and writes nginx's config; run it with sudo (README, Security), or pass --user for your own systemd user manager"))
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRootRefusesWhatOthersCouldChange runs the CLI in-process as root on a
+// config file someone else could have written: it must exit 2 naming the
+// path and the fix, and run nothing, its hook least of all.
+func TestRootRefusesWhatOthersCouldChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: these checks apply only when edgeswitch runs as root")
+	}
+	tests := []struct {
+		name string
+		conf func(t *testing.T, dir string) string // writes the config, returns its path
+		says string
+	}{
+		{"a config file writable by others", func(t *testing.T, dir string) string {
+			return writeMode(t, filepath.Join(dir, "es.toml"), 0o666)
+		}, "is writable by group or others (-rw-rw-rw-): chmod go-w "},
+		{"a config file in a directory writable by others", func(t *testing.T, dir string) string {
+			open := filepath.Join(dir, "open")
+			if err := os.Mkdir(open, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(open, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return writeMode(t, filepath.Join(open, "es.toml"), 0o644)
+		}, "/open (it holds "},
+		{"a config file of another user", func(t *testing.T, dir string) string {
+			p := writeMode(t, filepath.Join(dir, "es.toml"), 0o644)
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, "is owned by uid 65534, not root: chown root:root "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ran := filepath.Join(dir, "hook-ran")
+			conf := tt.conf(t, dir)
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), []string{"-c", conf, "switch", "--pre-start=/usr/bin/touch", "--pre-start=" + ran}, &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tt.says) || strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("exit %d, want 2 with one line saying %q:\n%s", code, tt.says, stderr.String())
+			}
+			if _, err := os.Stat(ran); err == nil {
+				t.Error("the hook ran")
+			}
+			// Commands that only print read no settings to act on.
+			stdout.Reset()
+			if code := run(t.Context(), []string{"-c", conf, "completion", "bash"}, &stdout, &stderr); code != 0 || stdout.Len() == 0 {
+				t.Errorf("completion with that config: exit %d", code)
+			}
+		})
+	}
+}
+
+// TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig: through sudo, a
+// flag that runs a program or picks a path would make a sudoers line for
+// "edgeswitch switch *" a root shell.
+func TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: sudo runs edgeswitch as root")
+	}
+	t.Setenv("SUDO_UID", "1000")
+	t.Setenv("EDGESWITCH_CONFIG", "")
+	other := writeMode(t, filepath.Join(t.TempDir(), "other.toml"), 0o644)
+	for _, tt := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"switch", "--pre-start=/bin/sh"}, "--pre-start cannot be given through sudo"},
+		{[]string{"switch", "--post-switch", "/bin/sh"}, "--post-switch cannot be given through sudo"},
+		{[]string{"-c", other, "switch"}, "-c cannot be given through sudo"},
+		{[]string{"switch", "--state-dir", "/tmp/x"}, "--state-dir cannot be given through sudo"},
+		{[]string{"rollback", "--nginx-conf", "/tmp/nginx.conf"}, "--nginx-conf cannot be given through sudo"},
+		{[]string{"status", "--unit", "sshd@.service"}, "--unit cannot be given through sudo"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), tt.args, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tt.says) || !strings.Contains(stderr.String(), "set it there") {
+			t.Errorf("%q: exit %d, want 2 saying %q:\n%s", tt.args, code, tt.says, stderr.String())
+		}
+	}
+	t.Setenv("EDGESWITCH_CONFIG", other)
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"switch"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "EDGESWITCH_CONFIG cannot be given through sudo") {
+		t.Errorf("EDGESWITCH_CONFIG through sudo: exit %d\n%s", code, stderr.String())
+	}
+	// What to switch stays the caller's: --to is checked as usual.
+	t.Setenv("EDGESWITCH_CONFIG", "")
+	stderr.Reset()
+	if code := run(t.Context(), []string{"switch", "--to", "5000", "--dry-run", "--keep-old"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--to 5000 is not a slot") {
+		t.Errorf("--to through sudo: exit %d\n%s", code, stderr.String())
+	}
+}
+
+func writeMode(t *testing.T, p string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(p, []byte("health-path = \"/\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
