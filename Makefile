@@ -14,12 +14,12 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/edgeswitch ./cmd/edgeswitch
 
 # deps installs what the tests and the demo run against: Debian's nginx-light
-# (and its Lua module, for the Lua test config), and lintian for the .deb's
-# test. It needs root.
+# (and its Lua module, for the Lua test config), lintian for the .deb's
+# test and sudo for the test of a deploy user's sudoers line. It needs root.
 .PHONY: deps
 deps:
-	@command -v nginx >/dev/null && [ -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ] && command -v lintian >/dev/null || { \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light libnginx-mod-http-lua lintian; }
+	@command -v nginx >/dev/null && [ -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ] && command -v lintian >/dev/null && command -v sudo >/dev/null || { \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light libnginx-mod-http-lua lintian sudo; }
 
 # test runs the unit tests and the end-to-end tests against a real nginx,
 # systemd user manager and D-Bus. -p 1 runs the packages one at a time: the
