@@ -44,8 +44,9 @@ type Reload struct {
 	Run     nginx.Runner
 	Procs   nginx.Procs
 
-	block    *upstream.Block
+	block    *upstream.Block // as read; validate may read it again
 	edit     *upstream.Edit
+	target   string // the address the plan lists
 	written  bool // the file holds the new bytes
 	reloaded bool // a reload was asked for: nginx may run the new config
 	old      nginx.Generation
@@ -97,7 +98,7 @@ func (r *Reload) Plan(to []Backend) (*Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.edit = e
+	r.edit, r.target = e, to[0].Addr
 	return &Change{File: e.File, Diff: e.Diff(), Changed: e.Changed(), Steps: []Step{
 		{Name: "validate", Do: r.validate},
 		{Name: "reload", Do: r.reload, Whole: true},
@@ -110,14 +111,17 @@ func (r *Reload) validate(ctx context.Context) (string, error) {
 	if !r.edit.Changed() {
 		return "unchanged", nil
 	}
-	// Someone may have edited the file since it was read: never write over
-	// their change, nor restore stale bytes later.
+	// Someone may have edited the file since it was read (another app's
+	// switch, whose upstream is in the same file): never write over their
+	// change.
 	now, err := os.ReadFile(r.edit.File)
 	if err != nil {
 		return "", fmt.Errorf("%s changed while the new slot started (%w); run the switch again", r.edit.File, err)
 	}
 	if !bytes.Equal(now, r.edit.Old) {
-		return "", fmt.Errorf("%s changed while the new slot started; run the switch again", r.edit.File)
+		if err := r.replan(now); err != nil {
+			return "", err
+		}
 	}
 	// Set before the write: an error after the rename (fsync of the
 	// directory) still leaves the new bytes in place, and restoring the
@@ -130,6 +134,22 @@ func (r *Reload) validate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return "nginx -t ok", nil
+}
+
+// replan makes the edit again on the file as it is now, when the upstream
+// block itself still lists what it did at Read: then the change someone
+// made elsewhere in the file is kept as it is.
+func (r *Reload) replan(now []byte) error {
+	b, err := upstream.Parse(r.edit.File, now, r.Upstream, r.Slots)
+	if err != nil || !bytes.Equal(b.Body(), r.block.Body()) {
+		return fmt.Errorf("%s changed while the new slot started, upstream %s with it; run the switch again", r.edit.File, r.Upstream)
+	}
+	e, err := b.To(r.target, r.Slots)
+	if err != nil {
+		return err
+	}
+	r.block, r.edit = b, e
+	return nil
 }
 
 // reload notes nginx's workers and asks systemd to reload the unit.
@@ -188,7 +208,7 @@ func (r *Reload) Revert(ctx context.Context) error {
 		return nil
 	}
 	if r.reloaded && r.old.Master != 0 && r.tookNew() {
-		if err := atomicfile.Write(r.edit.File, r.edit.Old, 0o644); err != nil {
+		if err := r.restore(); err != nil {
 			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", r.edit.File, err)
 		}
 		r.written = false
@@ -197,15 +217,37 @@ func (r *Reload) Revert(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := atomicfile.Write(r.edit.File, r.edit.Old, 0o644); err != nil {
-		// A write that failed before its rename (read-only or full file
-		// system) never replaced the file: nothing to restore.
-		if now, rerr := os.ReadFile(r.edit.File); rerr != nil || !bytes.Equal(now, r.edit.Old) {
-			return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", r.edit.File, err)
-		}
+	if err := r.restore(); err != nil {
+		return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", r.edit.File, err)
 	}
 	r.written = false
 	return nil
+}
+
+// restore undoes this switch's own edit on the file as it is now: the
+// block's body goes back to what it was, and a change someone made
+// elsewhere in the file since (another app's switch) stays. A write that
+// failed before its rename left nothing to restore.
+func (r *Reload) restore() error {
+	now, err := os.ReadFile(r.edit.File)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(now, r.edit.Old) {
+		return nil
+	}
+	cur, err := upstream.Parse(r.edit.File, now, r.Upstream, r.Slots)
+	if err != nil {
+		return err
+	}
+	mine, err := upstream.Parse(r.edit.File, r.edit.New, r.Upstream, r.Slots)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur.Body(), mine.Body()) {
+		return fmt.Errorf("upstream %s was changed by someone else since this switch wrote it; put back its servers by hand", r.Upstream)
+	}
+	return atomicfile.Write(r.edit.File, cur.WithBody(r.block.Body()), 0o644)
 }
 
 // tookNew reports whether nginx's master has a worker that was not there

@@ -954,16 +954,35 @@ func TestSwitch(t *testing.T) {
 	})
 }
 
-// BUG: when the file was changed (read fine, other bytes), validate's error
-// formats the nil read error: "... changed while the new slot started
-// (<nil>); run the switch again".
-func TestValidateChangedFileMessage(t *testing.T) {
+// TestAChangeElsewhereInTheFileIsKept: another writer (another app's
+// switch, whose upstream is in the same file) changed the file after Plan.
+// validate makes the edit again on the file as it is, and Revert undoes
+// only this switch's own edit: their change stays both times.
+func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 	w := newWorld(t)
 	ch := w.plan()
-	write(t, w.app, []byte(appConf+"# edited by hand\n"))
-	_, err := ch.Steps[0].Do(t.Context())
-	wantErr(t, err, nil, w.app+" changed while the new slot started")
-	if strings.Contains(err.Error(), "<nil>") {
-		t.Errorf("error %q shows a nil error", err)
+	theirs := appConf + "upstream api { server 127.0.0.1:5000; }\n"
+	write(t, w.app, []byte(theirs))
+	if _, err := ch.Steps[0].Do(t.Context()); err != nil {
+		t.Fatalf("validate on a file changed elsewhere: %v", err)
 	}
+	w.wantFile([]byte(strings.Replace(theirs, "127.0.0.1:4000 max_fails", "127.0.0.1:4001 max_fails", 1)), "after validate")
+	if err := w.r.Revert(t.Context()); err != nil {
+		t.Fatalf("revert: %v", err)
+	}
+	w.wantFile([]byte(theirs), "after Revert")
+
+	// Their block changed too after the write: it is theirs to mend.
+	w = newWorld(t)
+	ch = w.plan()
+	if _, err := ch.Steps[0].Do(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := os.ReadFile(w.app)
+	touched := strings.Replace(string(now), "keepalive 8", "keepalive 16", 1)
+	write(t, w.app, []byte(touched))
+	if err := w.r.Revert(t.Context()); err == nil || !strings.Contains(err.Error(), "changed by someone else") {
+		t.Errorf("revert over someone's change to the block = %v, want it refused", err)
+	}
+	w.wantFile([]byte(touched), "after the refused Revert")
 }

@@ -1,6 +1,7 @@
 package swap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 	"github.com/edgeswitch/edgeswitch/internal/trusted"
@@ -21,26 +23,65 @@ func lock(stateDir, name string) (release func(), err error) {
 	if err := prepareStateDir(stateDir); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(stateDir, lockFile(name))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, Usage(fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink))
+	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, Usage(fmt.Errorf("another switch of upstream %s is running (pid %s); wait for it to finish", name, holder))
 	}
 	if err != nil {
-		return nil, Usage(fmt.Errorf("lock: %w; set state-dir to a writable directory", err))
+		return nil, Usage(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
+	return release, nil
+}
+
+// sharedWait bounds the wait for the nginx lock: another switch holds it
+// for one write, nginx -t, reload and confirm.
+const sharedWait = 2 * time.Minute
+
+// lockNginx takes the lock that switches of all upstreams share for what
+// they share: the config file's write, nginx -t, the reload and its
+// confirmation. It waits for another switch to be done with them.
+func lockNginx(ctx context.Context, stateDir string) (release func(), err error) {
+	release, holder, err := takeLock(ctx, filepath.Join(stateDir, nginxLockFile), sharedWait)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("another switch (pid %s) has held nginx's config for %s; try again once it is done", holder, sharedWait)
+	}
+	return release, err
+}
+
+const nginxLockFile = "nginx.lock"
+
+// takeLock flocks path, created if missing and never through a symlink,
+// waiting up to wait for another holder (0: not at all). A lock still
+// taken then is an error wrapping EWOULDBLOCK, with the holder's PID as
+// the file records it.
+func takeLock(ctx context.Context, path string, wait time.Duration) (release func(), holder string, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, "", fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("lock: %w; set state-dir to a writable directory", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		pid, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, Usage(fmt.Errorf("another switch of upstream %s is running (pid %s); wait for it to finish", name, strings.TrimSpace(string(holder))))
+			return nil, strings.TrimSpace(string(pid)), err
 		}
-		return nil, Usage(fmt.Errorf("lock %s: %w", path, err))
+		return nil, "", fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return func() { f.Close() }, nil
+	return func() { f.Close() }, "", nil
 }
 
 func lockFile(upstream string) string { return upstream + ".lock" }
@@ -76,6 +117,7 @@ func StateFiles() []StateFile {
 	return []StateFile{
 		{historyFile, "The history: one JSON object per switch attempt, appended."},
 		{lockFile(up), "The lock a switch of the upstream named UPSTREAM holds while it runs, with its PID."},
+		{nginxLockFile, "The lock that switches of all upstreams take, one at a time, to write nginx's config, test it, reload nginx and confirm."},
 		{pendingFile(up), "The record of a switch of UPSTREAM that has begun to change nginx and not finished (a crash, a power loss); the next switch finishes it, and status shows it."},
 	}
 }

@@ -74,7 +74,10 @@ func (s *switcher) act(ctx context.Context, steps []step) error {
 			}
 			return s.unwind(err)
 		}
-		s.committed = s.committed || st.commit
+		if st.commit {
+			s.committed = true
+			s.unlockNginx()
+		}
 	}
 	return nil
 }
@@ -86,6 +89,7 @@ func (s *switcher) act(ctx context.Context, steps []step) error {
 func (s *switcher) unwind(cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), unitJobTimeout)
 	defer cancel()
+	defer s.unlockNginx()
 	for i := len(s.undos) - 1; i >= 0; i-- {
 		if err := s.undos[i](ctx); err != nil {
 			return fmt.Errorf("%w: %w (after: %w)", ErrStuck, err, cause)

@@ -43,6 +43,7 @@ type switcher struct {
 	resumed   *Pending      // the record of an earlier switch that did not finish
 	undos     []func(context.Context) error
 	committed bool
+	unlock    func() // releases the nginx lock while the router's steps hold it
 	steps     []StepTime
 }
 
@@ -65,6 +66,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 		return s.res, err
 	}
 	defer release()
+	defer s.unlockNginx()
 	err = s.check(ctx, s.prepare())
 	switch {
 	case err != nil:
@@ -308,17 +310,31 @@ func (s *switcher) rewrite(context.Context) (string, error) {
 	return s.change.File, nil
 }
 
-// pending wraps the router's first step: the record of the switch goes to
-// the state dir first, so that a crash from there on is resumed the right
-// way by the next run.
+// pending wraps the router's first step. It takes the nginx lock that
+// switches of other upstreams share (held until the router's last step is
+// done or undone), then records the switch in the state dir, so that a
+// crash from there on is resumed the right way by the next run.
 func (s *switcher) pending(do func(context.Context) (string, error)) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
+		unlock, err := lockNginx(ctx, s.o.StateDir)
+		if err != nil {
+			return "", err
+		}
+		s.unlock = unlock
 		if err := writePending(s.o.StateDir, s.o.Upstream, Pending{
 			From: s.res.From.Port, To: s.res.To.Port, File: s.change.File, Time: s.env.Now().UTC().Format(time.RFC3339),
 		}); err != nil {
 			return "", fmt.Errorf("record the pending switch in %s: %w", s.o.StateDir, err)
 		}
 		return do(ctx)
+	}
+}
+
+// unlockNginx lets other switches at nginx's config again.
+func (s *switcher) unlockNginx() {
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
 	}
 }
 

@@ -639,3 +639,41 @@ func TestRollback(t *testing.T) {
 		listed:   "a",
 	}})
 }
+
+// TestSwitchesTakeTurnsAtNginx: what switches of different upstreams share
+// (the config file, nginx -t, the reload) waits for the nginx lock, while
+// what they do not share runs at once.
+func TestSwitchesTakeTurnsAtNginx(t *testing.T) {
+	r := newRig(t)
+	unlock, err := lockNginx(t.Context(), r.o.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten := make(chan struct{})
+	env := r.env()
+	env.Report = func(ev Event) {
+		r.ev.add(ev)
+		if ev.Step == "rewrite" {
+			close(rewritten)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Switch(r.ctx, r.o, Request{}, env)
+		done <- err
+	}()
+	<-rewritten // started and healthy without the nginx lock
+	if ran := r.rt.steps(); len(ran) != 0 {
+		t.Errorf("router steps %v ran while another switch held the nginx lock", ran)
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatalf("switch after the lock was released: %v", err)
+	}
+	// The switch let go of it after its confirm step.
+	again, err := lockNginx(t.Context(), r.o.StateDir)
+	if err != nil {
+		t.Fatalf("nginx lock after the switch: %v", err)
+	}
+	again()
+}

@@ -89,6 +89,18 @@ func (b *Block) Live() (string, bool) {
 	return "", false
 }
 
+// Body returns the bytes between the block's braces. The slot edits of a
+// switch change nothing outside them, so two switches of different
+// upstreams in one file can each undo their own.
+func (b *Block) Body() []byte { return b.Src[b.open+1 : b.close] }
+
+// WithBody returns the block's file with its body replaced by body.
+func (b *Block) WithBody(body []byte) []byte {
+	out := append([]byte(nil), b.Src[:b.open+1]...)
+	out = append(out, body...)
+	return append(out, b.Src[b.close:]...)
+}
+
 // locate finds every "upstream name { ... }" block in src, with the byte
 // range of each of its server directives.
 func locate(file string, src []byte, name string) ([]*Block, error) {
