@@ -47,8 +47,8 @@ type Reload struct {
 	block    *upstream.Block // as read; validate may read it again
 	edit     *upstream.Edit
 	target   string // the address the plan lists
-	written  bool // the file holds the new bytes
-	reloaded bool // a reload was asked for: nginx may run the new config
+	written  bool   // the file holds the new bytes
+	reloaded bool   // a reload was asked for: nginx may run the new config
 	old      nginx.Generation
 	errlog   nginx.ErrorLog
 	mark     int64
