@@ -2,6 +2,7 @@ package swap
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 // Record is one switch attempt, one JSON line of the history file.
 type Record struct {
 	Time     string     `json:"time"` // RFC 3339
+	App      string     `json:"app"`
 	Upstream string     `json:"upstream"`
 	From     *int       `json:"from"` // null for a first deploy: no slot was listed or running
 	To       int        `json:"to"`
@@ -83,8 +85,8 @@ func appendHistory(stateDir string, r Record) error {
 	return nil
 }
 
-// History returns the recorded attempts for upstream, oldest first.
-func History(stateDir, upstream string) ([]Record, error) {
+// History returns the recorded attempts of app, oldest first.
+func History(stateDir, app string) ([]Record, error) {
 	f, err := os.Open(filepath.Join(stateDir, historyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -97,7 +99,9 @@ func History(stateDir, upstream string) ([]Record, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Upstream == upstream {
+		// Records from before apps had names carry only their upstream,
+		// which named the one app.
+		if json.Unmarshal(sc.Bytes(), &r) == nil && cmp.Or(r.App, r.Upstream) == app {
 			rs = append(rs, r)
 		}
 	}

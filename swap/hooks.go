@@ -18,22 +18,36 @@ import (
 const HookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // runHook runs a hook command (an argv list, no shell) with a fixed, minimal
-// environment (HookPath, LANG=C.UTF-8 and the EDGESWITCH_* variables), and
-// returns the last line of its output for the progress line, or an error
-// with its command line and output.
-func (s *switcher) runHook(ctx context.Context, argv []string) (string, error) {
-	exe, err := hookExecutable(argv[0])
+// environment (HookPath, LANG=C.UTF-8 and the EDGESWITCH_* variables, plus
+// extra), and returns the last line of its output for the progress line,
+// or an error with its command line and output. {app}, {upstream}, {from}
+// and {to} in the arguments become the app, the upstream and the slot
+// ports, so that "install the build into the idle slot" needs no script.
+func (s *switcher) runHook(ctx context.Context, argv []string, extra ...string) (string, error) {
+	from := ""
+	if s.res.From.Port != 0 {
+		from = strconv.Itoa(s.res.From.Port)
+	}
+	to := strconv.Itoa(s.res.To.Port)
+	fill := strings.NewReplacer("{app}", s.o.app(), "{upstream}", s.o.Upstream, "{from}", from, "{to}", to)
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = fill.Replace(a)
+	}
+	exe, err := hookExecutable(args[0])
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, exe, argv[1:]...)
-	cmd.Env = []string{
+	cmd := exec.CommandContext(ctx, exe, args[1:]...)
+	cmd.Env = append([]string{
 		"PATH=" + HookPath,
 		"LANG=C.UTF-8",
+		"EDGESWITCH_APP=" + s.o.app(),
 		"EDGESWITCH_UPSTREAM=" + s.o.Upstream,
 		"EDGESWITCH_FROM=" + strconv.Itoa(s.res.From.Port),
-		"EDGESWITCH_TO=" + strconv.Itoa(s.res.To.Port),
-	}
+		"EDGESWITCH_TO=" + to,
+	}, extra...)
+	argv = args
 	out, err := cmd.CombinedOutput()
 	text := strings.TrimSpace(string(out))
 	if err != nil {
@@ -68,7 +82,7 @@ func hookExecutable(name string) (string, error) {
 // missing or, when edgeswitch runs as root, one that anyone but root could
 // replace.
 func (o Options) checkHooks() error {
-	for _, argv := range [][]string{o.PreStart, o.PostSwitch} {
+	for _, argv := range [][]string{o.PreStart, o.PostSwitch, o.OnFailure} {
 		if len(argv) == 0 {
 			continue
 		}

@@ -15,17 +15,18 @@ import (
 	"github.com/edgeswitch/edgeswitch/internal/trusted"
 )
 
-// lock takes the switch lock of one upstream: an flock on a file in the
+// lock takes the switch lock of one app, named what in messages: an flock
+// on a file in the
 // state dir, held until release. The kernel drops it when the process dies,
 // so a crashed switch never leaves a stale lock. The file keeps the holder's
 // PID so a second switch can name it.
-func lock(stateDir, name string) (release func(), err error) {
+func lock(stateDir, name, what string) (release func(), err error) {
 	if err := prepareStateDir(stateDir); err != nil {
 		return nil, err
 	}
 	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return nil, Usage(fmt.Errorf("another switch of upstream %s is running (pid %s); wait for it to finish", name, holder))
+		return nil, Usage(fmt.Errorf("another switch of %s is running (pid %s); wait for it to finish", what, holder))
 	}
 	if err != nil {
 		return nil, Usage(err)

@@ -1,6 +1,7 @@
 package swap
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 // Options are the settings of a switch. The CLI fills them from flags and
 // the config file; Defaults gives the values it starts from.
 type Options struct {
+	// App names the app in the state dir (lock, pending record) and the
+	// history: its [app.NAME] in the config file. "" for a file with one
+	// app, which is then named after its upstream.
+	App       string
 	Upstream  string // name of the upstream block; default "app"
 	NginxConf string // main nginx config; default /etc/nginx/nginx.conf
 	NginxBin  string // binary for nginx -t; default "nginx"
@@ -38,6 +43,18 @@ type Options struct {
 	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
 	PreStart   []string // before the target starts (e.g. install the build); failing aborts
 	PostSwitch []string // after a switch that moved traffic; failing only warns
+	OnFailure  []string // after a failed or rolled-back switch, with EDGESWITCH_ERROR; failing only warns
+}
+
+// app names the app in the state dir and the history.
+func (o Options) app() string { return cmp.Or(o.App, o.Upstream) }
+
+// describe names what is switched, for messages: the app and its upstream.
+func (o Options) describe() string {
+	if o.App == "" || o.App == o.Upstream {
+		return "upstream " + o.Upstream
+	}
+	return "app " + o.App + " (upstream " + o.Upstream + ")"
 }
 
 // systemctl and journalctl name the commands for the manager in use, for

@@ -81,11 +81,11 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 			st.Nginx.Workers = len(gen.Workers) - st.Nginx.Draining
 		}
 	}
-	if st.Pending, err = readPending(o.StateDir, o.Upstream); err != nil {
+	if st.Pending, err = readPending(o.StateDir, o.app()); err != nil {
 		return nil, err
 	}
-	st.Switching = lockHolder(env.Procs.Root, o.StateDir, o.Upstream)
-	hist, err := History(o.StateDir, o.Upstream)
+	st.Switching = lockHolder(env.Procs.Root, o.StateDir, o.app())
+	hist, err := History(o.StateDir, o.app())
 	if err != nil {
 		return nil, err
 	}

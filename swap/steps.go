@@ -99,7 +99,7 @@ func (s *switcher) unwind(cause error) error {
 	// This run's own record goes once its change is undone; one left by an
 	// earlier, unfinished switch stays until that switch is finished.
 	if s.resumed == nil {
-		if err := clearPending(s.o.StateDir, s.o.Upstream); err != nil {
+		if err := clearPending(s.o.StateDir, s.o.app()); err != nil {
 			return fmt.Errorf("%w: %w (after: %w)", ErrStuck, err, cause)
 		}
 	}

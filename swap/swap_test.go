@@ -135,22 +135,22 @@ func TestHealthGivesUpAtTheDeadlineWithTheLastAnswer(t *testing.T) {
 
 func TestLockNamesTheHolder(t *testing.T) {
 	dir := t.TempDir()
-	release, err := lock(dir, "app")
+	release, err := lock(dir, "app", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lock(dir, "app")
+	_, err = lock(dir, "app", "app")
 	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Errorf("second lock = %v, want exit 2 naming pid %d", err, os.Getpid())
 	}
-	other, err := lock(dir, "api")
+	other, err := lock(dir, "api", "api")
 	if err != nil {
 		t.Errorf("another upstream's lock is blocked: %v", err)
 	} else {
 		other()
 	}
 	release()
-	again, err := lock(dir, "app")
+	again, err := lock(dir, "app", "app")
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

@@ -59,7 +59,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	var release func()
 	err := s.step("lock", func() (string, error) {
 		var err error
-		release, err = lock(o.StateDir, o.Upstream)
+		release, err = lock(o.StateDir, o.app(), o.describe())
 		return o.StateDir, err
 	})
 	if err != nil {
@@ -83,7 +83,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 		return s.res, err
 	}
 	if err == nil {
-		if cerr := clearPending(o.StateDir, o.Upstream); cerr != nil {
+		if cerr := clearPending(o.StateDir, o.app()); cerr != nil {
 			env.report(Event{Step: "record", Warn: true, Detail: cerr.Error()})
 		}
 	}
@@ -95,6 +95,15 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 			env.report(Event{Step: "post-switch", Warn: true, Detail: "the switch itself is done"})
 		}
 	}
+	// A refusal (exit 2) changed nothing and is not a failed switch.
+	if err != nil && !errors.Is(err, ErrUsage) && len(o.OnFailure) > 0 {
+		hctx := context.WithoutCancel(ctx) // after Ctrl-C too: someone should hear of it
+		if herr := s.step("on-failure", func() (string, error) {
+			return s.runHook(hctx, o.OnFailure, "EDGESWITCH_ERROR="+err.Error())
+		}); herr != nil {
+			env.report(Event{Step: "on-failure", Warn: true, Detail: "the hook failed; the switch's own error follows"})
+		}
+	}
 	return s.res, err
 }
 
@@ -102,7 +111,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 // of the upstream. A slot still running (after --keep-old) is kept as it
 // is, so the rollback takes about as long as one reload.
 func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, error) {
-	hist, err := History(o.StateDir, o.Upstream)
+	hist, err := History(o.StateDir, o.app())
 	if err != nil {
 		return Result{}, err
 	}
@@ -112,8 +121,8 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 			return Switch(ctx, o, req, env)
 		}
 	}
-	return Result{}, Usage(fmt.Errorf("no switch of upstream %s in the history in %s: nothing to roll back to; use edgeswitch switch --to PORT",
-		o.Upstream, o.StateDir))
+	return Result{}, Usage(fmt.Errorf("no switch of %s in the history in %s: nothing to roll back to; use edgeswitch switch --to PORT",
+		o.describe(), o.StateDir))
 }
 
 // prepare are the steps that look before anything changes.
@@ -175,7 +184,7 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 		state[sl.Port], boot[sl.Port] = u.Active, enabled(file)
 	}
 	to := s.req.To
-	resumed, err := readPending(o.StateDir, o.Upstream)
+	resumed, err := readPending(o.StateDir, o.app())
 	if err != nil {
 		return "", Usage(err)
 	}
@@ -321,7 +330,7 @@ func (s *switcher) pending(do func(context.Context) (string, error)) func(contex
 			return "", err
 		}
 		s.unlock = unlock
-		if err := writePending(s.o.StateDir, s.o.Upstream, Pending{
+		if err := writePending(s.o.StateDir, s.o.app(), Pending{
 			From: s.res.From.Port, To: s.res.To.Port, File: s.change.File, Time: s.env.Now().UTC().Format(time.RFC3339),
 		}); err != nil {
 			return "", fmt.Errorf("record the pending switch in %s: %w", s.o.StateDir, err)
@@ -391,6 +400,7 @@ func (s *switcher) persist(ctx context.Context) (string, error) {
 func (s *switcher) record(start time.Time, err error) {
 	r := Record{
 		Time:     start.UTC().Format(time.RFC3339),
+		App:      s.o.app(),
 		Upstream: s.o.Upstream,
 		From:     s.res.From.port(),
 		To:       s.res.To.Port,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -502,7 +503,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 
 // holdLock takes the switch lock as another switch would, until the test ends.
 func holdLock(r *rig) {
-	release, err := lock(r.o.StateDir, r.o.Upstream)
+	release, err := lock(r.o.StateDir, r.o.Upstream, "upstream app")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -676,4 +677,45 @@ func TestSwitchesTakeTurnsAtNginx(t *testing.T) {
 		t.Fatalf("nginx lock after the switch: %v", err)
 	}
 	again()
+}
+
+// TestHooksNameTheSlotsAndHearOfFailures: {app}, {upstream}, {from} and
+// {to} in a hook's arguments become the switch's own, so that installing
+// the build into the idle slot needs no script; on-failure runs after a
+// failed switch with its error, and not after a refusal that changed
+// nothing.
+func TestHooksNameTheSlotsAndHearOfFailures(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "hook.out")
+	record := []string{"sh", "-c", `echo "$*|$EDGESWITCH_ERROR" >> ` + out, "hook"}
+	for _, tt := range []struct {
+		name  string
+		setup func(*rig)
+		exit  int
+		want  string
+	}{
+		{"a switch that works", nil, 0, "pre shop app A B|\n"},
+		{"a switch that fails", answers(b, http.StatusServiceUnavailable), 1, "pre shop app A B|\nfail shop app A B|switch failed, traffic stays on the old slot: no healthy answer"},
+		{"a refusal", func(r *rig) { r.rt.planErr = errors.New("no such upstream") }, 2, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(out)
+			r := newRig(t)
+			r.o.App = "shop"
+			r.o.HealthTimeout = 50 * time.Millisecond
+			r.o.PreStart = append(slices.Clip(record), "pre", "{app}", "{upstream}", "{from}", "{to}")
+			r.o.OnFailure = append(slices.Clip(record), "fail", "{app}", "{upstream}", "{from}", "{to}")
+			if tt.setup != nil {
+				tt.setup(r)
+			}
+			_, err := Switch(r.ctx, r.o, Request{}, r.env())
+			if got := ExitCode(err); got != tt.exit {
+				t.Fatalf("exit %d (%v), want %d", got, err, tt.exit)
+			}
+			got, _ := os.ReadFile(out)
+			want := strings.NewReplacer("A", strconv.Itoa(r.port(a)), "B", strconv.Itoa(r.port(b))).Replace(tt.want)
+			if !strings.HasPrefix(string(got), want) || (want == "") != (len(got) == 0) {
+				t.Errorf("hooks wrote %q, want it to start with %q", got, want)
+			}
+		})
+	}
 }

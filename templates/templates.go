@@ -50,6 +50,15 @@ type Data struct {
 // quoting, the prefix of a systemd unit name and a file name.
 var appName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+// CheckName refuses an app name that cannot name an upstream, a unit and a
+// file at once.
+func CheckName(app string) error {
+	if !appName.MatchString(app) {
+		return fmt.Errorf("app name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", app)
+	}
+	return nil
+}
+
 // hostName is a DNS name; anything else that is not an IP address would
 // break the server line of the upstream.
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
@@ -59,8 +68,8 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 // are the caller's to check, with the rule every command uses
 // (swap.CheckPorts).
 func (d Data) Check() error {
-	if !appName.MatchString(d.App) {
-		return fmt.Errorf("app name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", d.App)
+	if err := CheckName(d.App); err != nil {
+		return err
 	}
 	if net.ParseIP(d.Host) == nil && !hostName.MatchString(d.Host) {
 		return fmt.Errorf("host %q is neither an IP address nor a host name; slots listen on an address such as 127.0.0.1", d.Host)

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/edgeswitch/edgeswitch/templates"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -28,12 +30,19 @@ func configPath(flag string) (string, bool) {
 	return defaultConfig, false
 }
 
-// tomlResolver feeds kong the settings of a flat TOML file whose keys are
-// the long flag names.
+// tomlResolver feeds kong the settings of a TOML file whose keys are the
+// long flag names: at the top for every app, and in an [app.NAME] table for
+// one app. A file without such tables is one app.
 type tomlResolver struct {
 	path   string
-	values map[string]any
+	values map[string]any            // the top level: defaults for every app
+	apps   map[string]map[string]any // the [app.NAME] tables
+	app    string                    // the app Resolve answers for; "" for the top level alone
 }
+
+// hostWide are the settings every app on a host shares: they may only be
+// set at the top of the file.
+var hostWide = map[string]bool{"nginx-conf": true, "nginx-bin": true, "nginx-unit": true, "state-dir": true, "user": true}
 
 // loadConfig reads the config file. A missing default file is no error; a
 // file that does not parse is, with its line and column.
@@ -54,7 +63,37 @@ func loadConfig(path string, explicit bool) (*tomlResolver, error) {
 		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	return &tomlResolver{path: path, values: values}, nil
+	r := &tomlResolver{path: path, values: values}
+	if tables, ok := values["app"]; ok {
+		delete(values, "app")
+		apps, ok := tables.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("config file %s: app is not a table; write one [app.NAME] table per app", path)
+		}
+		r.apps = map[string]map[string]any{}
+		for name, t := range apps {
+			table, ok := t.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("config file %s: app.%s is not a table; write [app.%s] and its settings below it", path, name, name)
+			}
+			if err := templates.CheckName(name); err != nil {
+				return nil, fmt.Errorf("config file %s: [app.%s]: %w", path, name, err)
+			}
+			r.apps[name] = table
+		}
+	}
+	return r, nil
+}
+
+// names returns the apps of the file, sorted; none for a file without
+// [app.NAME] tables.
+func (r *tomlResolver) names() []string { return slices.Sorted(maps.Keys(r.apps)) }
+
+// forApp returns the resolver of one app: its table over the top level.
+func (r *tomlResolver) forApp(name string) *tomlResolver {
+	c := *r
+	c.app = name
+	return &c
 }
 
 // notSetting names the global flags that are not settings of the file.
@@ -68,7 +107,8 @@ func (r *tomlResolver) describe() string {
 	return r.path + " parsed"
 }
 
-// Validate refuses keys that are not settings, so a typo is not ignored.
+// Validate refuses keys that are not settings, so a typo is not ignored,
+// and host-wide settings inside an app's table.
 func (r *tomlResolver) Validate(app *kong.Application) error {
 	var names []string
 	for _, f := range app.Flags {
@@ -76,25 +116,48 @@ func (r *tomlResolver) Validate(app *kong.Application) error {
 			names = append(names, f.Name)
 		}
 	}
-	var unknown []string
-	for k := range r.values {
-		if !slices.Contains(names, k) {
-			unknown = append(unknown, k)
+	sort.Strings(names)
+	unknown := func(where string, values map[string]any) error {
+		var bad []string
+		for k := range values {
+			if !slices.Contains(names, k) {
+				bad = append(bad, k)
+			}
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		sort.Strings(bad)
+		return fmt.Errorf("config file %s: %sunknown setting %s; the settings are: %s",
+			r.path, where, strings.Join(bad, ", "), strings.Join(names, ", "))
+	}
+	if err := unknown("", r.values); err != nil {
+		return err
+	}
+	for _, name := range r.names() {
+		table := r.apps[name]
+		if err := unknown("[app."+name+"]: ", table); err != nil {
+			return err
+		}
+		for _, k := range slices.Sorted(maps.Keys(table)) {
+			if hostWide[k] {
+				return fmt.Errorf("config file %s: [app.%s]: %s is the same for every app on a host: set it at the top of the file", r.path, name, k)
+			}
 		}
 	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	sort.Strings(names)
-	return fmt.Errorf("config file %s: unknown setting %s; the settings are: %s",
-		r.path, strings.Join(unknown, ", "), strings.Join(names, ", "))
+	return nil
 }
 
 // Resolve returns the file's value for a flag: lists as they are, other
 // values as the text kong would parse from the command line.
 func (r *tomlResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
-	v, ok := r.values[flag.Name]
+	v, ok := r.apps[r.app][flag.Name]
+	if !ok {
+		v, ok = r.values[flag.Name]
+	}
+	if !ok && r.app != "" && flag.Name == "upstream" {
+		return r.app, nil // an app's upstream is named after it unless it says otherwise
+	}
 	if !ok {
 		return nil, nil
 	}
