@@ -12,6 +12,7 @@ import (
 // CheckItem is one line of the checklist: what was checked, whether it
 // passed, and what was found or what to do.
 type CheckItem struct {
+	App    string `json:"app,omitempty"` // set when the config file names its apps
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
@@ -68,6 +69,9 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 			answer = fmt.Sprintf("slot %d answers %s", listed[0].Port, a)
 		}
 		add("live slot healthy", answer, err)
+	}
+	for i := range items {
+		items[i].App = o.App
 	}
 	return items
 }

@@ -12,6 +12,7 @@ import (
 
 // Status is what is live now, as `status --json` prints it.
 type Status struct {
+	App      string       `json:"app"`
 	Upstream string       `json:"upstream"`
 	File     string       `json:"file"`
 	Line     int          `json:"line"`
@@ -62,7 +63,7 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 		return nil, Usage(err)
 	}
 	listed := o.byAddr(l.Addrs)
-	st := &Status{Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed)}
+	st := &Status{App: o.app(), Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed)}
 	if len(listed) == 1 {
 		st.Live = &listed[0].Port
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"slices"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -53,6 +54,7 @@ type settings struct {
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
 	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
 	PostSwitch     []string      `sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
+	OnFailure      []string      `sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
 }
 
 // options turns the settings into swap's options.
@@ -66,20 +68,26 @@ func (s settings) options() (swap.Options, error) {
 		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
 		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
 		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, StateDir: s.StateDir,
-		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch,
+		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
 	}
 	return o, o.Check()
 }
 
+// appArg is the app a command acts on, the first argument.
+type appArg struct {
+	App string `arg:"" optional:"" placeholder:"APP" help:"The app, as an [app.NAME] table of the config file names it; may be left out when the file describes one app."`
+}
+
 type switchCmd struct {
+	appArg
 	To      *int `placeholder:"PORT" help:"Slot to move traffic to (default: the one that is not live)."`
 	DryRun  bool `help:"Show the config diff and change nothing."`
 	KeepOld bool `help:"Leave the old slot running, for an instant rollback."`
 }
 
-func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
+func (c *switchCmd) Run(ctx context.Context, d *deps) error {
 	req := swap.Request{DryRun: c.DryRun, KeepOld: c.KeepOld}
-	o, env, err := d.setup(ctx, g, func(o swap.Options) error {
+	o, env, err := d.setup(ctx, func(o swap.Options) error {
 		if c.To != nil {
 			if _, err := o.Slot(*c.To); err != nil {
 				return err
@@ -101,12 +109,13 @@ func (c *switchCmd) Run(ctx context.Context, g *cli, d *deps) error {
 }
 
 type rollbackCmd struct {
+	appArg
 	DryRun  bool `help:"Show the config diff and change nothing."`
 	KeepOld bool `help:"Leave the slot rolled back from running."`
 }
 
-func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, env, err := d.setup(ctx, g, func(o swap.Options) error { return needRoot("rollback", c.DryRun, o.UserManager) })
+func (c *rollbackCmd) Run(ctx context.Context, d *deps) error {
+	o, env, err := d.setup(ctx, func(o swap.Options) error { return needRoot("rollback", c.DryRun, o.UserManager) })
 	if err != nil {
 		return err
 	}
@@ -117,19 +126,30 @@ func (c *rollbackCmd) Run(ctx context.Context, g *cli, d *deps) error {
 	return err
 }
 
-type statusCmd struct{}
+type statusCmd struct{ appArg }
 
-func (c *statusCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	o, env, err := d.setup(ctx, g, nil)
-	if err != nil {
-		return err
+// Run shows each app the command names (all of them when it names none).
+func (c *statusCmd) Run(ctx context.Context, d *deps) error {
+	var sts []*swap.Status
+	atRisk := false
+	for _, a := range d.apps {
+		o, err := a.options()
+		if err != nil {
+			return err
+		}
+		env, err := d.env(ctx, o.UserManager)
+		if err != nil {
+			return err
+		}
+		st, err := swap.ReadStatus(ctx, o, env)
+		if err != nil {
+			return err
+		}
+		sts = append(sts, st)
+		atRisk = atRisk || len(st.Problems) > 0
 	}
-	st, err := swap.ReadStatus(ctx, o, env)
-	if err != nil {
-		return err
-	}
-	d.out.status(st)
-	if len(st.Problems) > 0 {
+	d.out.statuses(sts)
+	if atRisk {
 		return errAtRisk
 	}
 	return nil
@@ -138,29 +158,40 @@ func (c *statusCmd) Run(ctx context.Context, g *cli, d *deps) error {
 // errAtRisk is status's exit 1; the problems above say what to run.
 var errAtRisk = errors.New("traffic is at risk; see the problems above")
 
-type checkCmd struct{}
+type checkCmd struct{ appArg }
 
-func (c *checkCmd) Run(ctx context.Context, g *cli, d *deps) error {
-	items := []swap.CheckItem{{Name: "config file", OK: true, Detail: d.config}}
-	o, err := g.options()
-	if err != nil {
-		items = append(items, swap.CheckItem{Name: "settings", Detail: err.Error()})
+// Run checks each app the command names (all of them when it names none).
+func (c *checkCmd) Run(ctx context.Context, d *deps) error {
+	failed := false
+	for i, a := range d.apps {
+		if len(d.apps) > 1 {
+			if i > 0 {
+				d.out.blank()
+			}
+			d.out.heading("app " + a.name)
+		}
+		items := c.items(ctx, d, a)
 		d.out.checklist(items)
+		failed = failed || slices.ContainsFunc(items, func(it swap.CheckItem) bool { return !it.OK })
+	}
+	if failed {
 		return errChecks
 	}
-	env, err := d.env(ctx, g.User)
+	return nil
+}
+
+func (c *checkCmd) items(ctx context.Context, d *deps, a app) []swap.CheckItem {
+	items := []swap.CheckItem{{Name: "config file", OK: true, Detail: d.config}}
+	o, err := a.options()
+	if err != nil {
+		return append(items, swap.CheckItem{Name: "settings", Detail: err.Error()})
+	}
+	env, err := d.env(ctx, o.UserManager)
 	items = append(items, swap.CheckItem{Name: "D-Bus reachable", OK: err == nil, Detail: errText(err, "connected")})
 	if err != nil {
 		env = d.offline()
 	}
-	items = append(items, swap.Check(ctx, o, env)...)
-	d.out.checklist(items)
-	for _, it := range items {
-		if !it.OK {
-			return errChecks
-		}
-	}
-	return nil
+	return append(items, swap.Check(ctx, o, env)...)
 }
 
 // errChecks is check's exit 2; the checklist already said what failed.
@@ -179,23 +210,42 @@ type deps struct {
 	out    *printer
 	conn   *manager
 	config string // which config file was read, for check
+	apps   []app  // what the command acts on, in order
 }
 
-// setup turns the settings into options, checks them (and with check, what
-// the command adds) before connecting to D-Bus, then connects.
-func (d *deps) setup(ctx context.Context, g *cli, check func(swap.Options) error) (swap.Options, swap.Env, error) {
-	o, err := g.options()
+// app is one app of the config file with its settings as parsed for it.
+type app struct {
+	name string // its [app.NAME]; "" for a file that describes one app
+	set  *cli
+}
+
+func (a app) options() (swap.Options, error) {
+	o, err := a.set.options()
+	o.App = a.name
+	return o, err
+}
+
+// setup turns the settings of the one app a switch acts on into options,
+// checks them (and with check, what the command adds) before connecting to
+// D-Bus, then connects.
+func (d *deps) setup(ctx context.Context, check func(swap.Options) error) (swap.Options, swap.Env, error) {
+	o, err := d.apps[0].options()
 	if err == nil && check != nil {
 		err = check(o)
 	}
 	if err != nil {
 		return o, swap.Env{}, err
 	}
-	env, err := d.env(ctx, g.User)
+	env, err := d.env(ctx, o.UserManager)
 	return o, env, err
 }
 
 func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
+	if d.conn != nil { // user is host-wide: one connection serves every app
+		env := d.offline()
+		env.Systemd = d.conn
+		return env, nil
+	}
 	which := "system"
 	if userManager {
 		which = "user"
@@ -300,26 +350,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgeswitch:", err)
 		return 2
 	}
-	var c cli
-	kctx, err := parse(&c, kong.Resolvers(conf))
-	if exit >= 0 {
-		return exit
+	// One parse per app of the file, each with that app's settings; the
+	// command runs on the last one parsed of those it names.
+	var kctx *kong.Context
+	var c *cli
+	var apps []app
+	all := map[string]*cli{}
+	names := conf.names()
+	if len(names) == 0 {
+		names = []string{""} // one app, named by its upstream
 	}
-	if err == nil && acts && underSudo() {
-		err = sudoFlags(kctx)
+	for _, name := range names {
+		c = &cli{}
+		if kctx, err = parse(c, kong.Resolvers(conf.forApp(name))); exit >= 0 {
+			return exit
+		}
+		if err == nil && acts && underSudo() {
+			err = sudoFlags(kctx)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "edgeswitch:", err)
+			return 2
+		}
+		all[name] = c
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "edgeswitch:", err)
-		return 2
+	if acts {
+		apps, err = selectApps(fctx.Command(), commandApp(&first), conf, all)
+		if err == nil {
+			err = distinctApps(all)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "edgeswitch:", err)
+			return 2
+		}
+		if c = apps[len(apps)-1].set; len(all) > 1 {
+			// Run binds the command to the parse of the app it names.
+			kctx, _ = parse(c, kong.Resolvers(conf.forApp(apps[len(apps)-1].name)))
+		}
 	}
-	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe()}
+	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe(), apps: apps}
 	defer func() {
 		if d.conn != nil {
 			d.conn.Close()
 		}
 	}()
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	err = kctx.Run(&c, d)
+	err = kctx.Run(c, d)
 	if err != nil {
 		d.out.fail(err)
 	}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+
+	"github.com/alecthomas/kong"
+	gocmp "github.com/google/go-cmp/cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +83,84 @@ func TestConfigPath(t *testing.T) {
 		got, explicit := configPath(tt.flag)
 		if got != tt.want || explicit != tt.explicit {
 			t.Errorf("configPath(%q) with EDGESWITCH_CONFIG=%q = %q, %v; want %q, %v", tt.flag, tt.env, got, explicit, tt.want, tt.explicit)
+		}
+	}
+}
+
+// twoApps is a config file for two apps on one host, as README shows it.
+const twoApps = `nginx-conf = "/etc/nginx/nginx.conf"
+health-path = "/health"
+
+[app.api]
+unit = "api@.service"
+ports = [4000, 4001]
+
+[app.tpi]
+unit = "tpi@.service"
+ports = [5000, 5001]
+health-body = "tpi"
+`
+
+// TestSeveralAppsInOneFile: each app gets the top level under its own
+// table, switch and rollback must name one, and what cannot work together
+// is refused before anything is touched.
+func TestSeveralAppsInOneFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	text := strings.Replace(twoApps, "health-body = \"tpi\"\n", "", 1)
+	good := conf("apps.toml", text)
+	for _, tt := range []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"switch without an app", []string{"-c", good, "switch"}, "switch acts on one app: name it, e.g. edgeswitch switch api; the apps are: api, tpi"},
+		{"rollback without an app", []string{"-c", good, "rollback"}, "rollback acts on one app"},
+		{"an app that does not exist", []string{"-c", good, "switch", "web"}, "no app web in " + good + "; the apps are: api, tpi"},
+		{"an app's own ports", []string{"-c", good, "switch", "tpi", "--to", "4000"}, "--to 4000 is not a slot; pass --to 5000 or --to 5001"},
+		{"two apps on one port", []string{"-c", conf("port.toml", strings.Replace(text, "[5000, 5001]", "[5000, 4001]", 1)), "status"}, "apps api and tpi both claim address 127.0.0.1:4001"},
+		{"two apps on one upstream", []string{"-c", conf("up.toml", text+"upstream = \"api\"\n"), "status"}, "apps api and tpi both claim upstream api"},
+		{"two apps on one unit instance", []string{"-c", conf("unit.toml", strings.NewReplacer(`"tpi@.service"`, `"api@.service"`, "[5000, 5001]", "[4000, 4001]\nhost = \"127.0.0.2\"").Replace(text)), "check"}, "apps api and tpi both claim unit api@4000.service"},
+		{"an unknown key in an app's table", []string{"-c", conf("typo.toml", text+"helth-path = \"/\"\n"), "status"}, "[app.tpi]: unknown setting helth-path"},
+		{"a host-wide key in an app's table", []string{"-c", conf("host.toml", text+"state-dir = \"/tmp/x\"\n"), "status"}, "[app.tpi]: state-dir is the same for every app on a host: set it at the top of the file"},
+		{"an app name that is no unit name", []string{"-c", conf("name.toml", "[app.\"my app\"]\nports = [4000, 4001]\n"), "status"}, `[app.my app]: app name "my app"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), tt.args, &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tt.says) || strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("exit %d, want 2 with one line saying %q:\n%s", code, tt.says, stderr.String())
+			}
+		})
+	}
+
+	// Each app's settings: its table over the top level, its upstream named
+	// after it.
+	r, err := loadConfig(good, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]settings{
+		"api": {Upstream: "api", Unit: "api@.service", Ports: []int{4000, 4001}, HealthPath: "/health"},
+		"tpi": {Upstream: "tpi", Unit: "tpi@.service", Ports: []int{5000, 5001}, HealthPath: "/health"},
+	} {
+		var c cli
+		p, err := kong.New(&c, defaultVars(), kong.Resolvers(r.forApp(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse([]string{"status", name}); err != nil {
+			t.Fatal(err)
+		}
+		got := settings{Upstream: c.Upstream, Unit: c.Unit, Ports: c.Ports, HealthPath: c.HealthPath}
+		if d := gocmp.Diff(want, got); d != "" {
+			t.Errorf("settings of app %s (-want +got):\n%s", name, d)
 		}
 	}
 }

@@ -184,7 +184,7 @@ func kebab(s string) string {
 }
 
 // hooksOn uncomments the hook examples of the example config.
-var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch) = )`)
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure) = )`)
 
 // TestInitConfigHoldsEverySettingWithItsDefault keeps the example config in
 // step with the settings struct: one key per setting (the hooks commented
@@ -248,8 +248,9 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 		t.Errorf("the example config changes settings from their defaults (-defaults +file):\n%s", diff)
 	}
 	hooked := defaults
-	hooked.PreStart = []string{"/usr/local/bin/install-build", "--slot"}
-	hooked.PostSwitch = []string{"/usr/local/bin/notify", "deployed"}
+	hooked.PreStart = []string{"install", "-m", "0644", "/home/deploy/{app}.jar", "/srv/{app}/{to}/{app}.jar"}
+	hooked.PostSwitch = []string{"/usr/local/bin/notify", "{app} deployed to {to}"}
+	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
 	if diff := cmp.Diff(hooked, parse(withHooks)); diff != "" {
 		t.Errorf("the hook examples, uncommented (-want +got):\n%s", diff)
 	}

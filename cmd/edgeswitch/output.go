@@ -85,6 +85,40 @@ func (p *printer) result(r swap.Result, dryRun bool) {
 	}
 }
 
+// statuses prints the status of each app: for one app, as status does;
+// for several, {"apps": [...]} with --json, else a block per app under its
+// name.
+func (p *printer) statuses(sts []*swap.Status) {
+	if len(sts) == 1 {
+		p.status(sts[0])
+		return
+	}
+	if p.json {
+		p.line(map[string]any{"apps": sts})
+		return
+	}
+	for i, st := range sts {
+		if i > 0 {
+			p.blank()
+		}
+		p.heading("app " + st.App)
+		p.status(st)
+	}
+}
+
+// heading and blank set the apps' blocks of text apart; JSON has none.
+func (p *printer) heading(s string) {
+	if !p.json {
+		fmt.Fprintf(p.stdout, "== %s\n", s)
+	}
+}
+
+func (p *printer) blank() {
+	if !p.json {
+		fmt.Fprintln(p.stdout)
+	}
+}
+
 func (p *printer) status(st *swap.Status) {
 	if p.json {
 		p.line(st)
