@@ -73,3 +73,14 @@ func distinctApps(parsed map[string]*cli) error {
 	}
 	return nil
 }
+
+// appsCmd prints the config file's apps, for the completion scripts to
+// offer as the commands' first argument.
+type appsCmd struct{}
+
+func (appsCmd) Run(d *deps) error {
+	for _, n := range d.names {
+		fmt.Fprintln(d.out.stdout, n)
+	}
+	return nil
+}

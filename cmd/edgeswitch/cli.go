@@ -32,6 +32,7 @@ type cli struct {
 
 	Completion completionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish on stdout. Install: edgeswitch completion bash > /etc/bash_completion.d/edgeswitch; edgeswitch completion zsh > /usr/local/share/zsh/site-functions/_edgeswitch; edgeswitch completion fish > ~/.config/fish/completions/edgeswitch.fish."`
 	Man        manCmd        `cmd:"" help:"Print the man page (roff, section 1) on stdout: edgeswitch man > /usr/local/share/man/man1/edgeswitch.1."`
+	Apps       appsCmd       `cmd:"" hidden:"" help:"Print the apps of the config file, one a line, for shell completion."`
 }
 
 // settings are the options every command shares; their names are the keys
@@ -209,8 +210,9 @@ func errText(err error, ok string) string {
 type deps struct {
 	out    *printer
 	conn   *manager
-	config string // which config file was read, for check
-	apps   []app  // what the command acts on, in order
+	config string   // which config file was read, for check
+	apps   []app    // what the command acts on, in order
+	names  []string // every app of the config file
 }
 
 // app is one app of the config file with its settings as parsed for it.
@@ -388,7 +390,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			kctx, _ = parse(c, kong.Resolvers(conf.forApp(apps[len(apps)-1].name)))
 		}
 	}
-	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe(), apps: apps}
+	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe(), apps: apps, names: conf.names()}
+	if len(d.names) == 0 {
+		d.names = []string{c.Upstream}
+	}
 	defer func() {
 		if d.conn != nil {
 			d.conn.Close()

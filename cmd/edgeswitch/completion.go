@@ -38,12 +38,16 @@ const (
 	valueFile
 	valueDir
 	valueEnum
+	valueApp // the config file's apps, asked of edgeswitch apps when completing
 )
 
 // completeValue tells what v completes to: its enum values, files, directories or
 // nothing. Paths are recognised by kong's path types, then by name
 // (config, *-conf, *-file, dir, *-dir) and placeholder (FILE, DIR, PATH).
 func completeValue(v *kong.Value) (valueKind, []string) {
+	if v.Flag == nil && v.Name == "app" {
+		return valueApp, nil
+	}
 	if v.Enum != "" {
 		return valueEnum, v.EnumSlice()
 	}
@@ -241,6 +245,8 @@ func writeBash(b *bytes.Buffer, app *kong.Application) {
 			return fn + "_dirs " + cur
 		case valueEnum:
 			return fmt.Sprintf("mapfile -t COMPREPLY < <(compgen -W %s -- %s)", shQuote(strings.Join(enum, " ")), cur)
+		case valueApp:
+			return fmt.Sprintf(`mapfile -t COMPREPLY < <(compgen -W "$("${COMP_WORDS[0]}" apps 2>/dev/null)" -- %s)`, cur)
 		}
 		return ":"
 	}
@@ -367,6 +373,8 @@ func zshAction(v *kong.Value) string {
 		return "_files -/"
 	case valueEnum:
 		return "(" + strings.Join(enum, " ") + ")"
+	case valueApp:
+		return `{compadd -- ${(f)"$($words[1] apps 2>/dev/null)"}}`
 	}
 	return " "
 }
@@ -599,6 +607,8 @@ complete -c %[2]s -f
 					fmt.Fprintf(b, "complete -c %s -n %s -a %s -d %s\n", name, cond, fishQuote("(__fish_complete_directories (commandline -ct))"), fishQuote(flatHelp(a.Help)))
 				case valueEnum:
 					fmt.Fprintf(b, "complete -c %s -n %s -a %s -d %s\n", name, cond, fishQuote(strings.Join(enum, " ")), fishQuote(flatHelp(a.Help)))
+				case valueApp:
+					fmt.Fprintf(b, "complete -c %s -n %s -x -a %s -d %s\n", name, cond, fishQuote("("+name+" apps 2>/dev/null)"), fishQuote(flatHelp(a.Help)))
 				}
 			}
 		}

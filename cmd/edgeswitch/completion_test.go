@@ -138,12 +138,19 @@ func TestBashCompletionCompletes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The apps come from the binary being completed: edgeswitch apps.
+	fake := filepath.Join(dir, "edgeswitch")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\n[ \"$1\" = apps ] && printf 'api\\ntpi\\n'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		words []string
 		want  []string
 		not   []string
 	}{
+		{"the apps of the config file", []string{fake, "switch", ""}, []string{"api", "tpi"}, []string{"--dry-run"}},
+		{"an app from its start", []string{fake, "status", "t"}, []string{"tpi"}, []string{"api"}},
 		{"a command from its start", []string{"edgeswitch", "sw"}, []string{"switch"}, nil},
 		{"every command on an empty word", []string{"edgeswitch", ""}, []string{"switch", "completion", "man"}, []string{"--upstream"}},
 		{"a command flag", []string{"edgeswitch", "switch", "--dr"}, []string{"--dry-run"}, nil},

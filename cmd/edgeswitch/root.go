@@ -16,11 +16,11 @@ import (
 // a sudo caller could slip in.
 
 // actsOnSettings reports whether a command (kong's "switch",
-// "completion <shell>", ...) reads settings to act on. man and completion
-// only print, so they check nothing.
+// "completion <shell>", ...) reads settings to act on. man, completion and
+// apps only print, so they check nothing.
 func actsOnSettings(command string) bool {
 	name, _, _ := strings.Cut(command, " ")
-	return name != "man" && name != "completion"
+	return name != "man" && name != "completion" && name != "apps"
 }
 
 // trusted refuses, when edgeswitch runs as root, a config file that anyone

@@ -304,3 +304,44 @@ func TestSecurityPlantedHistoryLinkOnlyWarns(t *testing.T) {
 		t.Errorf("traffic: %s, want 0 failed", stats)
 	}
 }
+
+// TestSecurityStatusReportsAnUntrustedStateDir: status only looks, so it
+// does not refuse a state dir others could change, but it must say so as
+// a problem (exit 1) with the fix, and what others planted there must not
+// decide its answer.
+func TestSecurityStatusReportsAnUntrustedStateDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: these checks apply only when edgeswitch runs as root")
+	}
+	e := testedge.New(t, testedge.Options{})
+	for _, planted := range []bool{false, true} {
+		t.Run("planted links "+strconv.FormatBool(planted), func(t *testing.T) {
+			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o777)
+			var vs []victim
+			if planted {
+				vs = []victim{newVictim(t, "victim2"), newVictim(t, "victim3")}
+				symlink(t, vs[0].path, filepath.Join(dir, "app.pending"))
+				symlink(t, vs[1].path, filepath.Join(dir, "history.jsonl"))
+			}
+			r := runWith(t, e.Env, append([]string{"status"}, edgeFlags(e, "--state-dir", dir)...)...)
+			t.Logf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			found := false
+			for l := range strings.Lines(r.stdout) {
+				if strings.HasPrefix(l, "problem") && strings.Contains(l, "chmod go-w "+dir) {
+					found = true
+				}
+			}
+			if r.code != 1 || !found {
+				t.Errorf("exit %d, want 1 with a problem line saying chmod go-w %s", r.code, dir)
+			}
+			for _, v := range vs {
+				v.assertUnchanged(t)
+				// A JSON error quotes the byte it choked on: root would
+				// show the start of any file a link points at.
+				if leak := "'" + v.text[:1] + "'"; strings.Contains(r.stdout+r.stderr, leak) {
+					t.Errorf("the output quotes %s, the first byte of %s: status read it through the planted link", leak, v.path)
+				}
+			}
+		})
+	}
+}
