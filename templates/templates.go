@@ -21,6 +21,7 @@ const (
 	Config   = "edgeswitch.toml.tmpl" // the settings file, /etc/edgeswitch/edgeswitch.toml
 	Unit     = "app@.service.tmpl"    // the template unit <app>@.service; the instance is the port
 	Upstream = "upstream.conf.tmpl"   // the upstream block, an include such as conf.d/<app>.conf
+	AppTable = "app.toml.tmpl"        // one more app's [app.NAME] table, appended to the settings file
 )
 
 //go:embed *.tmpl

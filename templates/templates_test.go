@@ -149,14 +149,14 @@ func TestConfigParses(t *testing.T) {
 	if got["upstream"] != "app" || got["unit"] != "app@.service" || !cmp.Equal(got["ports"], []any{int64(4000), int64(4001)}) {
 		t.Errorf("upstream, unit and ports do not follow Data: %v", got)
 	}
-	hooks := regexp.MustCompile(`(?m)^# ((pre-start|post-switch) = )`).ReplaceAllString(text, "$1")
+	hooks := regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure) = )`).ReplaceAllString(text, "$1")
 	got = nil
 	if err := toml.Unmarshal([]byte(hooks), &got); err != nil {
 		t.Fatalf("with the hooks uncommented: %v\n%s", err, hooks)
 	}
-	for _, k := range []string{"pre-start", "post-switch"} {
-		if list, ok := got[k].([]any); !ok || len(list) != 2 {
-			t.Errorf("hook %s = %#v, want a command and one argument", k, got[k])
+	for _, k := range []string{"pre-start", "post-switch", "on-failure"} {
+		if list, ok := got[k].([]any); !ok || len(list) < 2 {
+			t.Errorf("hook %s = %#v, want a command and its arguments", k, got[k])
 		}
 	}
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
@@ -55,6 +57,13 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 		texts[i] = text
 		path := filepath.Join(c.Dir, f.name)
 		if _, err := os.Lstat(path); err == nil {
+			if i == 0 && c.App != "" && !c.Force {
+				// One more app: its table goes into the settings there.
+				if texts[0], err = addApp(path, data); err != nil {
+					return err
+				}
+				continue
+			}
 			exist = append(exist, path)
 		}
 	}
@@ -118,4 +127,30 @@ does, compare it with the new one.
        edgeswitch switch --to %[9]d
 `, src(config), src(unit), src(upstream), unit.dest, data.App, upstream.dest,
 		filepath.Dir(config.dest), config.dest, data.Ports[0])
+}
+
+// addApp returns the settings file at path with data's app added as an
+// [app.NAME] table, leaving the other apps as they are.
+func addApp(path string, data templates.Data) ([]byte, error) {
+	conf, err := loadConfig(path, true)
+	if err != nil {
+		return nil, err
+	}
+	switch names := conf.names(); {
+	case len(names) == 0:
+		first, _ := conf.values["upstream"].(string)
+		return nil, swap.Usage(fmt.Errorf("%s describes one app, with no [app.NAME] table: move that app's own settings (upstream, unit, ports, hooks) into [app.%s], then run edgeswitch init --app %s again",
+			path, cmp.Or(first, "NAME"), data.App))
+	case slices.Contains(names, data.App):
+		return nil, swap.Usage(fmt.Errorf("%s has an [app.%s] already; pick another name, or --force to write the files anew", path, data.App))
+	}
+	table, err := templates.Render(templates.AppTable, data)
+	if err != nil {
+		return nil, err
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return append(old, table...), nil
 }
