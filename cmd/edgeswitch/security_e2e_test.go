@@ -19,7 +19,8 @@ import (
 // refusal must leave the planted links' targets byte-identical, run no hook
 // (a pre-start hook that would touch a marker), start no slot, leave every
 // file of nginx's config as it was and traffic on the same slot without a
-// failed request.
+// failed request. status only looks: it reports such a state dir as a
+// problem, and must not read what others planted there.
 //
 // A hook's environment (the caller's does not reach it, PATH is
 // swap.HookPath) is checked by TestHooks in ops_test.go.
@@ -31,10 +32,12 @@ type victim struct {
 
 func newVictim(t *testing.T, name string) victim {
 	t.Helper()
-	v := victim{filepath.Join(t.TempDir(), name), "precious " + name + ", not edgeswitch's\n"}
+	v := victim{filepath.Join(t.TempDir(), name), newVictimText(name)}
 	writeFile(t, v.path, v.text)
 	return v
 }
+
+func newVictimText(name string) string { return "precious " + name + ", not edgeswitch's\n" }
 
 func (v victim) assertUnchanged(t *testing.T) {
 	t.Helper()
@@ -336,11 +339,11 @@ func TestSecurityStatusReportsAnUntrustedStateDir(t *testing.T) {
 			}
 			for _, v := range vs {
 				v.assertUnchanged(t)
-				// A JSON error quotes the byte it choked on: root would
-				// show the start of any file a link points at.
-				if leak := "'" + v.text[:1] + "'"; strings.Contains(r.stdout+r.stderr, leak) {
-					t.Errorf("the output quotes %s, the first byte of %s: status read it through the planted link", leak, v.path)
-				}
+			}
+			// A JSON error quotes the byte it choked on: root would show
+			// the start of any file a pending link points at.
+			if leak := "invalid character '" + newVictimText("victim2")[:1] + "'"; planted && strings.Contains(r.stdout+r.stderr, leak) {
+				t.Errorf("the output says %q, of the first byte of %s: status read it through the planted link", leak, vs[0].path)
 			}
 		})
 	}
