@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -118,8 +119,20 @@ func (l ErrorLog) LastEmerg(mark int64) string {
 
 // Refusal returns the last [emerg] line written after mark, or "": that is
 // how a master that refuses a new config on reload (a bind error, a
-// missing certificate) says so, while it goes on with the old one.
-func (l ErrorLog) Refusal(mark int64) string { return l.last(mark, "[emerg]") }
+// missing certificate) says so, while it goes on with the old one. A bind
+// that failed is no refusal yet: nginx tries it five times, half a second
+// apart, and takes the config if the port comes free meanwhile; its last
+// word is "still could not bind()".
+func (l ErrorLog) Refusal(mark int64) string {
+	line := l.last(mark, "[emerg]")
+	if bindRetry.MatchString(line) {
+		return ""
+	}
+	return line
+}
+
+// bindRetry matches the [emerg] line of a bind that nginx will try again.
+var bindRetry = regexp.MustCompile(`\] \d+#\d+: bind\(\) to \S+ failed \(`)
 
 func (l ErrorLog) last(mark int64, levels ...string) string {
 	f, err := os.Open(l.Path)

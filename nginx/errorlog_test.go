@@ -197,11 +197,33 @@ func TestRefusalIsOnlyEmerg(t *testing.T) {
 	if got := l.Refusal(0); got != "" {
 		t.Errorf("Refusal = %q after an alert, want none", got)
 	}
-	emerg := "2026/01/02 03:04:06 [emerg] 7#7: bind() to 0.0.0.0:80 failed (98: Address already in use)"
+	emerg := `2026/01/02 03:04:06 [emerg] 7#7: cannot load certificate "/etc/ssl/app.pem"`
 	if err := os.WriteFile(path, []byte(alert+emerg+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.Refusal(int64(len(alert))); got != emerg {
 		t.Errorf("Refusal = %q, want %q", got, emerg)
+	}
+}
+
+// TestRefusalWaitsOutBindRetries: nginx tries a bind five times before it
+// gives up on a reload; a port that comes free meanwhile means the reload
+// took, so only its last word is a refusal.
+func TestRefusalWaitsOutBindRetries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	l := ErrorLog{Path: path}
+	retry := "2026/01/02 03:04:05 [emerg] 7#7: bind() to 127.0.0.1:8080 failed (98: Address already in use)\n"
+	if err := os.WriteFile(path, []byte(retry+retry), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Refusal(0); got != "" {
+		t.Errorf("Refusal = %q while nginx still retries the bind, want none", got)
+	}
+	final := "2026/01/02 03:04:07 [emerg] 7#7: still could not bind()"
+	if err := os.WriteFile(path, []byte(retry+retry+final+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Refusal(0); got != final {
+		t.Errorf("Refusal = %q, want %q", got, final)
 	}
 }

@@ -63,6 +63,8 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 		answer := ""
 		if listed := o.byAddr(l.Addrs); len(listed) != 1 {
 			err = fmt.Errorf("upstream %s lists both slots: no single live slot yet; the first switch picks one", o.Upstream)
+		} else if firstDeploy(ctx, o, env, listed[0]) {
+			answer = fmt.Sprintf("slot %d is not started yet: the first switch starts it (edgeswitch switch --to %d)", listed[0].Port, listed[0].Port)
 		} else if healthy, a := newHealthCheck(o, listed[0], env.HTTP).probe(ctx); !healthy {
 			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.systemctl(), listed[0].Unit)
 		} else {
@@ -79,6 +81,21 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 // slotInstalled checks that systemd knows the slot's unit and can enable
 // it: without an [Install] section nothing would start the live slot after
 // a reboot, and the site would stay dark.
+// firstDeploy reports whether the listed slot has simply never been
+// started: no switch of the app in the history and its unit not running.
+// The first switch starts it; that is no failed check.
+func firstDeploy(ctx context.Context, o Options, env Env, slot Slot) bool {
+	if env.Systemd == nil {
+		return false
+	}
+	hist, err := History(o.StateDir, o.app())
+	if err != nil || len(hist) > 0 {
+		return false
+	}
+	u, err := getUnit(ctx, env.Systemd, slot.Unit)
+	return err == nil && !running(u.Active)
+}
+
 func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 	u, err := getUnit(ctx, env.Systemd, slot.Unit)
 	if err != nil {

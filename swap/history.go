@@ -2,6 +2,7 @@ package swap
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -87,16 +88,15 @@ func appendHistory(stateDir string, r Record) error {
 
 // History returns the recorded attempts of app, oldest first.
 func History(stateDir, app string) ([]Record, error) {
-	f, err := os.Open(filepath.Join(stateDir, historyFile))
+	data, err := readOwn(filepath.Join(stateDir, historyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	defer f.Close()
 	var rs []Record
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		var r Record
 		// Records from before apps had names carry only their upstream,

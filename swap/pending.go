@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 )
@@ -29,7 +31,7 @@ func pendingPath(stateDir, upstream string) string {
 
 // readPending returns the pending record of upstream, or nil.
 func readPending(stateDir, upstream string) (*Pending, error) {
-	data, err := os.ReadFile(pendingPath(stateDir, upstream))
+	data, err := readOwn(pendingPath(stateDir, upstream))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -58,4 +60,22 @@ func clearPending(stateDir, upstream string) error {
 		return nil
 	}
 	return err
+}
+
+// readOwn reads one of edgeswitch's own files in the state dir, never
+// through a symlink and never from anything but a regular file (a FIFO
+// there would hang the read).
+func readOwn(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s %w: remove it", path, atomicfile.ErrSymlink)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: remove it", path)
+	}
+	return io.ReadAll(f)
 }

@@ -82,34 +82,49 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 			st.Nginx.Workers = len(gen.Workers) - st.Nginx.Draining
 		}
 	}
+	st.History = []Record{}
+	var untrusted error
+	if _, err := os.Stat(o.StateDir); err == nil {
+		untrusted = stateDirTrusted(o.StateDir)
+	}
+	// What others could have planted there is not read as root.
+	if untrusted == nil {
+		if err := readState(o, env, st); err != nil {
+			return nil, err
+		}
+	}
+	st.Problems = problems(o, st, untrusted)
+	return st, nil
+}
+
+// readState fills in what the state dir says: a switch left pending or
+// running now, and the history.
+func readState(o Options, env Env, st *Status) error {
+	var err error
 	if st.Pending, err = readPending(o.StateDir, o.app()); err != nil {
-		return nil, err
+		return err
 	}
 	st.Switching = lockHolder(env.Procs.Root, o.StateDir, o.app())
 	hist, err := History(o.StateDir, o.app())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	st.History = []Record{}
 	if n := len(hist); n > 0 {
 		st.Last = &hist[n-1]
 		st.History = hist[max(0, n-historyShown):]
 	}
-	st.Problems = problems(o, st)
-	return st, nil
+	return nil
 }
 
 // problems lists what puts traffic at risk now, each with what to run. A
 // switch running now is shown, not counted: the slots are meant to move.
-func problems(o Options, st *Status) []string {
+func problems(o Options, st *Status, untrusted error) []string {
 	ps := []string{}
 	if st.Nginx.Active != "active" {
 		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", st.Nginx.Unit, st.Nginx.Active, o.systemctl(), st.Nginx.Unit))
 	}
-	if _, err := os.Stat(o.StateDir); err == nil {
-		if err := stateDirTrusted(o.StateDir); err != nil {
-			ps = append(ps, err.Error()+"; switch and rollback refuse it until then")
-		}
+	if untrusted != nil {
+		ps = append(ps, untrusted.Error()+"; switch and rollback refuse it, and status does not read it, until then")
 	}
 	if st.Switching != 0 {
 		return ps

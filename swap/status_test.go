@@ -42,7 +42,7 @@ func TestReadStatusShowsWhatIsLive(t *testing.T) {
 	}
 	live, since := r.port(a), unitSince
 	want := &Status{
-		Upstream: "app", File: routerFile, Line: 3,
+		App: "app", Upstream: "app", File: routerFile, Line: 3,
 		Live: &live, Listed: []int{r.port(a)},
 		Slots: []SlotStatus{
 			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: &since, Enabled: true, Healthy: true, Answer: "200 OK"},
@@ -173,6 +173,9 @@ func TestCheck(t *testing.T) {
 		{name: "a router check that fails", setup: func(r *rig) { r.rt.checks[1].Err = errors.New("nginx.service is inactive") }, failing: "nginx.service active", says: "inactive"},
 		{name: "a live slot that answers 503", setup: answers(a, http.StatusServiceUnavailable), failing: healthy, says: "answers 503"},
 		{name: "both slots listed: no live slot yet", setup: listed(a, b), failing: healthy, says: "lists both slots"},
+		{name: "a first deploy: the listed slot was never started", setup: both(slotIs(a, unitDown), answers(a, http.StatusServiceUnavailable))},
+		{name: "the listed slot down after switches", setup: both(slotIs(a, unitDown), answers(a, http.StatusServiceUnavailable),
+			func(r *rig) { r.appendHistory("switched", b, a) }), failing: healthy, says: "answers 503"},
 		{name: "a state dir that cannot be written", setup: func(r *rig) { r.o.StateDir = unwritableDir(r.t) }, failing: "state dir writable", says: "not writable"},
 	}
 	for _, tt := range tests {

@@ -111,6 +111,10 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 // of the upstream. A slot still running (after --keep-old) is kept as it
 // is, so the rollback takes about as long as one reload.
 func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, error) {
+	// The history is read as root: only from a state dir only root controls.
+	if err := prepareStateDir(o.StateDir); err != nil {
+		return Result{}, err
+	}
 	hist, err := History(o.StateDir, o.app())
 	if err != nil {
 		return Result{}, err

@@ -32,6 +32,7 @@ type cli struct {
 
 	Completion completionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish on stdout. Install: edgeswitch completion bash > /etc/bash_completion.d/edgeswitch; edgeswitch completion zsh > /usr/local/share/zsh/site-functions/_edgeswitch; edgeswitch completion fish > ~/.config/fish/completions/edgeswitch.fish."`
 	Man        manCmd        `cmd:"" help:"Print the man page (roff, section 1) on stdout: edgeswitch man > /usr/local/share/man/man1/edgeswitch.1."`
+	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version, as --version does."`
 	Apps       appsCmd       `cmd:"" hidden:"" help:"Print the apps of the config file, one a line, for shell completion."`
 }
 
@@ -153,6 +154,14 @@ func (c *statusCmd) Run(ctx context.Context, d *deps) error {
 	if atRisk {
 		return errAtRisk
 	}
+	return nil
+}
+
+// versionCmd is --version as a command, as scripts and the design name it.
+type versionCmd struct{}
+
+func (versionCmd) Run(d *deps) error {
+	fmt.Fprintln(d.out.stdout, version)
 	return nil
 }
 

@@ -16,11 +16,11 @@ import (
 // a sudo caller could slip in.
 
 // actsOnSettings reports whether a command (kong's "switch",
-// "completion <shell>", ...) reads settings to act on. man, completion and
-// apps only print, so they check nothing.
+// "completion <shell>", ...) reads settings to act on. man, completion,
+// apps and version only print, so they check nothing.
 func actsOnSettings(command string) bool {
 	name, _, _ := strings.Cut(command, " ")
-	return name != "man" && name != "completion" && name != "apps"
+	return name != "man" && name != "completion" && name != "apps" && name != "version"
 }
 
 // trusted refuses, when edgeswitch runs as root, a config file that anyone
@@ -63,12 +63,12 @@ func sudoConfig(flag string) error {
 	return nil
 }
 
-// sudoFlags refuses sudoOnly settings given on the command line: kong's
-// path holds the flags it parsed from the arguments, not those the config
-// file resolved.
+// sudoFlags refuses sudoOnly settings given on the command line. kong's
+// path holds the flags it parsed from the arguments, and those the config
+// file gave, marked Resolved: those are root's.
 func sudoFlags(kctx *kong.Context) error {
 	for _, p := range kctx.Path {
-		if p.Flag != nil && sudoOnly[p.Flag.Name] {
+		if p.Flag != nil && !p.Resolved && sudoOnly[p.Flag.Name] {
 			return sudoRefusal("--" + p.Flag.Name)
 		}
 	}
