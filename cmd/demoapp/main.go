@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,6 +33,8 @@ type config struct {
 	neverReady    bool
 	crash         bool
 	shutdownGrace time.Duration
+	bodyFile      string // -body-file, {port} not yet replaced
+	body          []byte // what GET answers instead of "slot N", when set
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -45,6 +48,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.neverReady, "never-ready", false, "/health always answers 503")
 	fs.BoolVar(&c.crash, "crash", false, "exit 1 at start")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, wait this long for in-flight requests")
+	fs.StringVar(&c.bodyFile, "body-file", "", "answer GET with this file's content, read at start ({port} in `PATH` becomes the port), as a build installed into the slot")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -77,6 +81,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if c.crash {
 		fmt.Fprintln(stderr, "demoapp: crashing on purpose (-crash)")
 		return 1
+	}
+	if c.bodyFile != "" {
+		if c.body, err = os.ReadFile(strings.ReplaceAll(c.bodyFile, "{port}", c.slot)); err != nil {
+			fmt.Fprintln(stderr, "demoapp: -body-file:", err)
+			return 1
+		}
 	}
 	start := time.Now()
 	select {
@@ -155,6 +165,8 @@ func newHandler(c config, start time.Time, now func() time.Time) http.Handler {
 				return
 			}
 			fmt.Fprintln(w, n)
+		case c.body != nil:
+			w.Write(c.body)
 		default:
 			fmt.Fprintf(w, "slot %s\n", c.slot)
 		}

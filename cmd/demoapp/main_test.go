@@ -39,6 +39,8 @@ func TestHandler(t *testing.T) {
 		{"post answers the body length", config{}, at(0), "POST", "/submit", "hello", 200, "5\n"},
 		{"sleep delays the answer", config{}, at(0), "GET", "/?sleep=20ms", "", 200, "slot 4001\n"},
 		{"a bad sleep is a bad request", config{}, at(0), "GET", "/?sleep=soon", "", 400, "bad sleep duration\n"},
+		{"a body file is what GET answers", config{body: []byte("build 2\n")}, at(0), "GET", "/", "", 200, "build 2\n"},
+		{"health stays ok with a body file", config{body: []byte("build 2\n")}, at(0), "GET", "/health", "", 200, "ok\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +94,17 @@ func TestRunCrashExitsOne(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "crash") {
 		t.Errorf("stderr %q does not say it crashed", stderr.String())
+	}
+}
+
+func TestRunWithoutItsBodyFileExitsOne(t *testing.T) {
+	var stderr strings.Builder
+	missing := filepath.Join(t.TempDir(), "{port}", "build.txt")
+	if code := run(t.Context(), []string{"-port", "4000", "-body-file", missing}, &stderr); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	if want := strings.ReplaceAll(missing, "{port}", "4000"); !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not name %s", stderr.String(), want)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +47,62 @@ type Options struct {
 	// AppArgs are extra demoapp flags in the template unit's ExecStart
 	// (e.g. "-ready-after=300ms"); none by default.
 	AppArgs []string
+	// Apps are further apps beside the first (upstream app): each gets its
+	// own template unit, two slot ports, upstream block and nginx server
+	// on a port of its own, for tests of several apps on one host.
+	Apps []AppOptions
 }
+
+// AppOptions configure one further app of an edge.
+type AppOptions struct {
+	// Name names its upstream block and its template unit
+	// (es-<id>-<Name>@.service): letters, digits and '-', not "app".
+	Name string
+	// Ports are its two slot ports; a zero entry is replaced by a free
+	// loopback port.
+	Ports [2]int
+	// AppArgs are extra demoapp flags of its template unit.
+	AppArgs []string
+	// File is the file of conf.d (ending in .conf) that holds its upstream
+	// and server blocks; empty: the first app's UpstreamFile, after its
+	// blocks.
+	File string
+}
+
+// App is a further app of an edge (Options.Apps).
+type App struct {
+	Name         string // its upstream block
+	Unit         string // es-<id>-<Name>@.service; the instance is the port
+	Ports        [2]int
+	ListenAddr   string // 127.0.0.1:<port> where nginx serves it
+	UpstreamFile string // holds its upstream block
+
+	e       *Edge
+	appArgs []string
+}
+
+// URL is the address of path on the app's nginx server.
+func (a *App) URL(path string) string { return "http://" + a.ListenAddr + path }
+
+// SlotUnit is the app's unit instance for a slot port.
+func (a *App) SlotUnit(port int) string {
+	return strings.Replace(a.Unit, "@", "@"+strconv.Itoa(port), 1)
+}
+
+// SetAppArgs replaces the demoapp flags of the app's template unit and
+// reloads the manager, as Edge.SetAppArgs does for the first app.
+func (a *App) SetAppArgs(ctx context.Context, args ...string) error {
+	a.appArgs = slices.Clone(args)
+	if err := a.e.writeUnits(); err != nil {
+		return err
+	}
+	_, err := a.e.Systemctl(ctx, "daemon-reload")
+	return err
+}
+
+// appName is what a further app may be called: it goes into unit and
+// file names and nginx's config unquoted.
+var appName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // Edge is a running sandbox edge. Its fields are what edgeswitch needs as
 // settings (nginx-conf, nginx-unit, unit, ports, state-dir, --user).
@@ -61,6 +117,7 @@ type Edge struct {
 	ListenAddr   string // 127.0.0.1:<port> where nginx listens
 	PIDFile      string // nginx's master PID
 	StateDir     string // empty directory for edgeswitch's state-dir
+	Apps         []*App // the further apps of Options.Apps, in order
 
 	id        string
 	appArgs   []string
@@ -124,10 +181,25 @@ func newEdge(o Options) (*Edge, error) {
 	if ports[0] == ports[1] {
 		return nil, fmt.Errorf("testedge: Options.Ports are both %d; give two different ports", ports[0])
 	}
-	listen, err := freePort()
-	for err == nil && slices.Contains(ports[:], listen) {
-		listen, err = freePort()
+	used := slices.Clone(ports[:]) // every port of the edge, given or picked
+	for _, a := range o.Apps {
+		for _, p := range a.Ports {
+			if p != 0 {
+				used = append(used, p)
+			}
+		}
 	}
+	// pick returns a free port that no other part of the edge uses.
+	pick := func() (int, error) {
+		for {
+			p, err := freePort()
+			if err != nil || !slices.Contains(used, p) {
+				used = append(used, p)
+				return p, err
+			}
+		}
+	}
+	listen, err := pick()
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +208,8 @@ func newEdge(o Options) (*Edge, error) {
 		return nil, err
 	}
 	id := hex.EncodeToString(b)
-	return &Edge{
+	confD := filepath.Join(dir, "nginx", "conf.d")
+	e := &Edge{
 		Dir:          dir,
 		Env:          userEnv(),
 		NginxConf:    filepath.Join(dir, "nginx", "nginx.conf"),
@@ -149,7 +222,37 @@ func newEdge(o Options) (*Edge, error) {
 		StateDir:     filepath.Join(dir, "state"),
 		id:           id,
 		appArgs:      slices.Clone(o.AppArgs),
-	}, nil
+	}
+	for i, ao := range o.Apps {
+		what := fmt.Sprintf("testedge: Options.Apps[%d]", i)
+		if !appName.MatchString(ao.Name) || ao.Name == "app" || slices.ContainsFunc(e.Apps, func(a *App) bool { return a.Name == ao.Name }) {
+			return nil, fmt.Errorf("%s.Name %q: give each app its own name of lower-case letters, digits and '-', not app", what, ao.Name)
+		}
+		a := &App{Name: ao.Name, Unit: "es-" + id + "-" + ao.Name + "@.service", Ports: ao.Ports, UpstreamFile: e.UpstreamFile, e: e, appArgs: slices.Clone(ao.AppArgs)}
+		if ao.File != "" {
+			if !strings.HasSuffix(ao.File, ".conf") || strings.ContainsRune(ao.File, '/') || ao.File == filepath.Base(e.UpstreamFile) {
+				return nil, fmt.Errorf("%s.File %q: name a new file of conf.d ending in .conf", what, ao.File)
+			}
+			a.UpstreamFile = filepath.Join(confD, ao.File)
+		}
+		for j := range a.Ports {
+			if a.Ports[j] == 0 {
+				if a.Ports[j], err = pick(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if a.Ports[0] == a.Ports[1] {
+			return nil, fmt.Errorf("%s.Ports are both %d; give two different ports", what, a.Ports[0])
+		}
+		p, err := pick()
+		if err != nil {
+			return nil, err
+		}
+		a.ListenAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		e.Apps = append(e.Apps, a)
+	}
+	return e, nil
 }
 
 func (e *Edge) start(ctx context.Context) error {
@@ -184,22 +287,35 @@ func (e *Edge) start(ctx context.Context) error {
 	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(e.Ports[0])); err != nil {
 		return fmt.Errorf("%w\napp log:\n%s", err, tail(e.appLog(e.Ports[0]), 10))
 	}
+	for _, a := range e.Apps {
+		if _, err := e.Systemctl(ctx, "start", a.SlotUnit(a.Ports[0])); err != nil {
+			return fmt.Errorf("%w\napp log:\n%s", err, tail(e.appLog(a.Ports[0]), 10))
+		}
+	}
 	if _, err := e.Systemctl(ctx, "start", e.NginxUnit); err != nil {
 		return fmt.Errorf("%w\nnginx unit log:\n%s\nnginx error log:\n%s", err,
 			tail(filepath.Join(e.Dir, "nginx", "unit.log"), 10), tail(filepath.Join(e.Dir, "nginx", "error.log"), 10))
 	}
-	return e.waitServing(ctx, e.Ports[0])
+	if err := e.waitServing(ctx, e.URL("/"), e.ListenAddr, e.Ports[0]); err != nil {
+		return err
+	}
+	for _, a := range e.Apps {
+		if err := e.waitServing(ctx, a.URL("/"), a.ListenAddr, a.Ports[0]); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+	}
+	return nil
 }
 
-// waitServing polls GET / through nginx until slot port answers it.
-func (e *Edge) waitServing(ctx context.Context, port int) error {
+// waitServing polls GET url (nginx at listen) until slot port answers it.
+func (e *Edge) waitServing(ctx context.Context, url, listen string, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	want := strconv.Itoa(port)
 	last := "no answer yet"
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL("/"), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
@@ -216,7 +332,7 @@ func (e *Edge) waitServing(ctx context.Context, port int) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("nginx at %s did not answer 200 from slot %d within %s (last: %s); app log:\n%s\nnginx error log:\n%s",
-				e.ListenAddr, port, startTimeout, last, tail(e.appLog(port), 10), tail(filepath.Join(e.Dir, "nginx", "error.log"), 10))
+				listen, port, startTimeout, last, tail(e.appLog(port), 10), tail(filepath.Join(e.Dir, "nginx", "error.log"), 10))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -238,11 +354,16 @@ func (e *Edge) close() error {
 		// systemd puts template instances in a slice of their own, which
 		// would otherwise stay loaded.
 		units := []string{e.NginxUnit, strings.Replace(e.AppUnit, "@", "@*", 1), e.appSlice()}
+		slots := []string{e.SlotUnit(e.Ports[0]), e.SlotUnit(e.Ports[1])}
+		for _, a := range e.Apps {
+			units = append(units, strings.Replace(a.Unit, "@", "@*", 1), sliceOf(a.Unit))
+			slots = append(slots, a.SlotUnit(a.Ports[0]), a.SlotUnit(a.Ports[1]))
+		}
 		if _, err := e.Systemctl(ctx, append([]string{"stop"}, units...)...); err != nil {
 			errs = append(errs, err)
 		}
 		// Switches enable the live slot: its link in default.target.wants goes too.
-		if _, err := e.Systemctl(ctx, "disable", e.SlotUnit(e.Ports[0]), e.SlotUnit(e.Ports[1])); err != nil {
+		if _, err := e.Systemctl(ctx, append([]string{"disable"}, slots...)...); err != nil {
 			errs = append(errs, err)
 		}
 		// Failed units stay loaded after their file is gone.
@@ -299,8 +420,11 @@ func (e *Edge) SetAppArgs(ctx context.Context, args ...string) error {
 
 // appSlice is the slice systemd makes for the app template's instances,
 // app-<escaped template prefix>.slice ("-" escapes to \x2d).
-func (e *Edge) appSlice() string {
-	prefix, _, _ := strings.Cut(e.AppUnit, "@")
+func (e *Edge) appSlice() string { return sliceOf(e.AppUnit) }
+
+// sliceOf is the slice of a template unit's instances.
+func sliceOf(template string) string {
+	prefix, _, _ := strings.Cut(template, "@")
 	return "app-" + strings.ReplaceAll(prefix, "-", `\x2d`) + ".slice"
 }
 
@@ -395,10 +519,35 @@ server {
     }
 }
 `, e.Ports[0], e.ListenAddr)
+	files := map[string]string{e.UpstreamFile: app}
+	for _, a := range e.Apps {
+		files[a.UpstreamFile] += fmt.Sprintf(`
+upstream %[1]s {
+    server 127.0.0.1:%[2]d;
+    keepalive 16;
+}
+
+server {
+    listen %[3]s;
+
+    location / {
+        proxy_pass http://%[1]s;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_next_upstream error timeout;
+    }
+}
+`, a.Name, a.Ports[0], a.ListenAddr)
+	}
 	if err := os.WriteFile(e.NginxConf, []byte(main), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(e.UpstreamFile, []byte(app), 0o644)
+	for path, text := range files {
+		if err := os.WriteFile(path, []byte(strings.TrimPrefix(text, "\n")), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeUnits writes the nginx unit and the app template unit.
@@ -420,12 +569,31 @@ TimeoutStopSec=10
 StandardOutput=append:%[2]s/unit.log
 StandardError=inherit
 `, e.id, n, NginxBin, e.NginxConf, e.PIDFile)
+	files := map[string]string{e.NginxUnit: nginx, e.AppUnit: e.appUnit("app", e.appArgs)}
+	for _, a := range e.Apps {
+		files[a.Unit] = e.appUnit(a.Name, a.appArgs)
+	}
+	for name, text := range files {
+		path := filepath.Join(e.unitDir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			return fmt.Errorf("writing unit: %w", err)
+		}
+		if !slices.Contains(e.unitFiles, path) {
+			e.unitFiles = append(e.unitFiles, path)
+		}
+	}
+	return nil
+}
+
+// appUnit is the template unit of an app whose slots run demoapp with
+// appArgs.
+func (e *Edge) appUnit(name string, appArgs []string) string {
 	args := ""
-	for _, a := range e.appArgs {
+	for _, a := range appArgs {
 		args += " " + execQuote(a)
 	}
-	app := fmt.Sprintf(`[Unit]
-Description=app slot %%i of test edge %[1]s
+	return fmt.Sprintf(`[Unit]
+Description=%[4]s slot %%i of test edge %[1]s
 # Benchmarks start each slot many times in ten seconds.
 StartLimitIntervalSec=0
 
@@ -441,18 +609,7 @@ StandardError=inherit
 # edgeswitch enables the live slot so that it comes back with the manager.
 [Install]
 WantedBy=default.target
-`, e.id, e.Dir, args)
-	files := map[string]string{e.NginxUnit: nginx, e.AppUnit: app}
-	for name, text := range files {
-		path := filepath.Join(e.unitDir, name)
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			return fmt.Errorf("writing unit: %w", err)
-		}
-		if !slices.Contains(e.unitFiles, path) {
-			e.unitFiles = append(e.unitFiles, path)
-		}
-	}
-	return nil
+`, e.id, e.Dir, args, name)
 }
 
 // execQuote quotes one ExecStart argument: systemd expands % specifiers

@@ -154,6 +154,52 @@ func TestExecQuote(t *testing.T) {
 	}
 }
 
+// TestFurtherAppsOptions checks what newEdge makes of Options.Apps: names,
+// files and ports of their own, and refusals of what would clash.
+func TestFurtherAppsOptions(t *testing.T) {
+	dir := t.TempDir()
+	e, err := newEdge(Options{Dir: dir, Apps: []AppOptions{{Name: "tpi"}, {Name: "web", File: "web.conf", Ports: [2]int{0, 5001}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpi, web := e.Apps[0], e.Apps[1]
+	if tpi.UpstreamFile != e.UpstreamFile || web.UpstreamFile != filepath.Join(dir, "nginx", "conf.d", "web.conf") {
+		t.Errorf("upstream files %s and %s, want %s and conf.d/web.conf", tpi.UpstreamFile, web.UpstreamFile, e.UpstreamFile)
+	}
+	if tpi.Unit != "es-"+e.id+"-tpi@.service" || tpi.SlotUnit(4000) != "es-"+e.id+"-tpi@4000.service" {
+		t.Errorf("tpi's unit %s, instance %s", tpi.Unit, tpi.SlotUnit(4000))
+	}
+	seen := map[string]bool{e.ListenAddr: true}
+	for _, p := range e.Ports {
+		seen[strconv.Itoa(p)] = true
+	}
+	for _, a := range e.Apps {
+		for _, v := range []string{a.ListenAddr, strconv.Itoa(a.Ports[0]), strconv.Itoa(a.Ports[1])} {
+			if seen[v] || strings.HasSuffix(v, ":0") || v == "0" {
+				t.Errorf("app %s: %s is used twice or zero", a.Name, v)
+			}
+			seen[v] = true
+		}
+	}
+	if web.Ports[1] != 5001 {
+		t.Errorf("web's second port %d, want 5001 as given", web.Ports[1])
+	}
+	for _, bad := range [][]AppOptions{
+		{{Name: "app"}},
+		{{Name: "Tpi"}},
+		{{Name: "a b"}},
+		{{Name: "tpi"}, {Name: "tpi"}},
+		{{Name: "tpi", File: "tpi.txt"}},
+		{{Name: "tpi", File: "../tpi.conf"}},
+		{{Name: "tpi", File: "app.conf"}},
+		{{Name: "tpi", Ports: [2]int{5000, 5000}}},
+	} {
+		if _, err := newEdge(Options{Dir: dir, Apps: bad}); err == nil {
+			t.Errorf("newEdge accepts Apps %+v", bad)
+		}
+	}
+}
+
 // slotOf is the X-Slot of a fresh GET, 0 when there is no good answer.
 func slotOf(t *testing.T, url string) int {
 	t.Helper()
