@@ -148,7 +148,7 @@ func (p *printer) status(st *swap.Status) {
 		if s.Enabled {
 			boot = ", enabled"
 		}
-		fmt.Fprintf(w, "slot %-5d%s  %s (%s)%s%s%s\n", s.Port, s.Unit, s.Active, s.Sub, boot, since, health)
+		fmt.Fprintf(w, "slot %-4d %s  %s (%s)%s%s%s\n", s.Port, s.Unit, s.Active, s.Sub, boot, since, health)
 	}
 	switch pd := st.Pending; {
 	case st.Switching != 0 && pd != nil:

@@ -239,10 +239,10 @@ func TestSecurityRefusesWhatOthersCouldChange(t *testing.T) {
 	}
 }
 
-// TestSecurityPlantedPendingLinkIsNotWrittenThrough: a pending symlink
-// whose target does not exist yet reads as no record, so the switch goes
-// on until it writes its record, which it must refuse rather than create
-// the target through the link; it then rolls back.
+// TestSecurityPlantedPendingLinkIsNotWrittenThrough: a pending symlink,
+// even one whose target does not exist yet, is neither read nor written
+// through: the switch refuses it when it looks for an unfinished switch,
+// before anything starts, and the target is never created.
 func TestSecurityPlantedPendingLinkIsNotWrittenThrough(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: these checks apply only when edgeswitch runs as root")
@@ -260,8 +260,8 @@ func TestSecurityPlantedPendingLinkIsNotWrittenThrough(t *testing.T) {
 	if r.code == 0 || !strings.Contains(line, link+" is a symlink") || !strings.Contains(line, "remove it") {
 		t.Errorf("exit %d, want a failure naming %s as a symlink to remove:\n%s", r.code, link, r.stderr)
 	}
-	if r.code != 1 {
-		t.Errorf("exit %d, want 1 (the switch failed and traffic stayed):\n%s", r.code, r.stderr)
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2 (refused before anything started):\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Lstat(target); err == nil {
 		t.Errorf("%s was created through the planted link", target)
