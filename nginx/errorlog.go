@@ -135,20 +135,46 @@ func (l ErrorLog) Refusal(mark int64) string {
 var bindRetry = regexp.MustCompile(`\] \d+#\d+: bind\(\) to \S+ failed \(`)
 
 func (l ErrorLog) last(mark int64, levels ...string) string {
+	var last string
+	l.scan(mark, func(level, line string) {
+		if slices.Contains(levels, level) {
+			last = line
+		}
+	})
+	return last
+}
+
+// UpstreamFailures counts the [error] lines written after mark about
+// requests to the upstream server addr that failed (refused, reset,
+// timed out), and returns the last: requests the slot at addr lost.
+func (l ErrorLog) UpstreamFailures(mark int64, addr string) (n int, last string) {
+	// '... upstream: "http://127.0.0.1:4001/health", host: ...'
+	needle := `upstream: "http://` + addr
+	l.scan(mark, func(level, line string) {
+		i := strings.Index(line, needle)
+		if level != "[error]" || i < 0 || len(line) <= i+len(needle) || !strings.ContainsRune(`/"`, rune(line[i+len(needle)])) {
+			return
+		}
+		n, last = n+1, line
+	})
+	return n, last
+}
+
+// scan calls fn with the level and text of each line written after mark.
+func (l ErrorLog) scan(mark int64, fn func(level, line string)) {
 	f, err := os.Open(l.Path)
 	if err != nil {
-		return ""
+		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return ""
+		return
 	}
 	if fi.Size() < mark {
 		mark = 0
 	}
 	mark = max(mark, fi.Size()-maxTail)
-	var last string
 	sc := bufio.NewScanner(io.NewSectionReader(f, mark, fi.Size()-mark))
 	for sc.Scan() {
 		// "2024/01/02 03:04:05 [emerg] 123#123: message"
@@ -156,9 +182,6 @@ func (l ErrorLog) last(mark int64, levels ...string) string {
 		if len(fields) < 4 {
 			continue
 		}
-		if slices.Contains(levels, fields[2]) {
-			last = strings.TrimSpace(sc.Text())
-		}
+		fn(fields[2], strings.TrimSpace(sc.Text()))
 	}
-	return last
 }

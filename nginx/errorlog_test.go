@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -225,5 +226,24 @@ func TestRefusalWaitsOutBindRetries(t *testing.T) {
 	}
 	if got := l.Refusal(0); got != final {
 		t.Errorf("Refusal = %q, want %q", got, final)
+	}
+}
+
+// TestUpstreamFailuresNameTheSlot: only failed requests to that slot count,
+// not those to the other slot or to a port that merely starts the same.
+func TestUpstreamFailuresNameTheSlot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	line := func(addr string) string {
+		return `2026/01/02 03:04:05 [error] 7#7: *12 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: "GET / HTTP/1.1", upstream: "http://` + addr + `/", host: "x"` + "\n"
+	}
+	before := line("127.0.0.1:4001")
+	text := before + line("127.0.0.1:4000") + line("127.0.0.1:40011") + line("127.0.0.1:4001") +
+		"2026/01/02 03:04:06 [warn] 7#7: *13 an upstream response is buffered to a temporary file, upstream: \"http://127.0.0.1:4001/big\"\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, last := ErrorLog{Path: path}.UpstreamFailures(int64(len(before)), "127.0.0.1:4001")
+	if n != 1 || !strings.Contains(last, `upstream: "http://127.0.0.1:4001/"`) {
+		t.Errorf("UpstreamFailures = %d, %q; want the one failed request to 127.0.0.1:4001 after the mark", n, last)
 	}
 }

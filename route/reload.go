@@ -187,6 +187,12 @@ func (r *Reload) confirm(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%d new workers", len(gen.Workers)), err
 }
 
+// UpstreamFailures counts the requests to addr that nginx logged as failed
+// since the reload, with the last such line.
+func (r *Reload) UpstreamFailures(addr string) (int, string) {
+	return r.errlog.UpstreamFailures(r.mark, addr)
+}
+
 // Drain waits until every worker from before the reload has exited: until
 // then they may still proxy requests to the previous slot.
 func (r *Reload) Drain(ctx context.Context) Drained {
@@ -212,8 +218,19 @@ func (r *Reload) Revert(ctx context.Context) error {
 			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", r.edit.File, err)
 		}
 		r.written = false
+		// The workers running now proxy to the new slot: once nginx runs
+		// the restored config, they must be gone before the caller stops
+		// that slot, or their requests in flight are cut.
+		serving, err := r.Procs.Snapshot(r.old.Master)
+		watch := err == nil && r.Procs.Alive(r.old.Master) // else there is no generation to watch
 		if err := nginx.Reload(ctx, r.Systemd, r.NginxUnit); err != nil {
 			return fmt.Errorf("nginx may be running the new config and reloading it back failed: %w", err)
+		}
+		if watch {
+			if _, err := r.Procs.WaitNewGeneration(ctx, serving, r.ReloadTimeout, pollInterval, nil); err != nil {
+				return fmt.Errorf("nginx may be running the new config: reloading it back did not take: %w", err)
+			}
+			r.Procs.WaitGone(ctx, serving.Workers, r.DrainTimeout, pollInterval)
 		}
 		return nil
 	}

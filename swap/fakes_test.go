@@ -217,18 +217,19 @@ func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (
 // puts back as Read found it. It records the steps that ran, can fail at
 // any of them, and runs a test's hook inside a step.
 type fakeRouter struct {
-	mu      sync.Mutex
-	config  []string // what the config lists now
-	read    []string // what it listed at Read: what Revert restores
-	readErr error
-	planErr error
-	checks  []route.Check
-	fail    map[string]error  // step name -> its error
-	during  map[string]func() // step name -> run at the start of the step
-	drained route.Drained
-	revErr  error
-	ran     []string // step names, and "revert", in order
-	cut     []string // whole steps whose context was cancelled when they returned
+	mu       sync.Mutex
+	config   []string // what the config lists now
+	read     []string // what it listed at Read: what Revert restores
+	readErr  error
+	planErr  error
+	checks   []route.Check
+	fail     map[string]error  // step name -> its error
+	during   map[string]func() // step name -> run at the start of the step
+	drained  route.Drained
+	revErr   error
+	ran      []string       // step names, and "revert", in order
+	failures map[string]int // failed requests logged per address
+	cut      []string       // whole steps whose context was cancelled when they returned
 }
 
 const routerFile = "/etc/nginx/conf.d/app.conf"
@@ -323,6 +324,12 @@ func (r *fakeRouter) Drain(context.Context) route.Drained {
 	defer r.mu.Unlock()
 	r.ran = append(r.ran, "drain")
 	return r.drained
+}
+
+func (r *fakeRouter) UpstreamFailures(addr string) (int, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failures[addr], "upstream: \"http://" + addr + "/\" failed"
 }
 
 func (r *fakeRouter) Revert(context.Context) error {

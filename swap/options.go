@@ -34,10 +34,17 @@ type Options struct {
 	HealthStatus   string        // accepted codes, e.g. "200-299,301"; default "200-299"
 	HealthInterval time.Duration // between polls; default 100ms
 	HealthTimeout  time.Duration // give up on the new slot; default 60s
+	HealthHost     string        // Host header of the health request; default "": the slot's address
+	HealthScheme   string        // "http" or "https"; default "http"
+	HealthInsecure bool          // https: accept any certificate of the slot (self-signed); default false
+	HealthBody     string        // text the health answer's body must contain (in its first 64 KiB); default "": any body
 	ReloadTimeout  time.Duration // wait for nginx's new workers; default 10s
 	DrainTimeout   time.Duration // wait for old workers to exit; default 30s
 	StateDir       string        // lock and history; default /var/lib/edgeswitch
 	UserManager    bool          // the units are the per-user manager's; default false
+	// Bake keeps the old slot running this long after the reload while the
+	// new one is watched, and rolls back at its first failure; 0: no bake.
+	Bake time.Duration
 
 	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
 	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
@@ -91,6 +98,7 @@ func Defaults() Options {
 		HealthStatus:   "200-299",
 		HealthInterval: 100 * time.Millisecond,
 		HealthTimeout:  60 * time.Second,
+		HealthScheme:   "http",
 		ReloadTimeout:  10 * time.Second,
 		DrainTimeout:   30 * time.Second,
 		StateDir:       "/var/lib/edgeswitch",
@@ -108,8 +116,14 @@ func (o Options) Check() error {
 		return bad("unit %q is not a template unit; set unit to a name like app@.service (the instance is the port)", o.Unit)
 	case !strings.HasPrefix(o.HealthPath, "/"):
 		return bad("health-path %q must start with /", o.HealthPath)
-	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0:
-		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout not negative")
+	case o.HealthScheme != "http" && o.HealthScheme != "https":
+		return bad("health-scheme %q: set it to \"http\" or \"https\"", o.HealthScheme)
+	case o.HealthInsecure && o.HealthScheme != "https":
+		return bad("health-insecure is for https slots: set health-scheme = \"https\" or drop it")
+	case strings.ContainsAny(o.HealthHost, "/ \t\r\n"):
+		return bad("health-host %q is not a host name; set it to the name the app routes by, e.g. app.example.com", o.HealthHost)
+	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:
+		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout and bake not negative")
 	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":
 		return bad("upstream, nginx-conf, nginx-unit and state-dir must not be empty")
 	}

@@ -21,6 +21,8 @@ type Pending struct {
 	To   int    `json:"to"`
 	File string `json:"file"`
 	Time string `json:"time"`
+	// BakeUntil is when a bake of the new slot ends, while one runs.
+	BakeUntil string `json:"bake_until,omitempty"`
 }
 
 func pendingFile(upstream string) string { return upstream + ".pending" }

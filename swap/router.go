@@ -23,8 +23,14 @@ type Router interface {
 	// Drain waits, bounded, until the proxy holds nothing for the slot that
 	// lost the traffic.
 	Drain(ctx context.Context) route.Drained
-	// Revert undoes whatever part of the planned change's steps ran.
+	// Revert undoes whatever part of the planned change's steps ran; once
+	// the proxy has taken the change, that moves the traffic back and
+	// waits until nothing serves the new slot any more.
 	Revert(ctx context.Context) error
+	// UpstreamFailures counts the requests to addr that the proxy logged
+	// as failed since the change, with the last such line: a bake watches
+	// them.
+	UpstreamFailures(addr string) (int, string)
 }
 
 // router returns the router of one switch: env's, for tests, or else the

@@ -1,9 +1,14 @@
 package swap
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -71,19 +76,66 @@ func running(active string) bool {
 // healthCheck polls one slot until it answers as configured.
 type healthCheck struct {
 	url      string
+	host     string // Host header; "" for the slot's address
+	body     string // text the body must contain; "" for any body
 	accept   []statusRange
 	interval time.Duration
 	client   *http.Client
 }
 
+// healthBodyMax bounds what is read of a health answer's body for
+// health-body: the text must be in its first 64 KiB.
+const healthBodyMax = 64 << 10
+
 func newHealthCheck(o Options, slot Slot, client *http.Client) healthCheck {
 	accept, _ := parseStatus(o.HealthStatus) // checked by Options.Check
+	if o.HealthScheme == "https" {
+		client = tlsClient(client, o.HealthHost, o.HealthInsecure)
+	}
 	return healthCheck{
-		url:      "http://" + slot.Addr + o.HealthPath,
+		url:      o.HealthScheme + "://" + slot.Addr + o.HealthPath,
+		host:     o.HealthHost,
+		body:     o.HealthBody,
 		accept:   accept,
 		interval: o.HealthInterval,
 		client:   client,
 	}
+}
+
+// tlsClient returns the client of an https health check: client itself,
+// unless the check names a host (TLS then sends and verifies that name, not
+// the slot's address) or accepts any certificate (health-insecure). Those
+// get a copy of client with a transport of their own, used only for this
+// check. A transport that is not an *http.Transport (a test's) is kept as
+// it is.
+func tlsClient(client *http.Client, host string, insecure bool) *http.Client {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if name == "" && !insecure {
+		return client
+	}
+	var base *http.Transport
+	switch t := client.Transport.(type) {
+	case nil:
+		base = http.DefaultTransport.(*http.Transport)
+	case *http.Transport:
+		base = t
+	default:
+		return client
+	}
+	t := base.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{}
+	}
+	if name != "" {
+		t.TLSClientConfig.ServerName = name
+	}
+	t.TLSClientConfig.InsecureSkipVerify = t.TLSClientConfig.InsecureSkipVerify || insecure
+	c := *client
+	c.Transport = t
+	return &c
 }
 
 // probe makes one request and returns whether the answer is accepted and a
@@ -95,18 +147,43 @@ func (h healthCheck) probe(ctx context.Context) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
+	req.Host = h.host // "" sends the slot's address
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+			return false, err.Error() + "; for a self-signed certificate of the slot set health-insecure = true"
+		}
 		return false, err.Error()
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	limit := int64(200)
+	if h.body != "" {
+		limit = healthBodyMax
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
 	for _, r := range h.accept {
 		if resp.StatusCode >= r.lo && resp.StatusCode <= r.hi {
+			if !bytes.Contains(body, []byte(h.body)) {
+				return false, fmt.Sprintf("%s, body lacks %q: %s", resp.Status, h.body, firstLine(body))
+			}
 			return true, resp.Status
 		}
 	}
-	return false, strings.TrimSpace(resp.Status + " " + strings.TrimSpace(string(body)))
+	return false, strings.TrimSpace(resp.Status + " " + strings.TrimSpace(string(body[:min(len(body), 200)])))
+}
+
+// firstLine is the first line of a body that is not blank, cut to 200
+// bytes, for messages.
+func firstLine(body []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	line = strings.TrimSpace(line)
+	if len(line) > 200 {
+		line = strings.ToValidUTF8(line[:200], "") + "..."
+	}
+	if line == "" {
+		return "(empty body)"
+	}
+	return line
 }
 
 // wait polls every interval until an accepted answer, ctx's end, or alive

@@ -121,12 +121,26 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 	}
 	for i := len(hist) - 1; i >= 0; i-- {
 		if r := hist[i]; r.Result == "switched" && r.From != nil {
+			if bad := lastSwitchTo(hist, *r.From); bad != nil && bad.Result != "switched" && bad.Result != "unchanged" {
+				return Result{}, Usage(fmt.Errorf("slot %d holds the build whose switch %s at %s; install a good build in it and run edgeswitch switch --to %d",
+					*r.From, bad.Result, bad.Time, *r.From))
+			}
 			req.To, req.Reuse = *r.From, true
 			return Switch(ctx, o, req, env)
 		}
 	}
 	return Result{}, Usage(fmt.Errorf("no switch of %s in the history in %s: nothing to roll back to; use edgeswitch switch --to PORT",
 		o.describe(), o.StateDir))
+}
+
+// lastSwitchTo returns the last attempt to switch to port, or nil.
+func lastSwitchTo(hist []Record, port int) *Record {
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].To == port {
+			return &hist[i]
+		}
+	}
+	return nil
 }
 
 // prepare are the steps that look before anything changes.
@@ -150,18 +164,39 @@ func (s *switcher) plan() []step {
 		step{name: "health", do: s.health},
 		step{name: "rewrite", do: s.rewrite},
 	)
+	last := len(s.change.Steps) - 1
 	for i, rs := range s.change.Steps {
-		st := step{name: rs.Name, do: rs.Do, whole: rs.Whole, commit: i == len(s.change.Steps)-1}
+		st := step{name: rs.Name, do: rs.Do, whole: rs.Whole, commit: i == last && s.o.Bake == 0}
 		if i == 0 {
-			st.do, st.undo = s.pending(rs.Do), s.revert
+			st.do, st.undo = s.pending(st.do), s.revert
+		}
+		if i == last {
+			st.do = s.thenUnlock(st.do)
 		}
 		steps = append(steps, st)
 	}
+	steps = append(steps, step{name: "drain", do: s.drain})
+	if s.o.Bake > 0 {
+		// The point of no return moves to the end of the bake.
+		steps = append(steps, step{name: "bake", do: s.bake, commit: true})
+	}
 	return append(steps,
-		step{name: "drain", do: s.drain},
 		step{name: "retire", do: s.retire},
 		step{name: "persist", do: s.persist},
 	)
+}
+
+// thenUnlock wraps the router's last step: once nginx runs the new config,
+// other apps' switches may have nginx's config again (a revert takes the
+// lock back).
+func (s *switcher) thenUnlock(do func(context.Context) (string, error)) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		detail, err := do(ctx)
+		if err == nil {
+			s.unlockNginx()
+		}
+		return detail, err
+	}
 }
 
 func (s *switcher) read(context.Context) (string, error) {
@@ -353,6 +388,13 @@ func (s *switcher) unlockNginx() {
 
 // revert undoes the router's steps, saying how to finish when it cannot.
 func (s *switcher) revert(ctx context.Context) error {
+	if s.unlock == nil {
+		unlock, err := lockNginx(ctx, s.o.StateDir)
+		if err != nil {
+			return fmt.Errorf("%w; traffic is on slot %d: run edgeswitch switch --to %d to finish, or --to %d to go back", err, s.res.To.Port, s.res.To.Port, s.o.other(s.res.To).Port)
+		}
+		s.unlock = unlock
+	}
 	if err := s.router.Revert(ctx); err != nil {
 		return fmt.Errorf("%w; run edgeswitch switch --to %d to finish", err, s.res.To.Port)
 	}
@@ -383,6 +425,62 @@ func (s *switcher) retire(ctx context.Context) (string, error) {
 			ErrStuck, s.res.To.Port, unit, err, s.o.systemctl(), unit)
 	}
 	return unit + " stopped", nil
+}
+
+// errBake marks a switch whose bake found the new slot failing: it was
+// rolled back, traffic is on the old slot again.
+var errBake = errors.New("rolled back: the new slot failed its bake")
+
+// bake watches the new slot for the bake time while the old one keeps
+// running: its health every interval, its unit, and the requests to it that
+// nginx logged as failed. The first failure, at any moment, fails the step,
+// which unwinds the switch: traffic back to the old slot (it never
+// stopped: one rewrite and reload), the new slot stopped.
+func (s *switcher) bake(ctx context.Context) (string, error) {
+	o, target := s.o, s.res.To
+	until := s.env.Now().Add(o.Bake)
+	if err := s.markBake(until); err != nil {
+		return "", err
+	}
+	h := newHealthCheck(o, target, s.env.HTTP)
+	deadline := time.NewTimer(o.Bake)
+	defer deadline.Stop()
+	tick := time.NewTicker(o.HealthInterval)
+	defer tick.Stop()
+	fail := func(format string, a ...any) (string, error) {
+		return "", fmt.Errorf("%w: %s", errBake, fmt.Sprintf(format, a...))
+	}
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return fail("interrupted (%v) during the bake", context.Cause(ctx))
+		case <-deadline.C:
+			return fmt.Sprintf("%s healthy through %s (%d checks)", target.Unit, o.Bake, n-1), nil
+		case <-tick.C:
+		}
+		if ok, answer := h.probe(ctx); !ok && ctx.Err() == nil {
+			return fail("%s answered %s during the bake", h.url, answer)
+		}
+		if u, err := getUnit(ctx, s.env.Systemd, target.Unit); err == nil && (!running(u.Active) || u.Sub == "auto-restart") {
+			return fail("%s is %s (%s) during the bake; see %s -u %s", target.Unit, u.Active, u.Sub, o.journalctl(), target.Unit)
+		}
+		if failed, last := s.router.UpstreamFailures(target.Addr); failed > 0 {
+			return fail("nginx logged %d failed requests to slot %d during the bake: %s", failed, target.Port, last)
+		}
+		left := until.Sub(s.env.Now()).Round(time.Second)
+		s.env.report(Event{Step: "bake", Poll: n, Detail: fmt.Sprintf("%s left; watching health, unit and failed requests of slot %d", left, target.Port)})
+	}
+}
+
+// markBake notes in the pending record until when the switch bakes, for
+// status.
+func (s *switcher) markBake(until time.Time) error {
+	p, err := readPending(s.o.StateDir, s.o.app())
+	if err != nil || p == nil {
+		return err
+	}
+	p.BakeUntil = until.UTC().Format(time.RFC3339)
+	return writePending(s.o.StateDir, s.o.app(), *p)
 }
 
 // persist enables the live slot's unit and disables the other, so that a
@@ -417,6 +515,8 @@ func (s *switcher) record(start time.Time, err error) {
 		r.Result = "unchanged"
 	case errors.Is(err, ErrStuck):
 		r.Result, r.Error = "stuck", err.Error()
+	case errors.Is(err, errBake):
+		r.Result, r.Error = "rolled-back", err.Error()
 	case err != nil:
 		r.Result, r.Error = "failed", err.Error()
 	}

@@ -622,9 +622,21 @@ func TestRollback(t *testing.T) {
 		listed:   "a",
 		history:  "switched b->a",
 	}, {
-		name: "goes back past failed attempts to the last switch",
+		name: "never back to a slot whose last switch failed: it holds the failed build",
 		setup: both(afterSwitch, func(r *rig) {
 			r.appendHistory("failed", b, a)
+		}),
+		rollback: true,
+		exit:     2,
+		says:     []string{"holds the build whose switch failed", "install a good build in it"},
+		running:  [2]bool{true, true},
+		listed:   "b",
+		enabled:  "a",
+		history:  "failed b->a",
+	}, {
+		name: "goes back past failed attempts to other slots",
+		setup: both(afterSwitch, func(r *rig) {
+			r.appendHistory("rolled-back", a, b)
 		}),
 		rollback: true,
 		jobs:     "stop b",
@@ -718,4 +730,77 @@ func TestHooksNameTheSlotsAndHearOfFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// baking sets a bake and, once the router has moved the traffic, does what
+// then to the new slot b.
+func baking(then func(r *rig)) func(*rig) {
+	return func(r *rig) {
+		r.o.Bake = 300 * time.Millisecond
+		if then != nil {
+			r.rt.during["confirm"] = func() { then(r) }
+		}
+	}
+}
+
+// TestSwitchWithABake: the old slot keeps running while the new one is
+// watched; the first failure, at any moment, moves the traffic back to the
+// old slot, which never stopped, and stops the new one.
+func TestSwitchWithABake(t *testing.T) {
+	runSwitchCases(t, []switchCase{{
+		name:    "a healthy bake: the old slot stops after it",
+		setup:   baking(nil),
+		jobs:    "start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}, {
+		name:     "health turns bad: rolled back to the old slot, which never stopped",
+		setup:    baking(func(r *rig) { r.slots[b].answer(http.StatusServiceUnavailable) }),
+		exit:     1,
+		says:     []string{"rolled back: the new slot failed its bake", "answered 503 Service Unavailable"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}, {
+		name:     "the new slot's unit dies: rolled back",
+		setup:    baking(func(r *rig) { r.sd.set(r.unit(b), unitFailed) }),
+		exit:     1,
+		says:     []string{"is failed (failed) during the bake"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}, {
+		name:     "nginx logs failed requests to the new slot: rolled back",
+		setup:    baking(func(r *rig) { r.rt.failures = map[string]int{r.addr(b): 3} }),
+		exit:     1,
+		says:     []string{"nginx logged 3 failed requests to slot"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}, {
+		name:     "Ctrl-C during the bake: rolled back",
+		setup:    baking(func(r *rig) { r.slots[b].onRequest(r.cancel) }),
+		exit:     1,
+		says:     []string{"interrupted", "during the bake"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}, {
+		name:    "--keep-old after a passing bake",
+		setup:   baking(nil),
+		keepOld: true,
+		jobs:    "start b",
+		running: [2]bool{true, true},
+		listed:  "b",
+		history: "switched a->b",
+	}})
 }

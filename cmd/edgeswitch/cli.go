@@ -50,8 +50,13 @@ type settings struct {
 	HealthStatus   string        `default:"${health_status}" help:"Accepted status codes, e.g. 200-299,301."`
 	HealthInterval time.Duration `default:"${health_interval}" help:"Time between health polls."`
 	HealthTimeout  time.Duration `default:"${health_timeout}" help:"Give up on the new slot after this."`
+	HealthHost     string        `placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
+	HealthScheme   string        `default:"${health_scheme}" placeholder:"http|https" help:"https for slots that only speak TLS."`
+	HealthInsecure bool          `help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
+	HealthBody     *string       `placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
 	ReloadTimeout  time.Duration `default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
 	DrainTimeout   time.Duration `default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
+	Bake           time.Duration `default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
 	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
 	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
@@ -69,8 +74,15 @@ func (s settings) options() (swap.Options, error) {
 		Unit: s.Unit, Host: s.Host, Ports: [2]int{s.Ports[0], s.Ports[1]},
 		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
 		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
-		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, StateDir: s.StateDir,
+		HealthHost: s.HealthHost, HealthScheme: s.HealthScheme, HealthInsecure: s.HealthInsecure,
+		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, StateDir: s.StateDir,
 		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
+	}
+	if s.HealthBody != nil { // set, unlike swap's "" for any body
+		if *s.HealthBody == "" {
+			return swap.Options{}, swap.Usage(errors.New(`health-body is empty: set it to the text the health answer's body must contain, e.g. health-body = "ok", or drop it`))
+		}
+		o.HealthBody = *s.HealthBody
 	}
 	return o, o.Check()
 }
@@ -311,8 +323,10 @@ func defaultVars() kong.Vars {
 		"health_status":   d.HealthStatus,
 		"health_interval": d.HealthInterval.String(),
 		"health_timeout":  d.HealthTimeout.String(),
+		"health_scheme":   d.HealthScheme,
 		"reload_timeout":  d.ReloadTimeout.String(),
 		"drain_timeout":   d.DrainTimeout.String(),
+		"bake":            d.Bake.String(),
 		"state_dir":       d.StateDir,
 	}
 }

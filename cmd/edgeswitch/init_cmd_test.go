@@ -183,8 +183,9 @@ func kebab(s string) string {
 	return b.String()
 }
 
-// hooksOn uncomments the hook examples of the example config.
-var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure) = )`)
+// hooksOn uncomments the examples of the example config: the hooks,
+// health-host and health-body.
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body) = )`)
 
 // TestInitConfigHoldsEverySettingWithItsDefault keeps the example config in
 // step with the settings struct: one key per setting (the hooks commented
@@ -251,6 +252,8 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 	hooked.PreStart = []string{"install", "-m", "0644", "/home/deploy/{app}.jar", "/srv/{app}/{to}/{app}.jar"}
 	hooked.PostSwitch = []string{"/usr/local/bin/notify", "{app} deployed to {to}"}
 	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
+	hooked.HealthHost = "app.example.com"
+	hooked.HealthBody = new("app")
 	if diff := cmp.Diff(hooked, parse(withHooks)); diff != "" {
 		t.Errorf("the hook examples, uncommented (-want +got):\n%s", diff)
 	}

@@ -151,6 +151,9 @@ func (p *printer) status(st *swap.Status) {
 		fmt.Fprintf(w, "slot %-4d %s  %s (%s)%s%s%s\n", s.Port, s.Unit, s.Active, s.Sub, boot, since, health)
 	}
 	switch pd := st.Pending; {
+	case st.Switching != 0 && pd != nil && pd.BakeUntil != "":
+		fmt.Fprintf(w, "switching switch %d -> %d (pid %d) bakes slot %d until %s, slot %d kept running: watching its health, its unit and nginx's failed requests to it\n",
+			pd.From, pd.To, st.Switching, pd.To, pd.BakeUntil, pd.From)
 	case st.Switching != 0 && pd != nil:
 		fmt.Fprintf(w, "switching switch %d -> %d in progress (pid %d) since %s\n", pd.From, pd.To, st.Switching, pd.Time)
 	case st.Switching != 0:
