@@ -113,13 +113,13 @@ func TestKilledSwitchConverges(t *testing.T) {
 	}
 }
 
-// assertNoStrayFiles checks that only the lock and the history are in the
+// assertNoStrayFiles checks that only the locks and the history are in the
 // state dir and no temp file is in the nginx config.
 func assertNoStrayFiles(t *testing.T, e *testedge.Edge) {
 	t.Helper()
 	entries, _ := os.ReadDir(e.StateDir)
 	for _, d := range entries {
-		if n := d.Name(); n != "app.lock" && n != "history.jsonl" {
+		if n := d.Name(); n != "app.lock" && n != "nginx.lock" && n != "history.jsonl" {
 			t.Errorf("stray file in the state dir: %s", n)
 		}
 	}
