@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-
-	"github.com/alecthomas/kong"
-	gocmp "github.com/google/go-cmp/cmp"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestBadInput runs the CLI in-process on input that must be refused before
@@ -159,7 +159,7 @@ func TestSeveralAppsInOneFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := settings{Upstream: c.Upstream, Unit: c.Unit, Ports: c.Ports, HealthPath: c.HealthPath}
-		if d := gocmp.Diff(want, got); d != "" {
+		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("settings of app %s (-want +got):\n%s", name, d)
 		}
 	}

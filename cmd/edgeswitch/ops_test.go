@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"flag"
-	gocmp "github.com/google/go-cmp/cmp"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -179,7 +178,7 @@ func TestHooks(t *testing.T) {
 		"EDGESWITCH_APP": "app", "EDGESWITCH_UPSTREAM": "app", "LANG": "C.UTF-8", "PATH": swap.HookPath,
 		"EDGESWITCH_FROM": strconv.Itoa(e.Ports[0]), "EDGESWITCH_TO": strconv.Itoa(e.Ports[1]),
 	}
-	if d := gocmp.Diff(wantEnv, got); d != "" {
+	if d := cmp.Diff(wantEnv, got); d != "" {
 		t.Errorf("a hook's environment (-want +got):\n%s", d)
 	}
 
