@@ -120,36 +120,29 @@ func TestSecurityRefusesWhatOthersCouldChange(t *testing.T) {
 		victims []victim
 		says    []string // each must be in the one error line
 	}
+	// plantedInOpenDir: the three links an attacker would plant, in a
+	// state dir anyone may write, for command.
+	plantedInOpenDir := func(command string) func(t *testing.T, marker string) refusal {
+		return func(t *testing.T, marker string) refusal {
+			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o777)
+			v := []victim{newVictim(t, "victim1"), newVictim(t, "victim2"), newVictim(t, "victim3")}
+			symlink(t, v[0].path, filepath.Join(dir, "app.lock"))
+			symlink(t, v[1].path, filepath.Join(dir, "app.pending"))
+			symlink(t, v[2].path, filepath.Join(dir, "history.jsonl"))
+			return refusal{
+				args:    []string{command},
+				extra:   append([]string{"--state-dir", dir}, touchHook(marker)...),
+				victims: v,
+				says:    []string{"state dir", dir + " is writable by group or others", "chmod go-w " + dir},
+			}
+		}
+	}
 	cases := []struct {
 		name  string
 		setup func(t *testing.T, marker string) refusal
 	}{
-		{"a: a state dir writable by others, with planted symlinks", func(t *testing.T, marker string) refusal {
-			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o777)
-			v := []victim{newVictim(t, "victim1"), newVictim(t, "victim2"), newVictim(t, "victim3")}
-			symlink(t, v[0].path, filepath.Join(dir, "app.lock"))
-			symlink(t, v[1].path, filepath.Join(dir, "app.pending"))
-			symlink(t, v[2].path, filepath.Join(dir, "history.jsonl"))
-			return refusal{
-				args:    []string{"switch"},
-				extra:   append([]string{"--state-dir", dir}, touchHook(marker)...),
-				victims: v,
-				says:    []string{"state dir", dir + " is writable by group or others", "chmod go-w " + dir},
-			}
-		}},
-		{"a: rollback, in a state dir writable by others, with planted symlinks", func(t *testing.T, marker string) refusal {
-			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o777)
-			v := []victim{newVictim(t, "victim1"), newVictim(t, "victim2"), newVictim(t, "victim3")}
-			symlink(t, v[0].path, filepath.Join(dir, "app.lock"))
-			symlink(t, v[1].path, filepath.Join(dir, "app.pending"))
-			symlink(t, v[2].path, filepath.Join(dir, "history.jsonl"))
-			return refusal{
-				args:    []string{"rollback"},
-				extra:   append([]string{"--state-dir", dir}, touchHook(marker)...),
-				victims: v,
-				says:    []string{"state dir", dir + " is writable by group or others", "chmod go-w " + dir},
-			}
-		}},
+		{"a: a state dir writable by others, with planted symlinks", plantedInOpenDir("switch")},
+		{"a: rollback, in a state dir writable by others, with planted symlinks", plantedInOpenDir("rollback")},
 		{"b: a root-owned state dir with a planted lock symlink", func(t *testing.T, marker string) refusal {
 			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o755)
 			v := newVictim(t, "victim1")

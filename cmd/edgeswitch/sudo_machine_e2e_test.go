@@ -112,41 +112,26 @@ func TestSudoGivesADeployUserSwitchAndNothingMore(t *testing.T) {
 	installIn(t, m, other, fmt.Sprintf("pre-start = [\"/usr/bin/touch\", %q]\nstate-dir = \"/tmp/x\"\n", marker))
 	t.Cleanup(func() { mustIn(t, m, "rm", "-f", other, marker) })
 
-	t.Run("sudo edgeswitch switch moves traffic", func(t *testing.T) {
-		from := machineLive(t, m)
-		load := machineLoad(t, m, 8)
-		r := asDeploy(t, m, "sudo", "-n", "edgeswitch", "switch")
-		stats := load.Stop()
-		if r.code != 0 {
-			t.Fatalf("sudo edgeswitch switch as deploy: exit %d\n%s", r.code, r.stderr)
-		}
-		to := otherSlot(from)
-		if got := machineLive(t, m); got != to {
-			t.Errorf("after the switch nginx answers from slot %s, want %s", got, to)
-		}
-		assertSlotUnits(t, m, to, "after sudo edgeswitch switch")
-		if stats.Failed != 0 || stats.Requests == 0 {
-			t.Errorf("traffic: %s, want 0 failed", stats)
-		}
-	})
-
-	t.Run("sudo edgeswitch rollback moves it back", func(t *testing.T) {
-		from := machineLive(t, m)
-		load := machineLoad(t, m, 8)
-		r := asDeploy(t, m, "sudo", "-n", "edgeswitch", "rollback")
-		stats := load.Stop()
-		if r.code != 0 {
-			t.Fatalf("sudo edgeswitch rollback as deploy: exit %d\n%s", r.code, r.stderr)
-		}
-		to := otherSlot(from)
-		if got := machineLive(t, m); got != to {
-			t.Errorf("after the rollback nginx answers from slot %s, want %s", got, to)
-		}
-		assertSlotUnits(t, m, to, "after sudo edgeswitch rollback")
-		if stats.Failed != 0 || stats.Requests == 0 {
-			t.Errorf("traffic: %s, want 0 failed", stats)
-		}
-	})
+	// Each moves the traffic to the other slot, under load, with none lost.
+	for _, command := range []string{"switch", "rollback"} {
+		t.Run("sudo edgeswitch "+command+" moves traffic", func(t *testing.T) {
+			from := machineLive(t, m)
+			load := machineLoad(t, m, 8)
+			r := asDeploy(t, m, "sudo", "-n", "edgeswitch", command)
+			stats := load.Stop()
+			if r.code != 0 {
+				t.Fatalf("sudo edgeswitch %s as deploy: exit %d\n%s", command, r.code, r.stderr)
+			}
+			to := otherSlot(from)
+			if got := machineLive(t, m); got != to {
+				t.Errorf("after %s nginx answers from slot %s, want %s", command, got, to)
+			}
+			assertSlotUnits(t, m, to, "after sudo edgeswitch "+command)
+			if stats.Failed != 0 || stats.Requests == 0 {
+				t.Errorf("traffic: %s, want 0 failed", stats)
+			}
+		})
+	}
 
 	t.Run("sudo edgeswitch status answers", func(t *testing.T) {
 		live := machineLive(t, m)

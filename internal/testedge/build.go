@@ -12,21 +12,24 @@ import (
 	"sync"
 )
 
-// demoapp is the binary built by this process, shared by its edges: one
-// `go build` per process instead of one link per edge.
-var demoapp struct {
+// built are the binaries this process built, by command, shared by its
+// edges and machines: one `go build` per process instead of one link each.
+var built struct {
 	sync.Mutex
-	path string
+	paths map[string]string
 }
 
-// buildDemoapp builds cmd/demoapp once per process into a fixed per-user
-// path under the temp dir (replaced atomically, so concurrent test processes
+// buildDemoapp builds cmd/demoapp once per process; see build.
+func buildDemoapp(ctx context.Context) (string, error) { return build(ctx, "demoapp") }
+
+// build builds ./cmd/<name> once per process into a fixed per-user path
+// under the temp dir (replaced atomically, so concurrent test processes
 // neither clash nor pile up copies) and returns that path.
-func buildDemoapp(ctx context.Context) (string, error) {
-	demoapp.Lock()
-	defer demoapp.Unlock()
-	if demoapp.path != "" {
-		return demoapp.path, nil
+func build(ctx context.Context, name string) (string, error) {
+	built.Lock()
+	defer built.Unlock()
+	if p := built.paths[name]; p != "" {
+		return p, nil
 	}
 	root, err := moduleRoot(ctx)
 	if err != nil {
@@ -36,18 +39,21 @@ func buildDemoapp(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf("demoapp.%d.tmp", os.Getpid()))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/demoapp")
+	tmp := filepath.Join(dir, fmt.Sprintf("%s.%d.tmp", name, os.Getpid()))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/"+name)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("go build ./cmd/demoapp in %s: %w: %s", root, err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("go build ./cmd/%s in %s: %w: %s", name, root, err, strings.TrimSpace(string(out)))
 	}
-	path := filepath.Join(dir, "demoapp")
+	path := filepath.Join(dir, name)
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
-	demoapp.path = path
+	if built.paths == nil {
+		built.paths = map[string]string{}
+	}
+	built.paths[name] = path
 	return path, nil
 }
 

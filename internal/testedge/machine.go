@@ -899,12 +899,6 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// machineBinaries are built once per process, like buildDemoapp's.
-var machineBinaries struct {
-	sync.Mutex
-	edgeswitch string
-}
-
 // InstallBinaries builds cmd/edgeswitch and cmd/demoapp (once per test
 // process) and installs them as /usr/local/bin/edgeswitch and
 // /usr/local/bin/demoapp, the machine on or off.
@@ -913,7 +907,7 @@ func (m *Machine) InstallBinaries(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	es, err := buildEdgeswitch(ctx)
+	es, err := build(ctx, "edgeswitch")
 	if err != nil {
 		return err
 	}
@@ -927,37 +921,6 @@ func (m *Machine) InstallBinaries(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// buildEdgeswitch builds cmd/edgeswitch once per process, as buildDemoapp
-// builds the demo app.
-func buildEdgeswitch(ctx context.Context) (string, error) {
-	machineBinaries.Lock()
-	defer machineBinaries.Unlock()
-	if machineBinaries.edgeswitch != "" {
-		return machineBinaries.edgeswitch, nil
-	}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("edgeswitch-testedge-%d", os.Getuid()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp := filepath.Join(dir, fmt.Sprintf("edgeswitch.%d.tmp", os.Getpid()))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/edgeswitch")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("go build ./cmd/edgeswitch in %s: %w: %s", root, err, strings.TrimSpace(string(out)))
-	}
-	path := filepath.Join(dir, "edgeswitch")
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	machineBinaries.edgeswitch = path
-	return path, nil
 }
 
 // NewMachine boots a machine for one test, in t.TempDir() unless o.Dir is
