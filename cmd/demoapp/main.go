@@ -1,6 +1,7 @@
 // Command demoapp is the small HTTP app that the sandbox edge
 // (internal/testedge) runs in its slots. Its flags make it misbehave in the
-// ways a switch has to survive: slow boot, late readiness, never ready, crash.
+// ways a switch has to survive: slow boot, late readiness, never ready, crash,
+// and a build that turns sick after it passed its health check.
 package main
 
 import (
@@ -33,8 +34,10 @@ type config struct {
 	neverReady    bool
 	crash         bool
 	shutdownGrace time.Duration
-	bodyFile      string // -body-file, {port} not yet replaced
-	body          []byte // what GET answers instead of "slot N", when set
+	sickFrom      time.Duration // -sick-after, -sick-between: /health answers 503
+	sickUntil     time.Duration // from sickFrom until this long after start; 0: for good
+	bodyFile      string        // -body-file, {port} not yet replaced
+	body          []byte        // what GET answers instead of "slot N", when set
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -48,12 +51,27 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.neverReady, "never-ready", false, "/health always answers 503")
 	fs.BoolVar(&c.crash, "crash", false, "exit 1 at start")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, wait this long for in-flight requests")
+	sickAfter := fs.Duration("sick-after", 0, "/health answers 503 from this long after start on (a build that turns bad once live)")
+	sickBetween := fs.String("sick-between", "", "`D1,D2`: /health answers 503 from D1 until D2 after start, then 200 again (a build that is bad for a moment)")
 	fs.StringVar(&c.bodyFile, "body-file", "", "answer GET with this file's content, read at start ({port} in `PATH` becomes the port), as a build installed into the slot")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *sickAfter > 0 && *sickBetween != "" {
+		return c, errors.New("-sick-after and -sick-between: give one")
+	}
+	if *sickAfter > 0 {
+		c.sickFrom = *sickAfter
+	}
+	if *sickBetween != "" {
+		from, until, err := parseWindow(*sickBetween)
+		if err != nil {
+			return c, fmt.Errorf("-sick-between: %w", err)
+		}
+		c.sickFrom, c.sickUntil = from, until
 	}
 	if c.addr == "" {
 		if *port <= 0 || *port > 65535 {
@@ -67,6 +85,30 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.slot = p
 	return c, nil
+}
+
+// parseWindow reads "D1,D2", two durations with D1 < D2.
+func parseWindow(s string) (from, until time.Duration, err error) {
+	a, b, ok := strings.Cut(s, ",")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not D1,D2 (e.g. 1.5s,2.5s)", s)
+	}
+	if from, err = time.ParseDuration(strings.TrimSpace(a)); err == nil {
+		until, err = time.ParseDuration(strings.TrimSpace(b))
+	}
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case from <= 0 || until <= from:
+		return 0, 0, fmt.Errorf("%q: want 0 < D1 < D2", s)
+	}
+	return from, until, nil
+}
+
+// sick says whether /health answers 503 at age (time since start) because
+// of -sick-after or -sick-between.
+func (c config) sick(age time.Duration) bool {
+	return c.sickFrom > 0 && age >= c.sickFrom && (c.sickUntil == 0 || age < c.sickUntil)
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -155,6 +197,10 @@ func newHandler(c config, start time.Time, now func() time.Time) http.Handler {
 		case r.URL.Path == "/health":
 			if c.neverReady || now().Sub(start) < c.readyAfter {
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			if c.sick(now().Sub(start)) {
+				http.Error(w, "sick", http.StatusServiceUnavailable)
 				return
 			}
 			fmt.Fprintln(w, "ok")

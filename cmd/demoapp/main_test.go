@@ -40,6 +40,12 @@ func TestHandler(t *testing.T) {
 		{"sleep delays the answer", config{}, at(0), "GET", "/?sleep=20ms", "", 200, "slot 4001\n"},
 		{"a bad sleep is a bad request", config{}, at(0), "GET", "/?sleep=soon", "", 400, "bad sleep duration\n"},
 		{"a body file is what GET answers", config{body: []byte("build 2\n")}, at(0), "GET", "/", "", 200, "build 2\n"},
+		{"health is ok before sick-after", config{sickFrom: time.Second}, at(999 * time.Millisecond), "GET", "/health", "", 200, "ok\n"},
+		{"health is 503 from sick-after on", config{sickFrom: time.Second}, at(time.Hour), "GET", "/health", "", 503, "sick\n"},
+		{"root still answers when sick", config{sickFrom: time.Second}, at(time.Hour), "GET", "/", "", 200, "slot 4001\n"},
+		{"health is ok before a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(999 * time.Millisecond), "GET", "/health", "", 200, "ok\n"},
+		{"health is 503 in a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(1500 * time.Millisecond), "GET", "/health", "", 503, "sick\n"},
+		{"health is ok again after a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(2 * time.Second), "GET", "/health", "", 200, "ok\n"},
 		{"health stays ok with a body file", config{body: []byte("build 2\n")}, at(0), "GET", "/health", "", 200, "ok\n"},
 	}
 	for _, tt := range tests {
@@ -82,6 +88,39 @@ func TestFlags(t *testing.T) {
 			}
 			if err != nil || c.addr != tt.wantAddr || c.slot != tt.wantSlot {
 				t.Fatalf("got %q %q %v, want %q %q", c.addr, c.slot, err, tt.wantAddr, tt.wantSlot)
+			}
+		})
+	}
+}
+
+func TestSickFlags(t *testing.T) {
+	tests := []struct {
+		name            string
+		args            []string
+		wantFrom, until time.Duration
+		wantErr         string
+	}{
+		{"not sick by default", nil, 0, 0, ""},
+		{"sick-after is sick for good", []string{"-sick-after", "1s"}, time.Second, 0, ""},
+		{"sick-between is a window", []string{"-sick-between", "1.5s,2.5s"}, 1500 * time.Millisecond, 2500 * time.Millisecond, ""},
+		{"sick-between takes spaces", []string{"-sick-between", "1s, 2s"}, time.Second, 2 * time.Second, ""},
+		{"sick-between needs two durations", []string{"-sick-between", "1s"}, 0, 0, "not D1,D2"},
+		{"sick-between needs durations", []string{"-sick-between", "1s,soon"}, 0, 0, "-sick-between"},
+		{"sick-between must end after it starts", []string{"-sick-between", "2s,1s"}, 0, 0, "0 < D1 < D2"},
+		{"sick-between must start after start", []string{"-sick-between", "0s,1s"}, 0, 0, "0 < D1 < D2"},
+		{"one of the two", []string{"-sick-after", "1s", "-sick-between", "1s,2s"}, 0, 0, "give one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(append([]string{"-port", "4000"}, tt.args...), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.sickFrom != tt.wantFrom || c.sickUntil != tt.until {
+				t.Fatalf("got %s %s %v, want %s %s", c.sickFrom, c.sickUntil, err, tt.wantFrom, tt.until)
 			}
 		})
 	}
