@@ -9,7 +9,7 @@ var (
 	ErrUsage = errors.New("bad usage or setup")
 	// ErrFailed: the switch failed and was undone; traffic stayed on the
 	// old slot and every file is as it was. Exit code 1.
-	ErrFailed = errors.New("switch failed, traffic stays on the old slot")
+	ErrFailed = errors.New("switch failed, traffic is on the old slot")
 	// ErrStuck: something could not be restored or stopped; the message
 	// says what state things are in and what to run. Exit code 3.
 	ErrStuck = errors.New("could not finish or restore")

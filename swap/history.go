@@ -29,10 +29,10 @@ type Record struct {
 	Login    string     `json:"user,omitempty"` // who ran it
 }
 
-// priority is the journal priority of the record: a switch that failed or
-// got stuck is an error an operator must see.
+// priority is the journal priority of the record: a switch that failed,
+// was rolled back or got stuck is an error an operator must see.
 func (r Record) priority() journal.Priority {
-	if r.Result == "failed" || r.Result == "stuck" {
+	if r.Result == "failed" || r.Result == "stuck" || r.Result == "rolled-back" {
 		return journal.PriErr
 	}
 	return journal.PriInfo

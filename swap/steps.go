@@ -103,7 +103,11 @@ func (s *switcher) unwind(cause error) error {
 			return fmt.Errorf("%w: %w (after: %w)", ErrStuck, err, cause)
 		}
 	}
-	s.env.report(Event{Step: "rollback", Detail: "traffic stays where it was"})
+	detail := "traffic stays where it was"
+	if s.moved { // it went to the new slot and came back
+		detail = fmt.Sprintf("traffic is back on slot %d", s.o.other(s.res.To).Port)
+	}
+	s.env.report(Event{Step: "rollback", Detail: detail})
 	return fmt.Errorf("%w: %w", ErrFailed, cause)
 }
 

@@ -184,7 +184,7 @@ func ptr(p int) *int { return &p }
 
 func TestAFailedOrStuckSwitchIsAnErrorInTheJournal(t *testing.T) {
 	for result, want := range map[string]journal.Priority{
-		"switched": journal.PriInfo, "unchanged": journal.PriInfo, "failed": journal.PriErr, "stuck": journal.PriErr,
+		"switched": journal.PriInfo, "unchanged": journal.PriInfo, "failed": journal.PriErr, "stuck": journal.PriErr, "rolled-back": journal.PriErr,
 	} {
 		if got := (Record{Result: result}).priority(); got != want {
 			t.Errorf("%s: priority %d, want %d", result, got, want)

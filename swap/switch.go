@@ -44,6 +44,7 @@ type switcher struct {
 	undos     []func(context.Context) error
 	committed bool
 	unlock    func() // releases the nginx lock while the router's steps hold it
+	moved     bool   // the proxy took the change: traffic went to the new slot
 	steps     []StepTime
 }
 
@@ -193,6 +194,7 @@ func (s *switcher) thenUnlock(do func(context.Context) (string, error)) func(con
 	return func(ctx context.Context) (string, error) {
 		detail, err := do(ctx)
 		if err == nil {
+			s.moved = true
 			s.unlockNginx()
 		}
 		return detail, err

@@ -706,7 +706,7 @@ func TestHooksNameTheSlotsAndHearOfFailures(t *testing.T) {
 		want  string
 	}{
 		{"a switch that works", nil, 0, "pre shop app A B|\n"},
-		{"a switch that fails", answers(b, http.StatusServiceUnavailable), 1, "pre shop app A B|\nfail shop app A B|switch failed, traffic stays on the old slot: no healthy answer"},
+		{"a switch that fails", answers(b, http.StatusServiceUnavailable), 1, "pre shop app A B|\nfail shop app A B|switch failed, traffic is on the old slot: no healthy answer"},
 		{"a refusal", func(r *rig) { r.rt.planErr = errors.New("no such upstream") }, 2, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
