@@ -34,11 +34,27 @@ type ErrorLog struct{ Path string }
 // is not visible here). Files included from conf are not searched. It
 // never fails: a wrong guess only costs the [emerg] line in a report.
 func ErrorLogPath(ctx context.Context, run Runner, bin, conf string) string {
+	build, resolve := buildFacts(ctx, run, bin)
+	if path := confErrorLog(conf); path != "" {
+		return resolve(path)
+	}
+	if path := build("error-log-path"); isFile(path) {
+		return resolve(path)
+	}
+	return defaultErrorLog
+}
+
+// buildFacts returns build, which looks up one of the build's configure
+// arguments (--prefix, --error-log-path...) in `bin -V`, and resolve, which
+// makes a path from the config absolute as nginx does: against the build's
+// --prefix, or /usr/share/nginx when that is unknown. bin -V runs once, and
+// only when one of them needs it.
+func buildFacts(ctx context.Context, run Runner, bin string) (build, resolve func(string) string) {
 	version := sync.OnceValue(func() string {
 		out, _ := run(ctx, bin, "-V")
 		return string(out)
 	})
-	build := func(name string) string {
+	build = func(name string) string {
 		for _, f := range strings.Fields(version()) {
 			if v, ok := strings.CutPrefix(f, "--"+name+"="); ok {
 				return strings.Trim(v, `'"`)
@@ -46,7 +62,7 @@ func ErrorLogPath(ctx context.Context, run Runner, bin, conf string) string {
 		}
 		return ""
 	}
-	resolve := func(path string) string {
+	resolve = func(path string) string {
 		if filepath.IsAbs(path) {
 			return path
 		}
@@ -56,14 +72,7 @@ func ErrorLogPath(ctx context.Context, run Runner, bin, conf string) string {
 		}
 		return filepath.Join(prefix, path)
 	}
-
-	if path := confErrorLog(conf); path != "" {
-		return resolve(path)
-	}
-	if path := build("error-log-path"); isFile(path) {
-		return resolve(path)
-	}
-	return defaultErrorLog
+	return build, resolve
 }
 
 // confErrorLog returns the first top-level error_log in the main config
@@ -98,16 +107,19 @@ func isFile(target string) bool {
 
 // Mark returns the log's current size, the offset to read from later; 0 when
 // the log does not exist yet.
-func (l ErrorLog) Mark() int64 {
-	fi, err := os.Stat(l.Path)
+func (l ErrorLog) Mark() int64 { return logSize(l.Path) }
+
+// logSize returns the size of the log at path, or 0 when it does not exist.
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
 	if err != nil {
 		return 0
 	}
 	return fi.Size()
 }
 
-// maxTail bounds how much LastEmerg reads, in case a debug level log grew a
-// lot since the mark.
+// maxTail bounds how much is read after a mark, in case a debug level error
+// log or a busy access log grew a lot since.
 const maxTail = 1 << 20
 
 // LastEmerg returns the last line at level emerg, alert or crit written
@@ -162,7 +174,27 @@ func (l ErrorLog) UpstreamFailures(mark int64, addr string) (n int, last string)
 
 // scan calls fn with the level and text of each line written after mark.
 func (l ErrorLog) scan(mark int64, fn func(level, line string)) {
-	f, err := os.Open(l.Path)
+	tail(l.Path, mark, func(line string) {
+		// "2024/01/02 03:04:05 [emerg] 123#123: message"
+		fields := strings.SplitN(line, " ", 4)
+		if len(fields) < 4 {
+			return
+		}
+		fn(fields[2], strings.TrimSpace(line))
+	})
+}
+
+// tail calls fn with each line of the log at path written after offset
+// mark (a Mark). A log now shorter than mark was rotated or truncated and is
+// read from the start. Only the last maxTail bytes are read; the line cut
+// there is skipped. Anything but a regular file (/dev/stdout, a pipe) has
+// no lines.
+func tail(path string, mark int64, fn func(line string)) {
+	// Stat first: opening a named pipe would wait for a writer.
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return
 	}
@@ -174,14 +206,19 @@ func (l ErrorLog) scan(mark int64, fn func(level, line string)) {
 	if fi.Size() < mark {
 		mark = 0
 	}
-	mark = max(mark, fi.Size()-maxTail)
+	// Past maxTail, start one byte early and drop the first line: it is
+	// the cut one, or empty when the cut falls just after a newline.
+	cut := mark < fi.Size()-maxTail
+	if cut {
+		mark = fi.Size() - maxTail - 1
+	}
 	sc := bufio.NewScanner(io.NewSectionReader(f, mark, fi.Size()-mark))
+	sc.Buffer(nil, maxTail+1)
 	for sc.Scan() {
-		// "2024/01/02 03:04:05 [emerg] 123#123: message"
-		fields := strings.SplitN(sc.Text(), " ", 4)
-		if len(fields) < 4 {
+		if cut {
+			cut = false
 			continue
 		}
-		fn(fields[2], strings.TrimSpace(sc.Text()))
+		fn(sc.Text())
 	}
 }
