@@ -44,11 +44,10 @@ type Reload struct {
 	Run     nginx.Runner
 	Procs   nginx.Procs
 
-	block    *upstream.Block // as read; validate may read it again
-	edit     *upstream.Edit
-	target   string // the address the plan lists
-	written  bool   // the file holds the new bytes
-	reloaded bool   // a reload was asked for: nginx may run the new config
+	orig     *upstream.Block  // as Read found it: what Revert puts back
+	base     *upstream.Block  // what the next Plan starts from: orig, then each plan's result
+	written  []*upstream.Edit // the edits written to the file, in order
+	reloaded bool             // a reload was asked for: nginx may run the new config
 	old      nginx.Generation
 	errlog   nginx.ErrorLog
 	mark     int64
@@ -60,7 +59,7 @@ func (r *Reload) Read() (Listing, error) {
 	if err != nil {
 		return Listing{}, err
 	}
-	r.block = b
+	r.orig, r.base = b, b
 	return Listing{File: b.File, Line: b.Line, Addrs: b.Listed()}, nil
 }
 
@@ -88,46 +87,87 @@ func (r *Reload) active(ctx context.Context) error {
 	return nil
 }
 
-// Plan computes the byte-minimal edit that lists only the target, and the
-// steps that write it, test it and reload nginx. It needs Read first.
+// Plan computes the byte-minimal edit that lists the backends (one, or
+// several with their weights: a canary), and the steps that write it, test
+// it and reload nginx. It needs Read first. Plans chain: each starts from
+// the file as the one before leaves it, so a canary's weights and then the
+// new slot alone are two plans of one switch.
 func (r *Reload) Plan(to []Backend) (*Change, error) {
-	if len(to) != 1 {
-		return nil, fmt.Errorf("upstream %s: the reload router lists one slot at a time, not %d", r.Upstream, len(to))
-	}
-	e, err := r.block.To(to[0].Addr, r.Slots)
+	c := &change{r: r, block: r.base, to: to}
+	e, err := c.edit(r.base)
 	if err != nil {
 		return nil, err
 	}
-	r.edit, r.target = e, to[0].Addr
+	c.e = e
+	if r.base, err = upstream.Parse(e.File, e.New, r.Upstream, r.Slots); err != nil {
+		return nil, fmt.Errorf("upstream: own edit of %s does not read back: %w", e.File, err)
+	}
 	return &Change{File: e.File, Diff: e.Diff(), Changed: e.Changed(), Steps: []Step{
-		{Name: "validate", Do: r.validate},
+		{Name: "validate", Do: c.validate},
 		{Name: "reload", Do: r.reload, Whole: true},
 		{Name: "confirm", Do: r.confirm, Whole: true},
 	}}, nil
 }
 
+// change is one planned edit of the upstream block.
+type change struct {
+	r     *Reload
+	to    []Backend
+	block *upstream.Block // the block the edit starts from
+	e     *upstream.Edit
+}
+
+// edit computes the change's edit of block b.
+func (c *change) edit(b *upstream.Block) (*upstream.Edit, error) {
+	switch len(c.to) {
+	case 0:
+		return nil, fmt.Errorf("upstream %s: a plan lists at least one slot", c.r.Upstream)
+	case 1:
+		if bytes.Equal(b.Body(), c.r.orig.Body()) {
+			return b.To(c.to[0].Addr, c.r.Slots)
+		}
+		// After a canary: the block as a plain switch from the one Read
+		// found would leave it.
+		plain, err := c.r.orig.To(c.to[0].Addr, c.r.Slots)
+		if err != nil {
+			return nil, err
+		}
+		end, err := upstream.Parse(plain.File, plain.New, c.r.Upstream, c.r.Slots)
+		if err != nil {
+			return nil, err
+		}
+		return b.Rebody(end.Body()), nil
+	}
+	weights := map[string]int{}
+	for _, be := range c.to {
+		weights[be.Addr] = be.Weight
+	}
+	return b.Weigh(weights, c.r.Slots)
+}
+
 // validate writes the new bytes atomically and runs nginx -t on them.
-func (r *Reload) validate(ctx context.Context) (string, error) {
-	if !r.edit.Changed() {
+func (c *change) validate(ctx context.Context) (string, error) {
+	r := c.r
+	if !c.e.Changed() {
 		return "unchanged", nil
 	}
 	// Someone may have edited the file since it was read (another app's
 	// switch, whose upstream is in the same file): never write over their
 	// change.
-	now, err := os.ReadFile(r.edit.File)
+	now, err := os.ReadFile(c.e.File)
 	if err != nil {
-		return "", fmt.Errorf("%s changed while the new slot started (%w); run the switch again", r.edit.File, err)
+		return "", fmt.Errorf("%s changed while the new slot started (%w); run the switch again", c.e.File, err)
 	}
-	if !bytes.Equal(now, r.edit.Old) {
-		if err := r.replan(now); err != nil {
+	if !bytes.Equal(now, c.e.Old) {
+		if err := c.replan(now); err != nil {
 			return "", err
 		}
 	}
 	// Set before the write: an error after the rename (fsync of the
 	// directory) still leaves the new bytes in place, and restoring the
 	// original twice is harmless.
-	r.written = true
-	if err := atomicfile.Write(r.edit.File, r.edit.New, 0o644); err != nil {
+	r.written = append(r.written, c.e)
+	if err := atomicfile.Write(c.e.File, c.e.New, 0o644); err != nil {
 		return "", err
 	}
 	if err := nginx.Test(ctx, r.Run, r.NginxBin, r.NginxConf); err != nil {
@@ -137,18 +177,18 @@ func (r *Reload) validate(ctx context.Context) (string, error) {
 }
 
 // replan makes the edit again on the file as it is now, when the upstream
-// block itself still lists what it did at Read: then the change someone
-// made elsewhere in the file is kept as it is.
-func (r *Reload) replan(now []byte) error {
-	b, err := upstream.Parse(r.edit.File, now, r.Upstream, r.Slots)
-	if err != nil || !bytes.Equal(b.Body(), r.block.Body()) {
-		return fmt.Errorf("%s changed while the new slot started, upstream %s with it; run the switch again", r.edit.File, r.Upstream)
+// block itself is still as the plan found it: then the change someone made
+// elsewhere in the file is kept as it is.
+func (c *change) replan(now []byte) error {
+	b, err := upstream.Parse(c.e.File, now, c.r.Upstream, c.r.Slots)
+	if err != nil || !bytes.Equal(b.Body(), c.block.Body()) {
+		return fmt.Errorf("%s changed while the new slot started, upstream %s with it; run the switch again", c.e.File, c.r.Upstream)
 	}
-	e, err := b.To(r.target, r.Slots)
+	e, err := c.edit(b)
 	if err != nil {
 		return err
 	}
-	r.block, r.edit = b, e
+	c.block, c.e = b, e
 	return nil
 }
 
@@ -210,14 +250,15 @@ func (r *Reload) Drain(ctx context.Context) Drained {
 // that it never keeps pointing at a slot that is about to stop. The errors
 // say what state nginx and the file are in.
 func (r *Reload) Revert(ctx context.Context) error {
-	if !r.written {
+	if len(r.written) == 0 {
 		return nil
 	}
+	file := r.orig.File
 	if r.reloaded && r.old.Master != 0 && r.tookNew() {
 		if err := r.restore(); err != nil {
-			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", r.edit.File, err)
+			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", file, err)
 		}
-		r.written = false
+		r.written = nil
 		// The workers running now proxy to the new slot: once nginx runs
 		// the restored config, they must be gone before the caller stops
 		// that slot, or their requests in flight are cut.
@@ -235,36 +276,39 @@ func (r *Reload) Revert(ctx context.Context) error {
 		return nil
 	}
 	if err := r.restore(); err != nil {
-		return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", r.edit.File, err)
+		return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", file, err)
 	}
-	r.written = false
+	r.written = nil
 	return nil
 }
 
-// restore undoes this switch's own edit on the file as it is now: the
-// block's body goes back to what it was, and a change someone made
-// elsewhere in the file since (another app's switch) stays. A write that
-// failed before its rename left nothing to restore.
+// restore undoes this switch's own edits on the file as it is now: the
+// block's body goes back to what Read found, and a change someone made
+// elsewhere in the file since (another app's switch) stays. A body still
+// as Read found it (a write that failed before its rename) needs nothing.
 func (r *Reload) restore() error {
-	now, err := os.ReadFile(r.edit.File)
+	file := r.orig.File
+	now, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(now, r.edit.Old) {
+	cur, err := upstream.Parse(file, now, r.Upstream, r.Slots)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(cur.Body(), r.orig.Body()) {
 		return nil
 	}
-	cur, err := upstream.Parse(r.edit.File, now, r.Upstream, r.Slots)
-	if err != nil {
-		return err
+	ours := false
+	for _, e := range r.written {
+		if mine, err := upstream.Parse(file, e.New, r.Upstream, r.Slots); err == nil && bytes.Equal(cur.Body(), mine.Body()) {
+			ours = true
+		}
 	}
-	mine, err := upstream.Parse(r.edit.File, r.edit.New, r.Upstream, r.Slots)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(cur.Body(), mine.Body()) {
+	if !ours {
 		return fmt.Errorf("upstream %s was changed by someone else since this switch wrote it; put back its servers by hand", r.Upstream)
 	}
-	return atomicfile.Write(r.edit.File, cur.WithBody(r.block.Body()), 0o644)
+	return atomicfile.Write(file, cur.WithBody(r.orig.Body()), 0o644)
 }
 
 // tookNew reports whether nginx's master has a worker that was not there

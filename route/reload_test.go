@@ -525,20 +525,46 @@ func TestPlan(t *testing.T) {
 		w.wantFile(w.orig, "after validate and Revert")
 		w.wantTests(0)
 	})
-	for _, n := range []int{0, 2} {
-		t.Run(fmt.Sprintf("%d backends are refused", n), func(t *testing.T) {
-			w := newWorld(t)
-			if _, err := w.r.Read(); err != nil {
-				t.Fatal(err)
-			}
-			to := []Backend{{Addr: slotA, Weight: 1}, {Addr: slotB, Weight: 1}}[:n]
-			ch, err := w.r.Plan(to)
-			wantErr(t, err, nil, fmt.Sprintf("upstream app: the reload router lists one slot at a time, not %d", n))
-			if ch != nil {
-				t.Errorf("got change %+v", ch)
-			}
-		})
-	}
+	t.Run("no backend is refused", func(t *testing.T) {
+		w := newWorld(t)
+		if _, err := w.r.Read(); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := w.r.Plan(nil)
+		wantErr(t, err, nil, "upstream app: a plan lists at least one slot")
+		if ch != nil {
+			t.Errorf("got change %+v", ch)
+		}
+	})
+	t.Run("a canary then the new slot alone: two plans of one switch, one revert", func(t *testing.T) {
+		w := newWorld(t)
+		if _, err := w.r.Read(); err != nil {
+			t.Fatal(err)
+		}
+		canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone, err := w.r.Plan([]Backend{{Addr: slotB}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(canary.Diff, "+    server 127.0.0.1:4001 weight=10;") || !strings.Contains(alone.Diff, "+    server 127.0.0.1:4001 max_fails=0;") {
+			t.Errorf("diffs:\n%s\n%s", canary.Diff, alone.Diff)
+		}
+		if _, failed, err := w.steps(canary); err != nil {
+			t.Fatalf("canary step %s: %v", failed, err)
+		}
+		w.wantFile([]byte(strings.Replace(appConf, "127.0.0.1:4000 max_fails=0;", "127.0.0.1:4000 weight=90 max_fails=0;\n    server 127.0.0.1:4001 weight=10;", 1)), "with the canary")
+		if _, failed, err := w.steps(alone); err != nil {
+			t.Fatalf("step %s: %v", failed, err)
+		}
+		w.wantFile([]byte(strings.Replace(appConf, "127.0.0.1:4000 max_fails=0;", "127.0.0.1:4001 max_fails=0;", 1)), "with the new slot alone, as a plain switch leaves it")
+		if err := w.r.Revert(t.Context()); err != nil {
+			t.Fatalf("revert: %v", err)
+		}
+		w.wantFile(w.orig, "after Revert")
+	})
 	t.Run("a target that is not a slot is refused", func(t *testing.T) {
 		w := newWorld(t)
 		if _, err := w.r.Read(); err != nil {

@@ -67,6 +67,7 @@ type Server struct {
 	Standby    bool // marked backup or down: it cannot carry the traffic alone
 	start, end int  // the directive, from "server" to its ';' inclusive
 	addr       token
+	params     []token // the words after the address
 }
 
 // Listed returns the slots the block lists, in order, without repeats.
@@ -131,7 +132,7 @@ func locate(file string, src []byte, name string) ([]*Block, error) {
 			if cur != nil && depth == inner && len(stmt) >= 2 && stmt[0].text == "server" {
 				cur.Servers = append(cur.Servers, Server{
 					Addr: stmt[1].text, Line: stmt[0].line,
-					start: stmt[0].start, end: t.end, addr: stmt[1],
+					start: stmt[0].start, end: t.end, addr: stmt[1], params: slices.Clone(stmt[2:]),
 					Standby: slices.ContainsFunc(stmt[2:], func(w token) bool { return w.text == "backup" || w.text == "down" }),
 				})
 			}

@@ -3,6 +3,8 @@ package upstream
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -140,3 +142,89 @@ func lineSpan(src []byte, start, end int) (int, int) {
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// Weigh computes the edit that lists exactly the slots in weights, each
+// with its weight= parameter: a canary gives the new slot a small share of
+// the requests. A slot's line keeps its other parameters and gets its
+// weight set, or added after the address; a slot with no line gets one
+// after the last server line, indented alike; the lines of other slots go.
+// A slot marked backup or down cannot take a share: that is an error.
+func (b *Block) Weigh(weights map[string]int, slots Slots) (*Edit, error) {
+	for addr, w := range weights {
+		if !slots.Has(addr) || w < 1 {
+			return nil, fmt.Errorf("%w: %s with weight %d (slots are %s)", ErrTarget, addr, w, slots)
+		}
+	}
+	var edits []udiff.Edit
+	seen := map[string]bool{}
+	var anchor *Server // the last line that stays: new lines go after it
+	for i, s := range b.Servers {
+		w, ok := weights[s.Slot]
+		switch {
+		case !ok || seen[s.Slot]:
+			start, end := lineSpan(b.Src, s.start, s.end)
+			edits = append(edits, udiff.Edit{Start: start, End: end})
+			continue
+		case s.Standby:
+			return nil, fmt.Errorf("%s:%d: server %s of upstream %s is marked backup or down, so it cannot take a share of the requests; remove the flag", b.File, s.Line, s.Addr, b.Name)
+		}
+		seen[s.Slot] = true
+		anchor = &b.Servers[i]
+		edits = append(edits, weightEdit(s, w))
+	}
+	for _, addr := range slots {
+		if w, ok := weights[addr]; ok && !seen[addr] {
+			if anchor == nil {
+				return nil, fmt.Errorf("%s:%d: upstream %s lists none of %v to add a server line beside", b.File, b.Line, b.Name, slices.Collect(maps.Keys(weights)))
+			}
+			at, sep := b.lineAfter(*anchor)
+			edits = append(edits, udiff.Edit{Start: at, End: at, New: sep + fmt.Sprintf("server %s weight=%d;", addr, w)})
+		}
+	}
+	slices.SortStableFunc(edits, func(x, y udiff.Edit) int { return x.Start - y.Start })
+	out, err := udiff.ApplyBytes(b.Src, edits)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: apply own edit to %s: %w", b.File, err)
+	}
+	return &Edit{File: b.File, Old: b.Src, New: out, edits: edits}, nil
+}
+
+// weightEdit sets the weight= parameter of server s to w.
+func weightEdit(s Server, w int) udiff.Edit {
+	param := fmt.Sprintf("weight=%d", w)
+	for _, p := range s.params {
+		if strings.HasPrefix(p.text, "weight=") {
+			return udiff.Edit{Start: p.start, End: p.end, New: param}
+		}
+	}
+	return udiff.Edit{Start: s.addr.end, End: s.addr.end, New: " " + param}
+}
+
+// lineAfter is where a new server line goes after server s and what comes
+// before it: at the end of s's line (after its comment), a line break and
+// s's indentation, when s stands on a line of its own; else right after
+// s, a space.
+func (b *Block) lineAfter(s Server) (int, string) {
+	ls := s.start
+	for ls > 0 && isBlank(b.Src[ls-1]) {
+		ls--
+	}
+	e := bytes.IndexByte(b.Src[s.end:], '\n')
+	if (ls > 0 && b.Src[ls-1] != '\n') || e < 0 || s.end+e > b.close {
+		return s.end, " "
+	}
+	eol, nl := s.end+e, "\n"
+	if eol > 0 && b.Src[eol-1] == '\r' {
+		eol, nl = eol-1, "\r\n"
+	}
+	return eol, nl + string(b.Src[ls:s.start])
+}
+
+// Rebody computes the edit that gives the block the body of another
+// reading of it: after a canary, the new slot alone, as a plain switch
+// from the block as it first was would have left it (its weight dropped,
+// the live line's parameters kept).
+func (b *Block) Rebody(body []byte) *Edit {
+	out := b.WithBody(body)
+	return &Edit{File: b.File, Old: b.Src, New: out, edits: udiff.Bytes(b.Src, out)}
+}

@@ -191,3 +191,56 @@ func TestToRewritesAnAddressThatIsNotAPortWhole(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 }
+
+func TestWeigh(t *testing.T) {
+	a, b := slots[0], slots[1]
+	tests := []struct {
+		name, src string
+		weights   map[string]int
+		want      string
+	}{{
+		name:    "a canary: the live line gets its weight, the new slot a line below, indented alike",
+		src:     "upstream app {\n    server 127.0.0.1:4000 max_fails=0; # live\n    keepalive 16;\n}\n",
+		weights: map[string]int{a: 90, b: 10},
+		want:    "upstream app {\n    server 127.0.0.1:4000 weight=90 max_fails=0; # live\n    server 127.0.0.1:4001 weight=10;\n    keepalive 16;\n}\n",
+	}, {
+		name:    "weights already there are replaced",
+		src:     "upstream app {\n\tserver 127.0.0.1:4000 weight=5;\n\tserver 127.0.0.1:4001;\n}\n",
+		weights: map[string]int{a: 80, b: 20},
+		want:    "upstream app {\n\tserver 127.0.0.1:4000 weight=80;\n\tserver 127.0.0.1:4001 weight=20;\n}\n",
+	}, {
+		name:    "on one line",
+		src:     "upstream app { server 127.0.0.1:4000; keepalive 8; }",
+		weights: map[string]int{a: 90, b: 10},
+		want:    "upstream app { server 127.0.0.1:4000 weight=90; server 127.0.0.1:4001 weight=10; keepalive 8; }",
+	}, {
+		name:    "CRLF kept",
+		src:     "upstream app {\r\n  server 127.0.0.1:4000;\r\n}\r\n",
+		weights: map[string]int{a: 90, b: 10},
+		want:    "upstream app {\r\n  server 127.0.0.1:4000 weight=90;\r\n  server 127.0.0.1:4001 weight=10;\r\n}\r\n",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blk, err := Parse("app.conf", []byte(tt.src), "app", slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := blk.Weigh(tt.weights, slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, string(e.New)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+			// nginx's own reading agrees: both listed.
+			after, err := Parse("app.conf", e.New, "app", slots)
+			if err != nil || len(after.Listed()) != 2 {
+				t.Errorf("after the edit: %v, listed %v", err, after.Listed())
+			}
+		})
+	}
+	blk, _ := Parse("app.conf", []byte("upstream app { server 127.0.0.1:4000 backup; server 127.0.0.1:4001; }"), "app", slots)
+	if _, err := blk.Weigh(map[string]int{a: 90, b: 10}, slots); err == nil || !strings.Contains(err.Error(), "backup or down") {
+		t.Errorf("Weigh of a backup line = %v, want it refused", err)
+	}
+}
