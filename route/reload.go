@@ -51,6 +51,11 @@ type Reload struct {
 	old      nginx.Generation
 	errlog   nginx.ErrorLog
 	mark     int64
+	// access are the access logs that record each answer's upstream and
+	// status, with their sizes when Answers first looked.
+	access      []nginx.AccessLog
+	accessMarks []int64
+	accessFound bool
 }
 
 // Read finds the upstream block in the config tree.
@@ -204,8 +209,10 @@ func (r *Reload) reload(ctx context.Context) (string, error) {
 	if len(r.old.Workers) == 0 {
 		return "", fmt.Errorf("%w: nginx master %d shows no workers in /proc (mounted with hidepid?), so a reload could not be confirmed; run edgeswitch as root", nginx.ErrNotActive, master)
 	}
-	r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
-	r.mark = r.errlog.Mark()
+	if !r.reloaded { // the logs are read from the switch's first reload on
+		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
+		r.mark = r.errlog.Mark()
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.ReloadTimeout)
 	defer cancel()
 	r.reloaded = true
@@ -231,6 +238,28 @@ func (r *Reload) confirm(ctx context.Context) (string, error) {
 // since the reload, with the last such line.
 func (r *Reload) UpstreamFailures(addr string) (int, string) {
 	return r.errlog.UpstreamFailures(r.mark, addr)
+}
+
+// Answers counts the answers from addr that the access logs recorded since
+// it was first asked (a bake's first look), and those that were 5xx. Both
+// are 0 when no access log records $upstream_addr and $upstream_status.
+// The logs are looked for then, not at every reload: nginx -T reads the
+// whole config, and only a bake needs them.
+func (r *Reload) Answers(addr string) (total, fiveXX int) {
+	if !r.accessFound {
+		r.accessFound = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.access, _ = nginx.AccessLogs(ctx, r.Run, r.NginxBin, r.NginxConf) // none: no 5xx watch
+		for _, l := range r.access {
+			r.accessMarks = append(r.accessMarks, l.Mark())
+		}
+	}
+	for i, l := range r.access {
+		t, f := l.Answers(r.accessMarks[i], addr)
+		total, fiveXX = total+t, fiveXX+f
+	}
+	return total, fiveXX
 }
 
 // Drain waits until every worker from before the reload has exited: until

@@ -64,6 +64,7 @@ type fakeRunner struct {
 	failTest int
 	notFound bool   // the binary is missing
 	version  string // what nginx -V prints
+	dump     string // what nginx -T prints
 	tests    int
 	calls    []string
 }
@@ -84,6 +85,9 @@ func (f *fakeRunner) run(ctx context.Context, name string, args ...string) ([]by
 	}
 	if len(args) == 1 && args[0] == "-V" {
 		return []byte(f.version), nil
+	}
+	if len(args) > 0 && args[0] == "-T" {
+		return []byte(f.dump), nil
 	}
 	return nil, nil
 }
@@ -1015,4 +1019,35 @@ func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 		t.Errorf("revert over someone's change to the block = %v, want it refused", err)
 	}
 	w.wantFile([]byte(touched), "after the refused Revert")
+}
+
+// TestAnswersCountTheNewSlotsFromTheAccessLog: a bake's 5xx watch counts
+// the answers logged after its first look, per slot, where an access log
+// records $upstream_addr and $upstream_status; none such, no count.
+func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
+	w := newWorld(t)
+	if total, bad := w.r.Answers(slotB); total != 0 || bad != 0 {
+		t.Errorf("Answers without an access log that records upstreams = %d, %d; want 0, 0", total, bad)
+	}
+	log := filepath.Join(t.TempDir(), "access.log")
+	line := func(addr, status string) string {
+		return `127.0.0.1 [25/Nov/2026:02:00:00 +0000] "GET / HTTP/1.1" ` + status + " " + addr + " " + status + " 0.001\n"
+	}
+	write(t, log, []byte(line(slotB, "500"))) // before the first look: not counted
+	w = newWorld(t)
+	w.run.dump = "# configuration file " + w.conf + ":\nhttp {\n" +
+		`log_format edgeswitch '$remote_addr [$time_local] "$request" $status $upstream_addr $upstream_status $request_time';` + "\n" +
+		"access_log " + log + " edgeswitch;\n}\n"
+	if total, _ := w.r.Answers(slotB); total != 0 {
+		t.Errorf("first look counted %d answers from before it", total)
+	}
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(line(slotB, "200") + line(slotB, "502") + line(slotA, "500") + line(slotB, "200"))
+	f.Close()
+	if total, bad := w.r.Answers(slotB); total != 3 || bad != 1 {
+		t.Errorf("Answers(%s) = %d, %d; want 3 answers, 1 of them 5xx", slotB, total, bad)
+	}
 }

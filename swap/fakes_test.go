@@ -227,9 +227,10 @@ type fakeRouter struct {
 	during   map[string]func() // step name -> run at the start of the step
 	drained  route.Drained
 	revErr   error
-	ran      []string       // step names, and "revert", in order
-	failures map[string]int // failed requests logged per address
-	cut      []string       // whole steps whose context was cancelled when they returned
+	ran      []string          // step names, and "revert", in order
+	failures map[string]int    // failed requests logged per address
+	answers  map[string][2]int // answers and 5xx answers logged per address
+	cut      []string          // whole steps whose context was cancelled when they returned
 }
 
 const routerFile = "/etc/nginx/conf.d/app.conf"
@@ -330,6 +331,13 @@ func (r *fakeRouter) UpstreamFailures(addr string) (int, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.failures[addr], "upstream: \"http://" + addr + "/\" failed"
+}
+
+func (r *fakeRouter) Answers(addr string) (int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.answers[addr]
+	return a[0], a[1]
 }
 
 func (r *fakeRouter) Revert(context.Context) error {

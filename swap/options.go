@@ -45,6 +45,9 @@ type Options struct {
 	// Bake keeps the old slot running this long after the reload while the
 	// new one is watched, and rolls back at its first failure; 0: no bake.
 	Bake time.Duration
+	// BakeMax5xx is the share of 5xx answers from the new slot, in
+	// percent, that fails a bake once it has given MinAnswers answers.
+	BakeMax5xx float64
 
 	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
 	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
@@ -102,6 +105,7 @@ func Defaults() Options {
 		ReloadTimeout:  10 * time.Second,
 		DrainTimeout:   30 * time.Second,
 		StateDir:       "/var/lib/edgeswitch",
+		BakeMax5xx:     5,
 	}
 }
 
@@ -122,6 +126,8 @@ func (o Options) Check() error {
 		return bad("health-insecure is for https slots: set health-scheme = \"https\" or drop it")
 	case strings.ContainsAny(o.HealthHost, "/ \t\r\n"):
 		return bad("health-host %q is not a host name; set it to the name the app routes by, e.g. app.example.com", o.HealthHost)
+	case o.BakeMax5xx < 0 || o.BakeMax5xx > 100:
+		return bad("bake-max-5xx %g%% is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:
 		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout and bake not negative")
 	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":

@@ -31,6 +31,9 @@ type Router interface {
 	// as failed since the change, with the last such line: a bake watches
 	// them.
 	UpstreamFailures(addr string) (int, string)
+	// Answers counts the answers from addr since the change, and those
+	// that were 5xx, where the proxy records them (else 0, 0).
+	Answers(addr string) (total, fiveXX int)
 }
 
 // router returns the router of one switch: env's, for tests, or else the

@@ -469,10 +469,17 @@ func (s *switcher) bake(ctx context.Context) (string, error) {
 		if failed, last := s.router.UpstreamFailures(target.Addr); failed > 0 {
 			return fail("nginx logged %d failed requests to slot %d during the bake: %s", failed, target.Port, last)
 		}
+		if total, bad := s.router.Answers(target.Addr); total >= minAnswers && float64(bad)*100 > o.BakeMax5xx*float64(total) {
+			return fail("slot %d answered %d of %d requests with 5xx during the bake, over bake-max-5xx %g%%", target.Port, bad, total, o.BakeMax5xx)
+		}
 		left := until.Sub(s.env.Now()).Round(time.Second)
 		s.env.report(Event{Step: "bake", Poll: n, Detail: fmt.Sprintf("%s left; watching health, unit and failed requests of slot %d", left, target.Port)})
 	}
 }
+
+// minAnswers is how many answers the 5xx share of a bake needs before it
+// counts: two 500s of the first three requests say little.
+const minAnswers = 20
 
 // markBake notes in the pending record until when the switch bakes, for
 // status.
