@@ -428,6 +428,7 @@ const a, b = 0, 1
 // rig is the world of one switch: two slots served by httptest servers,
 // a fake systemd and router, a temp state dir and a temp /proc.
 type rig struct {
+	seen   []string // what a test's hook saw the router list
 	t      *testing.T
 	o      Options
 	sd     *fakeSystemd

@@ -48,6 +48,9 @@ type Options struct {
 	// BakeMax5xx is the share of 5xx answers from the new slot, in
 	// percent, that fails a bake once it has given MinAnswers answers.
 	BakeMax5xx float64
+	// Canary is the percent of requests the new slot gets during the bake,
+	// both slots listed with weights; then all. 0: no canary.
+	Canary int
 
 	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
 	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
@@ -126,6 +129,10 @@ func (o Options) Check() error {
 		return bad("health-insecure is for https slots: set health-scheme = \"https\" or drop it")
 	case strings.ContainsAny(o.HealthHost, "/ \t\r\n"):
 		return bad("health-host %q is not a host name; set it to the name the app routes by, e.g. app.example.com", o.HealthHost)
+	case o.Canary < 0 || o.Canary > 99:
+		return bad("canary %d: set the percent of requests the new slot gets during the bake, from 1 to 99", o.Canary)
+	case o.Canary > 0 && o.Bake == 0:
+		return bad("canary %d%% needs a bake, the time the new slot takes its share while it is watched: set bake too, e.g. --bake 5m", o.Canary)
 	case o.BakeMax5xx < 0 || o.BakeMax5xx > 100:
 		return bad("bake-max-5xx %g%% is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:

@@ -38,6 +38,7 @@ type switcher struct {
 	listed    []Slot        // the slots the router lists now
 	persisted bool          // the target is enabled and the other slot not
 	change    *route.Change // computed in decide, carried out by the router's steps
+	promote   *route.Change // with a canary: the new slot alone, after the bake
 	targetIn  bool          // the target was listed before: it may carry traffic, never stop it
 	started   bool          // this switch started the target: stop it on failure
 	resumed   *Pending      // the record of an earlier switch that did not finish
@@ -165,26 +166,82 @@ func (s *switcher) plan() []step {
 		step{name: "health", do: s.health},
 		step{name: "rewrite", do: s.rewrite},
 	)
-	last := len(s.change.Steps) - 1
-	for i, rs := range s.change.Steps {
-		st := step{name: rs.Name, do: rs.Do, whole: rs.Whole, commit: i == last && s.o.Bake == 0}
-		if i == 0 {
+	steps = append(steps, s.routerSteps(s.change, s.o.Bake == 0)...)
+	steps = append(steps, step{name: "drain", do: s.drain})
+	if s.o.Bake > 0 {
+		// The point of no return moves to the end of the bake.
+		steps = append(steps, step{name: "bake", do: s.bake, commit: s.promote == nil})
+	}
+	if s.promote != nil {
+		// After a canary's bake, the new slot alone.
+		steps = append(steps, s.routerSteps(s.promote, true)...)
+		steps = append(steps, step{name: "drain", do: s.drain})
+	}
+	return append(steps,
+		step{name: "retire", do: s.retire},
+		step{name: "persist", do: s.persist},
+	)
+}
+
+// routerSteps are the steps of one change of the router's, under the nginx
+// lock: the first change of a switch records it as pending and is undone
+// by the router's revert (which undoes any later change too); commit
+// makes the last step the point of no return.
+func (s *switcher) routerSteps(ch *route.Change, commit bool) []step {
+	var steps []step
+	last := len(ch.Steps) - 1
+	for i, rs := range ch.Steps {
+		st := step{name: rs.Name, do: rs.Do, whole: rs.Whole, commit: i == last && commit}
+		if i == 0 && ch == s.change {
 			st.do, st.undo = s.pending(st.do), s.revert
+		} else if i == 0 {
+			st.do = s.relock(st.do)
 		}
 		if i == last {
 			st.do = s.thenUnlock(st.do)
 		}
 		steps = append(steps, st)
 	}
-	steps = append(steps, step{name: "drain", do: s.drain})
-	if s.o.Bake > 0 {
-		// The point of no return moves to the end of the bake.
-		steps = append(steps, step{name: "bake", do: s.bake, commit: true})
+	return steps
+}
+
+// relock takes the nginx lock again for a later change of the same switch.
+func (s *switcher) relock(do func(context.Context) (string, error)) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		unlock, err := lockNginx(ctx, s.o.StateDir)
+		if err != nil {
+			return "", err
+		}
+		s.unlock = unlock
+		return do(ctx)
 	}
-	return append(steps,
-		step{name: "retire", do: s.retire},
-		step{name: "persist", do: s.persist},
-	)
+}
+
+// planChange computes the router's change (or, with a canary, the two:
+// both slots weighted, then the new one alone), so that a config the
+// router cannot handle stops the switch before anything starts.
+func (s *switcher) planChange(target, from Slot) error {
+	var err error
+	if s.o.Canary == 0 {
+		s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}})
+		return usageErr(err)
+	}
+	if !slices.Contains(s.listed, from) {
+		return Usage(fmt.Errorf("a canary shares the traffic between the live slot and the new one, and upstream %s has no live slot yet; switch without canary first", s.o.Upstream))
+	}
+	if s.change, err = s.router.Plan([]route.Backend{{Addr: from.Addr, Weight: 100 - s.o.Canary}, {Addr: target.Addr, Weight: s.o.Canary}}); err != nil {
+		return Usage(err)
+	}
+	s.promote, err = s.router.Plan([]route.Backend{{Addr: target.Addr}})
+	return usageErr(err)
+}
+
+// usageErr marks a non-nil err as ErrUsage.
+func usageErr(err error) error {
+	if err != nil {
+		return Usage(err)
+	}
+	return nil
 }
 
 // thenUnlock wraps the router's last step: once nginx runs the new config,
@@ -263,8 +320,8 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 	}
 	// The change is computed now so that a config the router cannot handle
 	// stops the switch before anything starts.
-	if s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}}); err != nil {
-		return "", Usage(err)
+	if err := s.planChange(target, from); err != nil {
+		return "", err
 	}
 	s.persisted = boot[target.Port] && !boot[from.Port]
 	if slices.Equal(s.listed, []Slot{target}) && running(state[target.Port]) && !running(state[from.Port]) {

@@ -40,9 +40,9 @@ type switchCase struct {
 	draining  int
 }
 
-// run runs the case on a fresh rig and checks everything it must leave
-// behind.
-func (tc switchCase) run(t *testing.T) {
+// run runs the case on a fresh rig, checks everything it must leave
+// behind, and returns the rig for more checks.
+func (tc switchCase) run(t *testing.T) *rig {
 	r := newRig(t)
 	if tc.setup != nil {
 		tc.setup(r)
@@ -109,12 +109,13 @@ func (tc switchCase) run(t *testing.T) {
 	if took > 2*time.Second {
 		t.Errorf("the switch took %s", took)
 	}
+	return r
 }
 
 func runSwitchCases(t *testing.T, cases []switchCase) {
 	t.Helper()
 	for _, tc := range cases {
-		t.Run(tc.name, tc.run)
+		t.Run(tc.name, func(t *testing.T) { tc.run(t) })
 	}
 }
 
@@ -785,6 +786,23 @@ func TestSwitchWithABake(t *testing.T) {
 		reverted: true,
 		history:  "rolled-back a->b",
 	}, {
+		name:     "a share of 5xx answers over bake-max-5xx: rolled back",
+		setup:    baking(func(r *rig) { r.rt.answers = map[string][2]int{r.addr(b): {40, 3}} }),
+		exit:     1,
+		says:     []string{"answered 3 of 40 requests with 5xx during the bake, over bake-max-5xx 5%"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}, {
+		name:    "5xx answers, but too few to judge by: the bake passes",
+		setup:   baking(func(r *rig) { r.rt.answers = map[string][2]int{r.addr(b): {19, 19}} }),
+		jobs:    "start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}, {
 		name:     "Ctrl-C during the bake: rolled back",
 		setup:    baking(func(r *rig) { r.slots[b].onRequest(r.cancel) }),
 		exit:     1,
@@ -802,5 +820,73 @@ func TestSwitchWithABake(t *testing.T) {
 		running: [2]bool{true, true},
 		listed:  "b",
 		history: "switched a->b",
+	}})
+}
+
+// TestSwitchWithACanary: during the bake both slots are listed, weighted
+// (the fake router lists them in order); after it, the new slot alone. A
+// canary that fails goes back to the old slot alone.
+func TestSwitchWithACanary(t *testing.T) {
+	canary := func(then func(r *rig)) func(*rig) {
+		return func(r *rig) {
+			r.o.Canary = 10
+			baking(func(r *rig) {
+				if r.seen == nil { // the first confirm: the canary's
+					r.seen = r.rt.listing()
+					if then != nil {
+						then(r)
+					}
+				}
+			})(r)
+		}
+	}
+	for _, tc := range []switchCase{{
+		name:    "a healthy canary ends with the new slot alone",
+		setup:   canary(nil),
+		jobs:    "start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}, {
+		name:     "a failing canary goes back to the old slot alone",
+		setup:    canary(func(r *rig) { r.slots[b].answer(http.StatusServiceUnavailable) }),
+		exit:     1,
+		says:     []string{"failed its bake"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.run(t)
+			if got := r.names(r.seen); got != "a b" {
+				t.Errorf("during the bake the router listed %q, want both slots", got)
+			}
+		})
+	}
+	runSwitchCases(t, []switchCase{{
+		name:    "a canary without a bake: refused",
+		setup:   func(r *rig) { r.o.Canary = 10 },
+		exit:    2,
+		says:    []string{"canary 10% needs a bake", "--bake"},
+		running: [2]bool{true, false},
+		listed:  "a",
+	}, {
+		name:    "a canary out of range: refused",
+		setup:   func(r *rig) { r.o.Canary, r.o.Bake = 100, time.Second },
+		exit:    2,
+		says:    []string{"canary 100: set the percent", "from 1 to 99"},
+		running: [2]bool{true, false},
+		listed:  "a",
+	}, {
+		name:    "a canary with no live slot to share with (a first deploy): refused",
+		setup:   both(slotIs(a, unitDown), canary(nil)),
+		to:      "a",
+		exit:    2,
+		says:    []string{"has no live slot yet; switch without canary first"},
+		running: [2]bool{false, false},
+		listed:  "a",
+		history: "failed none->a",
 	}})
 }

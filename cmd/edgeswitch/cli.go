@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -57,6 +59,8 @@ type settings struct {
 	ReloadTimeout  time.Duration `default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
 	DrainTimeout   time.Duration `default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
 	Bake           time.Duration `default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
+	Canary         int           `default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
+	BakeMax5xx     string        `name:"bake-max-5xx" default:"${bake_max_5xx}" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
 	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
 	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
@@ -75,7 +79,7 @@ func (s settings) options() (swap.Options, error) {
 		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
 		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
 		HealthHost: s.HealthHost, HealthScheme: s.HealthScheme, HealthInsecure: s.HealthInsecure,
-		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, StateDir: s.StateDir,
+		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, Canary: s.Canary, StateDir: s.StateDir,
 		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
 	}
 	if s.HealthBody != nil { // set, unlike swap's "" for any body
@@ -84,6 +88,11 @@ func (s settings) options() (swap.Options, error) {
 		}
 		o.HealthBody = *s.HealthBody
 	}
+	max5xx, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s.BakeMax5xx), "%"), 64)
+	if err != nil {
+		return swap.Options{}, swap.Usage(fmt.Errorf("bake-max-5xx %q is not a percent: set it like \"5%%\"", s.BakeMax5xx))
+	}
+	o.BakeMax5xx = max5xx
 	return o, o.Check()
 }
 
@@ -327,6 +336,7 @@ func defaultVars() kong.Vars {
 		"reload_timeout":  d.ReloadTimeout.String(),
 		"drain_timeout":   d.DrainTimeout.String(),
 		"bake":            d.Bake.String(),
+		"bake_max_5xx":    strconv.FormatFloat(d.BakeMax5xx, 'f', -1, 64) + "%",
 		"state_dir":       d.StateDir,
 	}
 }

@@ -38,6 +38,9 @@ func TestBadInput(t *testing.T) {
 		{"a command flag in the config file", []string{"-c", conf("to.toml", "to = 4001\n"), "switch"}, "unknown setting to"},
 		{"a bad value in the config file", []string{"-c", conf("val.toml", "health-interval = \"soon\"\n"), "switch"}, "health-interval"},
 		{"an unknown command", []string{"deploy"}, "unexpected argument deploy"},
+		{"a canary without a bake", []string{"switch", "--canary", "10"}, "canary 10% needs a bake"},
+		{"a canary out of range", []string{"switch", "--canary", "150", "--bake", "1m"}, "canary 150: set the percent"},
+		{"a 5xx share that is no percent", []string{"switch", "--bake-max-5xx", "five"}, `bake-max-5xx "five" is not a percent`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -213,7 +213,11 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 	var want, got []string
 	st := reflect.TypeFor[settings]()
 	for i := range st.NumField() {
-		want = append(want, kebab(st.Field(i).Name))
+		name := st.Field(i).Tag.Get("name") // kong's name, where the field's is not it
+		if name == "" {
+			name = kebab(st.Field(i).Name)
+		}
+		want = append(want, name)
 	}
 	for k := range keys {
 		got = append(got, k)
