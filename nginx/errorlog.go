@@ -160,10 +160,17 @@ func (l ErrorLog) last(mark int64, levels ...string) string {
 // requests to the upstream server addr that failed (refused, reset,
 // timed out), and returns the last: requests the slot at addr lost.
 func (l ErrorLog) UpstreamFailures(mark int64, addr string) (n int, last string) {
-	// '... upstream: "http://127.0.0.1:4001/health", host: ...'
-	needle := `upstream: "http://` + addr
+	// '... upstream: "http://127.0.0.1:4001/health", host: ...', or
+	// https://, grpc://, fastcgi://, uwsgi://
+	needle := "://" + addr
 	l.scan(mark, func(level, line string) {
-		i := strings.Index(line, needle)
+		u := strings.Index(line, `upstream: "`)
+		i := -1
+		if u >= 0 {
+			if j := strings.Index(line[u:], needle); j >= 0 {
+				i = u + j
+			}
+		}
 		if level != "[error]" || i < 0 || len(line) <= i+len(needle) || !strings.ContainsRune(`/"`, rune(line[i+len(needle)])) {
 			return
 		}

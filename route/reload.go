@@ -44,13 +44,15 @@ type Reload struct {
 	Run     nginx.Runner
 	Procs   nginx.Procs
 
-	orig     *upstream.Block  // as Read found it: what Revert puts back
-	base     *upstream.Block  // what the next Plan starts from: orig, then each plan's result
-	written  []*upstream.Edit // the edits written to the file, in order
-	reloaded bool             // a reload was asked for: nginx may run the new config
-	old      nginx.Generation
-	errlog   nginx.ErrorLog
-	mark     int64
+	orig      *upstream.Block  // as Read found it: what Revert puts back
+	base      *upstream.Block  // what the next Plan starts from: orig, then each plan's result
+	written   []*upstream.Edit // the edits written to the file, in order
+	reloaded  bool             // a reload was asked for: nginx may run the new config
+	old       nginx.Generation
+	took      bool // a reload of this switch took: nginx runs a config of ours
+	errlog    nginx.ErrorLog
+	mark      int64 // the error log's size at the latest reload
+	firstMark int64 // and at the first
 	// access are the access logs that record each answer's upstream and
 	// status, with their sizes when Answers first looked.
 	access      []nginx.AccessLog
@@ -209,10 +211,11 @@ func (r *Reload) reload(ctx context.Context) (string, error) {
 	if len(r.old.Workers) == 0 {
 		return "", fmt.Errorf("%w: nginx master %d shows no workers in /proc (mounted with hidepid?), so a reload could not be confirmed; run edgeswitch as root", nginx.ErrNotActive, master)
 	}
-	if !r.reloaded { // the logs are read from the switch's first reload on
+	if !r.reloaded { // failed requests count from the switch's first reload on
 		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
-		r.mark = r.errlog.Mark()
+		r.firstMark = r.errlog.Mark()
 	}
+	r.mark = r.errlog.Mark() // a refusal of this reload comes after it
 	ctx, cancel := context.WithTimeout(ctx, r.ReloadTimeout)
 	defer cancel()
 	r.reloaded = true
@@ -231,13 +234,14 @@ func (r *Reload) confirm(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("%w (see %s)", err, r.errlog.Path)
 	}
+	r.took = r.took || err == nil
 	return fmt.Sprintf("%d new workers", len(gen.Workers)), err
 }
 
 // UpstreamFailures counts the requests to addr that nginx logged as failed
 // since the reload, with the last such line.
 func (r *Reload) UpstreamFailures(addr string) (int, string) {
-	return r.errlog.UpstreamFailures(r.mark, addr)
+	return r.errlog.UpstreamFailures(r.firstMark, addr)
 }
 
 // Answers counts the answers from addr that the access logs recorded since
@@ -283,7 +287,9 @@ func (r *Reload) Revert(ctx context.Context) error {
 		return nil
 	}
 	file := r.orig.File
-	if r.reloaded && r.old.Master != 0 && r.tookNew() {
+	// After a reload that took (a canary's, before its promotion failed),
+	// or one that may have, nginx must be reloaded back.
+	if r.took || r.reloaded && r.old.Master != 0 && r.tookNew() {
 		if err := r.restore(); err != nil {
 			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", file, err)
 		}

@@ -1051,3 +1051,39 @@ func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 		t.Errorf("Answers(%s) = %d, %d; want 3 answers, 1 of them 5xx", slotB, total, bad)
 	}
 }
+
+// TestAFailedPromotionIsReloadedBack: a canary's reload took, then the
+// promotion's reload did not: nginx runs the canary's weights, so Revert
+// must reload it back to the block Read found, not only restore the file.
+func TestAFailedPromotionIsReloadedBack(t *testing.T) {
+	w := newWorld(t)
+	w.r.ReloadTimeout = 100 * time.Millisecond
+	if _, err := w.r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := w.r.Plan([]Backend{{Addr: slotB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failed, err := w.steps(canary); err != nil {
+		t.Fatalf("canary step %s: %v", failed, err)
+	}
+	w.sd.onReload = func(n int) (string, error) {
+		if n == 3 { // the reload back
+			w.newGeneration()
+		}
+		return "done", nil // the promotion's: signalled, never taken
+	}
+	if _, failed, err := w.steps(alone); failed != "confirm" || !errors.Is(err, nginx.ErrRejected) {
+		t.Fatalf("promotion failed at %q with %v, want confirm rejected", failed, err)
+	}
+	if err := w.r.Revert(t.Context()); err != nil {
+		t.Fatalf("revert: %v", err)
+	}
+	w.wantFile(w.orig, "after Revert")
+	w.wantReloads(3)
+}
