@@ -55,7 +55,7 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 		stateErr = stateDirTrusted(o.StateDir)
 	}
 	add("state dir writable", o.StateDir, stateErr)
-	if len(o.PreStart) > 0 || len(o.PostSwitch) > 0 {
+	if len(o.PreStart) > 0 || len(o.PostSwitch) > 0 || len(o.OnFailure) > 0 {
 		add("hooks can run", "found on "+HookPath, o.checkHooks())
 	}
 	if found != "" {
@@ -78,9 +78,6 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 	return items
 }
 
-// slotInstalled checks that systemd knows the slot's unit and can enable
-// it: without an [Install] section nothing would start the live slot after
-// a reboot, and the site would stay dark.
 // firstDeploy reports whether the listed slot has simply never been
 // started: no switch of the app in the history and its unit not running.
 // The first switch starts it; that is no failed check.
@@ -96,6 +93,9 @@ func firstDeploy(ctx context.Context, o Options, env Env, slot Slot) bool {
 	return err == nil && !running(u.Active)
 }
 
+// slotInstalled checks that systemd knows the slot's unit and can enable
+// it: without an [Install] section nothing would start the live slot after
+// a reboot, and the site would stay dark.
 func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 	u, err := getUnit(ctx, env.Systemd, slot.Unit)
 	if err != nil {

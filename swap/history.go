@@ -23,7 +23,7 @@ type Record struct {
 	Upstream string     `json:"upstream"`
 	From     *int       `json:"from"` // null for a first deploy: no slot was listed or running
 	To       int        `json:"to"`
-	Result   string     `json:"result"` // switched, unchanged, failed or stuck
+	Result   string     `json:"result"` // switched, unchanged, refused (exit 2), failed, rolled-back or stuck
 	Error    string     `json:"error,omitempty"`
 	Steps    []StepTime `json:"steps"`
 	Login    string     `json:"user,omitempty"` // who ran it

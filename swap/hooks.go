@@ -47,27 +47,26 @@ func (s *switcher) runHook(ctx context.Context, argv []string, extra ...string) 
 		"EDGESWITCH_FROM=" + strconv.Itoa(s.res.From.Port),
 		"EDGESWITCH_TO=" + to,
 	}, extra...)
-	argv = args
 	out, err := cmd.CombinedOutput()
 	text := strings.TrimSpace(string(out))
 	if err != nil {
-		return "", fmt.Errorf("hook %q: %w: %s", strings.Join(argv, " "), err, text)
+		return "", fmt.Errorf("hook %q: %w: %s", strings.Join(args, " "), err, text)
 	}
 	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
 		text = text[i+1:]
 	}
-	return strings.Join(argv, " ") + ": ok " + text, nil
+	return strings.Join(args, " ") + ": ok " + text, nil
 }
 
 // hookExecutable resolves a hook's program: a name without a slash on
 // HookPath, a path as it is.
 func hookExecutable(name string) (string, error) {
 	if strings.Contains(name, "/") {
-		p, err := filepath.Abs(name)
-		if err == nil {
-			_, err = os.Stat(p)
+		if !filepath.IsAbs(name) {
+			return "", fmt.Errorf("hook %s: name it by its full path: a relative one would depend on where edgeswitch is run from", name)
 		}
-		return p, err
+		_, err := os.Stat(name)
+		return name, err
 	}
 	for dir := range strings.SplitSeq(HookPath, ":") {
 		p := filepath.Join(dir, name)

@@ -85,16 +85,6 @@ func (o Options) slot(port int) Slot {
 	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: net.JoinHostPort(o.Host, strconv.Itoa(port))}
 }
 
-// find returns the slot on port, or false when port is not a slot.
-func (o Options) find(port int) (Slot, bool) {
-	for _, s := range o.Slots() {
-		if s.Port == port {
-			return s, true
-		}
-	}
-	return Slot{}, false
-}
-
 // other returns the slot that is not s.
 func (o Options) other(s Slot) Slot {
 	if s.Port == o.Ports[0] {

@@ -138,6 +138,7 @@ func problems(o Options, st *Status, untrusted error) []string {
 		}
 		return ps
 	}
+	bootRight := true
 	for _, s := range st.Slots {
 		live := s.Port == *st.Live
 		switch {
@@ -146,12 +147,13 @@ func problems(o Options, st *Status, untrusted error) []string {
 		case live && !s.Healthy:
 			ps = append(ps, fmt.Sprintf("slot %d is live but answers %s on %s: see %s -u %s, or go back with edgeswitch rollback", s.Port, s.Answer, o.HealthPath, o.journalctl(), s.Unit))
 		}
-		if s.Enabled != live {
-			live, other := o.slot(*st.Live), o.other(o.slot(*st.Live))
-			ps = append(ps, fmt.Sprintf("the slot enabled at boot is not the live slot %d, so a reboot would bring back the wrong one: run %s enable %s && %s disable %s",
-				live.Port, o.systemctl(), live.Unit, o.systemctl(), other.Unit))
-			break
-		}
+		bootRight = bootRight && s.Enabled == live
+	}
+	if !bootRight {
+		live := o.slot(*st.Live)
+		other := o.other(live)
+		ps = append(ps, fmt.Sprintf("the slot enabled at boot is not the live slot %d, so a reboot would bring back the wrong one: run %s enable %s && %s disable %s",
+			live.Port, o.systemctl(), live.Unit, o.systemctl(), other.Unit))
 	}
 	return ps
 }

@@ -34,7 +34,6 @@ type switcher struct {
 	router Router
 	res    Result
 
-	listing   route.Listing
 	listed    []Slot        // the slots the router lists now
 	persisted bool          // the target is enabled and the other slot not
 	change    *route.Change // computed in decide, carried out by the router's steps
@@ -135,10 +134,11 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 		o.describe(), o.StateDir))
 }
 
-// lastSwitchTo returns the last attempt to switch to port, or nil.
+// lastSwitchTo returns the last attempt to switch to port that started
+// anything (not a refusal), or nil.
 func lastSwitchTo(hist []Record, port int) *Record {
 	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].To == port {
+		if hist[i].To == port && hist[i].Result != "refused" {
 			return &hist[i]
 		}
 	}
@@ -177,9 +177,11 @@ func (s *switcher) plan() []step {
 		steps = append(steps, s.routerSteps(s.promote, true)...)
 		steps = append(steps, step{name: "drain", do: s.drain})
 	}
+	// persist before retire: a retire that fails must not leave the old
+	// slot the one that comes back at boot.
 	return append(steps,
-		step{name: "retire", do: s.retire},
 		step{name: "persist", do: s.persist},
+		step{name: "retire", do: s.retire},
 	)
 }
 
@@ -220,14 +222,14 @@ func (s *switcher) relock(do func(context.Context) (string, error)) func(context
 // planChange computes the router's change (or, with a canary, the two:
 // both slots weighted, then the new one alone), so that a config the
 // router cannot handle stops the switch before anything starts.
-func (s *switcher) planChange(target, from Slot) error {
+func (s *switcher) planChange(target, from Slot, fromRunning bool) error {
 	var err error
 	if s.o.Canary == 0 {
 		s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}})
 		return usageErr(err)
 	}
-	if !slices.Contains(s.listed, from) {
-		return Usage(fmt.Errorf("a canary shares the traffic between the live slot and the new one, and upstream %s has no live slot yet; switch without canary first", s.o.Upstream))
+	if !slices.Contains(s.listed, from) || !fromRunning {
+		return Usage(fmt.Errorf("a canary shares the traffic between the live slot and the new one, and upstream %s has no live slot running; switch with --canary 0 first", s.o.Upstream))
 	}
 	if s.change, err = s.router.Plan([]route.Backend{{Addr: from.Addr, Weight: 100 - s.o.Canary}, {Addr: target.Addr, Weight: s.o.Canary}}); err != nil {
 		return Usage(err)
@@ -263,7 +265,7 @@ func (s *switcher) read(context.Context) (string, error) {
 	if err != nil {
 		return "", Usage(err)
 	}
-	s.listing, s.listed = l, s.o.byAddr(l.Addrs)
+	s.listed = s.o.byAddr(l.Addrs)
 	return fmt.Sprintf("upstream %s at %s:%d lists %v", s.o.Upstream, l.File, l.Line, ports(s.listed)), nil
 }
 
@@ -318,15 +320,21 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 	if slices.Contains(s.listed, from) || running(state[from.Port]) {
 		s.res.From = from
 	}
-	// The change is computed now so that a config the router cannot handle
-	// stops the switch before anything starts.
-	if err := s.planChange(target, from); err != nil {
-		return "", err
-	}
 	s.persisted = boot[target.Port] && !boot[from.Port]
 	if slices.Equal(s.listed, []Slot{target}) && running(state[target.Port]) && !running(state[from.Port]) {
 		s.res.Unchanged = true
 		return fmt.Sprintf("slot %d is already live and slot %d is stopped: nothing to do", target.Port, from.Port), nil
+	}
+	if resumed != nil && resumed.BakeUntil != "" && o.Bake == 0 {
+		// It went live untested: finishing it without a bake would retire
+		// the slot that still holds the good build.
+		return "", Usage(fmt.Errorf("the switch %d -> %d that did not finish was baking slot %d: run edgeswitch switch --to %d --bake D to bake it again, or --to %d to go back",
+			resumed.From, resumed.To, resumed.To, resumed.To, resumed.From))
+	}
+	// The change is computed now so that a config the router cannot handle
+	// stops the switch before anything starts.
+	if err := s.planChange(target, from, running(state[from.Port])); err != nil {
+		return "", err
 	}
 	if resumed != nil {
 		return fmt.Sprintf("%s -> %d (an earlier switch %d -> %d did not finish, since %s)", portOrNone(s.res.From), target.Port, resumed.From, resumed.To, resumed.Time), nil
@@ -428,6 +436,9 @@ func (s *switcher) pending(do func(context.Context) (string, error)) func(contex
 			return "", err
 		}
 		s.unlock = unlock
+		if s.resumed != nil { // the earlier switch's record says it best
+			return do(ctx)
+		}
 		if err := writePending(s.o.StateDir, s.o.app(), Pending{
 			From: s.res.From.Port, To: s.res.To.Port, File: s.change.File, Time: s.env.Now().UTC().Format(time.RFC3339),
 		}); err != nil {
@@ -583,6 +594,8 @@ func (s *switcher) record(start time.Time, err error) {
 		r.Result, r.Error = "stuck", err.Error()
 	case errors.Is(err, errBake):
 		r.Result, r.Error = "rolled-back", err.Error()
+	case errors.Is(err, ErrUsage): // exit 2: nothing was started or changed
+		r.Result, r.Error = "refused", err.Error()
 	case err != nil:
 		r.Result, r.Error = "failed", err.Error()
 	}

@@ -299,7 +299,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		says:    []string{"server line with a weight"},
 		running: [2]bool{true, false},
 		listed:  "a",
-		history: "failed a->b",
+		history: "refused a->b",
 	}, {
 		name: "a router check fails: refused before anything starts",
 		setup: func(r *rig) {
@@ -309,7 +309,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		says:    []string{"[emerg] unknown directive"},
 		running: [2]bool{true, false},
 		listed:  "a",
-		history: "failed a->b",
+		history: "refused a->b",
 	}, {
 		name:    "the target's unit is not loaded: refused",
 		setup:   slotIs(b, unitUnknown),
@@ -317,7 +317,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		says:    []string{"is not-found", "install the template unit"},
 		running: [2]bool{true, false},
 		listed:  "a",
-		history: "failed a->b",
+		history: "refused a->b",
 	}, {
 		name:    "systemd cannot tell the target's unit file state: refused",
 		setup:   jobFails("file", b, fault{err: errors.New("access denied")}),
@@ -325,7 +325,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		says:    []string{"unit file state of app@", "access denied"},
 		running: [2]bool{true, false},
 		listed:  "a",
-		history: "failed a->b",
+		history: "refused a->b",
 	}, {
 		name:    "a template unit without [Install]: refused, a reboot would not bring the slot back",
 		setup:   func(r *rig) { r.sd.static[r.unit(b)] = true },
@@ -333,7 +333,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		says:    []string{"no [Install] section", "WantedBy=multi-user.target", "daemon-reload"},
 		running: [2]bool{true, false},
 		listed:  "a",
-		history: "failed a->b",
+		history: "refused a->b",
 	}, {
 		name:    "the pre-start hook fails: nothing started",
 		setup:   func(r *rig) { r.o.PreStart = []string{"false"} },
@@ -437,7 +437,6 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		jobs:    "start b, stop a",
 		running: [2]bool{true, true},
 		listed:  "b",
-		enabled: "a", // persist comes after retire
 		pending: "a->b",
 		history: "stuck a->b",
 	}, {
@@ -447,8 +446,8 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		},
 		exit:    3,
 		says:    []string{"after a reboot it may not be", "access denied", "systemctl enable", "systemctl disable"},
-		jobs:    "start b, stop a",
-		running: [2]bool{false, true},
+		jobs:    "start b", // the old slot is not retired while it is the one that boots
+		running: [2]bool{true, true},
 		listed:  "b",
 		enabled: "a",
 		pending: "a->b",
@@ -463,7 +462,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		jobs:     "start b",
 		running:  [2]bool{true, true},
 		listed:   "b",
-		enabled:  "a", // persist comes after retire
+		enabled:  "a", // nothing got as far as persist
 		reverted: true,
 		pending:  "a->b",
 		history:  "stuck a->b",
@@ -884,9 +883,31 @@ func TestSwitchWithACanary(t *testing.T) {
 		setup:   both(slotIs(a, unitDown), canary(nil)),
 		to:      "a",
 		exit:    2,
-		says:    []string{"has no live slot yet; switch without canary first"},
+		says:    []string{"has no live slot running; switch with --canary 0 first"},
 		running: [2]bool{false, false},
 		listed:  "a",
-		history: "failed none->a",
+		history: "refused none->a",
+	}})
+}
+
+// TestAResumeOfABakeWithoutOneIsRefused: a switch that crashed while it
+// baked the new slot put an untested build live; finishing it without a
+// bake would retire the slot that holds the good one.
+func TestAResumeOfABakeWithoutOneIsRefused(t *testing.T) {
+	runSwitchCases(t, []switchCase{{
+		name: "no bake now: refused, naming both ways out",
+		setup: both(listed(b), slotIs(b, unitUp), func(r *rig) {
+			if err := writePending(r.o.StateDir, r.o.app(), Pending{From: r.port(a), To: r.port(b), File: routerFile,
+				Time: "2026-01-02T03:04:05Z", BakeUntil: "2026-01-02T03:09:05Z"}); err != nil {
+				r.t.Fatal(err)
+			}
+		}),
+		exit:    2,
+		says:    []string{"was baking slot", "--bake D to bake it again", "to go back"},
+		running: [2]bool{true, true},
+		listed:  "b",
+		enabled: "a",
+		pending: "a->b",
+		history: "refused a->b",
 	}})
 }

@@ -18,27 +18,32 @@ import (
 // ErrUntrusted marks a path that someone other than root could change.
 var ErrUntrusted = errors.New("not safe for root to trust")
 
-// Check resolves symlinks in path, then refuses it when the path or any
-// directory above it is not owned by root or is writable by group or
-// others. A directory writable by others is fine when it is root's and
-// sticky (/tmp): there others cannot replace what root put in it.
+// Check refuses path when it, or any directory above it, is not owned by
+// root or is writable by group or others: both as named (whoever may
+// write a directory on the way may re-point a link in it) and with its
+// symlinks resolved. A directory writable by others is fine when it is
+// root's and sticky (/tmp): there others cannot replace what root put in
+// it.
 func Check(path string) error {
-	real, err := filepath.EvalSymlinks(path)
+	named, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	real, err = filepath.Abs(real)
+	real, err := filepath.EvalSymlinks(named)
 	if err != nil {
 		return err
 	}
-	for p := real; ; p = filepath.Dir(p) {
-		if err := checkOne(path, p); err != nil {
-			return err
-		}
-		if p == filepath.Dir(p) {
-			return nil
+	for _, start := range []string{named, real} {
+		for p := start; ; p = filepath.Dir(p) {
+			if err := checkOne(path, p); err != nil {
+				return err
+			}
+			if p == filepath.Dir(p) {
+				break
+			}
 		}
 	}
+	return nil
 }
 
 // checkOne checks one path on the way up from what (as named by the user).
@@ -60,7 +65,8 @@ func checkOne(what, p string) error {
 	}
 	mode := fi.Mode()
 	sticky := fi.IsDir() && mode&fs.ModeSticky != 0
-	if mode.Perm()&0o022 != 0 && !sticky {
+	link := mode&fs.ModeSymlink != 0 // a link's own bits mean nothing; its directory is checked
+	if mode.Perm()&0o022 != 0 && !sticky && !link {
 		return fmt.Errorf("%w: %s%s is writable by group or others (%s): chmod go-w %s", ErrUntrusted, p, via, mode.Perm(), p)
 	}
 	return nil

@@ -44,6 +44,16 @@ func TestCheck(t *testing.T) {
 			chown(t, sub, 65534)
 			return file(t, filepath.Join(sub, "edgeswitch.toml"), 0o644)
 		}, "is owned by uid 65534"},
+		{"a root file through a link in a directory others may write: they could re-point it", func(t *testing.T, dir string) string {
+			target := file(t, filepath.Join(dir, "real.toml"), 0o644)
+			open := filepath.Join(dir, "open")
+			mkdir(t, open, 0o777)
+			link := filepath.Join(open, "edgeswitch.toml")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "/open (it holds "},
 		{"a symlink to a file writable by others: the target counts", func(t *testing.T, dir string) string {
 			target := file(t, filepath.Join(dir, "real.toml"), 0o666)
 			link := filepath.Join(dir, "edgeswitch.toml")
