@@ -39,13 +39,14 @@ func (r *tomlResolver) trusted() error {
 // underSudo reports whether root runs edgeswitch on behalf of another user.
 func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" }
 
-// sudoOnly are the settings that run a program or pick a path or unit.
-// Through sudo they come only from the default config file, which only
-// root can change: a sudoers line for "edgeswitch switch *" must not let
-// the caller pass --pre-start=/bin/sh.
+// sudoOnly are the settings that run a program or pick a path, a unit or
+// what is switched. Through sudo they come only from the default config
+// file, which only root can change: a sudoers line for "edgeswitch switch
+// *" must not let the caller pass --on-failure=/bin/sh, nor point the
+// switch at another upstream or at app@22.service.
 var sudoOnly = map[string]bool{
-	"pre-start": true, "post-switch": true, "nginx-bin": true, "nginx-conf": true,
-	"nginx-unit": true, "unit": true, "state-dir": true,
+	"pre-start": true, "post-switch": true, "on-failure": true, "nginx-bin": true, "nginx-conf": true,
+	"nginx-unit": true, "unit": true, "state-dir": true, "upstream": true, "ports": true, "host": true,
 }
 
 func sudoRefusal(what string) error {

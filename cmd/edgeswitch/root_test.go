@@ -79,6 +79,9 @@ func TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig(t *testing.T) {
 	}{
 		{[]string{"switch", "--pre-start=/bin/sh"}, "--pre-start cannot be given through sudo"},
 		{[]string{"switch", "--post-switch", "/bin/sh"}, "--post-switch cannot be given through sudo"},
+		{[]string{"switch", "--on-failure=/bin/sh", "--health-timeout=1ms"}, "--on-failure cannot be given through sudo"},
+		{[]string{"switch", "--ports", "22,4001"}, "--ports cannot be given through sudo"},
+		{[]string{"switch", "--upstream", "other"}, "--upstream cannot be given through sudo"},
 		{[]string{"-c", other, "switch"}, "-c cannot be given through sudo"},
 		{[]string{"switch", "--state-dir", "/tmp/x"}, "--state-dir cannot be given through sudo"},
 		{[]string{"rollback", "--nginx-conf", "/tmp/nginx.conf"}, "--nginx-conf cannot be given through sudo"},
