@@ -1,25 +1,30 @@
 // Package swap moves live traffic from one app slot to the other on one
 // nginx host, as a sequence of steps each with its way back:
 //
-//	lock      flock per upstream in the state dir; a second switch fails fast
-//	read      find the upstream in the nginx config tree (package upstream)
+//	lock      flock per app in the state dir; a second switch fails fast
+//	read      the slots the router lists now (package route)
 //	decide    the target: --to, or the slot that is not live
-//	preflight nginx's unit is active and nginx -t passes as things are
+//	preflight the router's checks (nginx active, nginx -t), the slot's unit
+//	pre-start the hook that installs the build, if any
 //	start     (re)start the target slot's unit over D-Bus
 //	health    poll the target over HTTP until it answers as expected
-//	rewrite   the byte-minimal edit of the upstream block, shown as a diff
-//	validate  write the file atomically, then nginx -t; restore on failure
-//	reload    ReloadUnit over D-Bus, never a restart
-//	confirm   a new generation of workers under the same master
-//	drain     wait until every pre-reload worker has exited
+//	rewrite   show the router's planned change, as a diff
+//	validate  the router's steps: write the file atomically and nginx -t,
+//	reload    ReloadUnit over D-Bus (never a restart),
+//	confirm   a new generation of nginx's workers
+//	drain     wait until nothing the proxy runs serves the old slot
+//	bake      with a bake: watch the new slot, the old one kept running
+//	          (with a canary, both listed with weights, then the new alone)
+//	persist   enable the live slot's unit, disable the other's
 //	retire    stop the old slot's unit
-//	record    append the attempt to the history
+//	record    append the attempt to the history; post-switch or on-failure
 //
-// The steps from rewrite to confirm are the Router's (route.Reload): swap
-// decides which slot gets the traffic and when, the router tells nginx.
-// Until the router's last step is done, any failure (Ctrl-C included) runs
-// the undo of every step begun, the last first: the file is restored, the
-// target stopped, and traffic stays where it was. From the reload on, the
-// switch is finished rather than undone: a Ctrl-C there is ignored, and
-// running the same switch again after a crash completes it.
+// swap decides which slot gets the traffic and when; the Router tells
+// nginx. Until the point of no return, any failure (Ctrl-C included) runs
+// the undo of every step begun, the last first: the router's change is
+// reverted (reloading nginx back if it had taken it), the target stopped,
+// and traffic is on the old slot. The point of no return is the router's
+// last step, or with a bake the end of the bake; Ctrl-C cannot cut the
+// router's reload and confirm in two. A switch that crashed half-way is
+// completed by the next run, from the pending record in the state dir.
 package swap

@@ -85,7 +85,7 @@ func takeLock(ctx context.Context, path string, wait time.Duration) (release fun
 	return func() { f.Close() }, "", nil
 }
 
-func lockFile(upstream string) string { return upstream + ".lock" }
+func lockFile(app string) string { return app + ".lock" }
 
 // prepareStateDir creates the state dir when it is missing (0755) and, when
 // edgeswitch runs as root, refuses one that anyone but root could change:
@@ -111,24 +111,25 @@ func stateDirTrusted(dir string) error {
 // StateFile is one file a switch keeps in the state dir.
 type StateFile struct{ Name, About string }
 
-// StateFiles are the files in the state dir, for the man page; UPSTREAM
-// stands for an upstream's name.
+// StateFiles are the files in the state dir, for the man page; APP stands
+// for an app's name (its [app.NAME], or its upstream's for a file with one
+// app).
 func StateFiles() []StateFile {
-	const up = "UPSTREAM"
+	const app = "APP"
 	return []StateFile{
 		{historyFile, "The history: one JSON object per switch attempt, appended."},
-		{lockFile(up), "The lock a switch of the upstream named UPSTREAM holds while it runs, with its PID."},
-		{nginxLockFile, "The lock that switches of all upstreams take, one at a time, to write nginx's config, test it, reload nginx and confirm."},
-		{pendingFile(up), "The record of a switch of UPSTREAM that has begun to change nginx and not finished (a crash, a power loss); the next switch finishes it, and status shows it."},
+		{lockFile(app), "The lock a switch of APP holds while it runs, with its PID."},
+		{nginxLockFile, "The lock that switches of all apps take, one at a time, to write nginx's config, test it, reload nginx and confirm."},
+		{pendingFile(app), "The record of a switch of APP that has begun to change nginx and not finished (a crash, a power loss); the next switch finishes it, and status shows it."},
 	}
 }
 
 // lockHolder returns the PID of the process that holds the switch lock of
-// upstream, or 0. It reads the kernel's table of locks (<procRoot>/locks)
+// app, or 0. It reads the kernel's table of locks (<procRoot>/locks)
 // rather than trying the lock: a look must never make a switch that is just
 // starting fail on a busy lock.
-func lockHolder(procRoot, stateDir, upstream string) int {
-	fi, err := os.Stat(filepath.Join(stateDir, lockFile(upstream)))
+func lockHolder(procRoot, stateDir, app string) int {
+	fi, err := os.Stat(filepath.Join(stateDir, lockFile(app)))
 	if err != nil {
 		return 0
 	}

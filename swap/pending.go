@@ -25,15 +25,15 @@ type Pending struct {
 	BakeUntil string `json:"bake_until,omitempty"`
 }
 
-func pendingFile(upstream string) string { return upstream + ".pending" }
+func pendingFile(app string) string { return app + ".pending" }
 
-func pendingPath(stateDir, upstream string) string {
-	return filepath.Join(stateDir, pendingFile(upstream))
+func pendingPath(stateDir, app string) string {
+	return filepath.Join(stateDir, pendingFile(app))
 }
 
-// readPending returns the pending record of upstream, or nil.
-func readPending(stateDir, upstream string) (*Pending, error) {
-	data, err := readOwn(pendingPath(stateDir, upstream))
+// readPending returns the pending record of app, or nil.
+func readPending(stateDir, app string) (*Pending, error) {
+	data, err := readOwn(pendingPath(stateDir, app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -42,22 +42,22 @@ func readPending(stateDir, upstream string) (*Pending, error) {
 	}
 	var p Pending
 	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("%s: %w; remove it if no switch is running", pendingPath(stateDir, upstream), err)
+		return nil, fmt.Errorf("%s: %w; remove it if no switch is running", pendingPath(stateDir, app), err)
 	}
 	return &p, nil
 }
 
 // writePending stores p durably before the upstream file is touched.
-func writePending(stateDir, upstream string, p Pending) error {
+func writePending(stateDir, app string, p Pending) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteOwn(pendingPath(stateDir, upstream), data, 0o644)
+	return atomicfile.WriteOwn(pendingPath(stateDir, app), data, 0o644)
 }
 
-func clearPending(stateDir, upstream string) error {
-	err := os.Remove(pendingPath(stateDir, upstream))
+func clearPending(stateDir, app string) error {
+	err := os.Remove(pendingPath(stateDir, app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

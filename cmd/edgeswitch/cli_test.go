@@ -167,3 +167,16 @@ func TestSeveralAppsInOneFile(t *testing.T) {
 		}
 	}
 }
+
+// An upstream at the top of a file with several apps would name them all
+// alike.
+func TestATopLevelUpstreamWithAppsIsRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "apps.toml")
+	if err := os.WriteFile(p, []byte("upstream = \"app\"\n"+twoApps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"-c", p, "status"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "upstream at the top would give every app the same upstream") {
+		t.Errorf("exit %d\n%s", code, stderr.String())
+	}
+}

@@ -134,6 +134,9 @@ func (r *tomlResolver) Validate(app *kong.Application) error {
 	if err := unknown("", r.values); err != nil {
 		return err
 	}
+	if _, ok := r.values["upstream"]; ok && len(r.apps) > 0 {
+		return fmt.Errorf("config file %s: upstream at the top would give every app the same upstream: set it in the [app.NAME] tables that differ from their NAME, or drop it", r.path)
+	}
 	for _, name := range r.names() {
 		table := r.apps[name]
 		if err := unknown("[app."+name+"]: ", table); err != nil {

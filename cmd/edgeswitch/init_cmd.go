@@ -144,6 +144,16 @@ func addApp(path string, data templates.Data) ([]byte, error) {
 	case slices.Contains(names, data.App):
 		return nil, swap.Usage(fmt.Errorf("%s has an [app.%s] already; pick another name, or --force to write the files anew", path, data.App))
 	}
+	want := fmt.Sprint([]int64{int64(data.Ports[0]), int64(data.Ports[1])})
+	for _, name := range conf.names() {
+		ports, ok := conf.apps[name]["ports"]
+		if !ok {
+			ports = conf.values["ports"]
+		}
+		if list, ok := ports.([]any); ok && fmt.Sprint(list) == want {
+			return nil, swap.Usage(fmt.Errorf("app %s in %s uses ports %v already: pass --ports with two others for app %s", name, path, list, data.App))
+		}
+	}
 	table, err := templates.Render(templates.AppTable, data)
 	if err != nil {
 		return nil, err

@@ -272,3 +272,43 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestInitAddsAnApp: with --app, init adds one more app's table to the
+// settings in DIR and writes its unit and upstream, leaving the others;
+// what would clash is refused and nothing is written.
+func TestInitAddsAnApp(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "edgeswitch.toml")
+	apps := "health-path = \"/health\"\n\n[app.api]\nunit = \"api@.service\"\nports = [4000, 4001]\n"
+	if err := os.WriteFile(conf, []byte(apps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runInit(t, "init", "--dir", dir, "--app", "web"); code != 2 || !strings.Contains(stderr, "app api in "+conf+" uses ports [4000 4001] already") {
+		t.Errorf("init --app web on api's ports: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runInit(t, "init", "--dir", dir, "--app", "tpi", "--ports", "5000,5001"); code != 0 {
+		t.Fatalf("init --app tpi: exit %d\n%s", code, stderr)
+	}
+	got, _ := os.ReadFile(conf)
+	if !strings.HasPrefix(string(got), apps) || !strings.Contains(string(got), "[app.tpi]\nunit = \"tpi@.service\"\nports = [5000, 5001]\n") {
+		t.Errorf("edgeswitch.toml after init --app tpi:\n%s", got)
+	}
+	for _, f := range []string{"tpi@.service", "tpi.conf"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// The file still loads, with both apps.
+	r, err := loadConfig(conf, true)
+	if err != nil || strings.Join(r.names(), " ") != "api tpi" {
+		t.Errorf("apps after init --app: %v, %v", r.names(), err)
+	}
+
+	flat := t.TempDir()
+	if err := os.WriteFile(filepath.Join(flat, "edgeswitch.toml"), []byte("upstream = \"shop\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runInit(t, "init", "--dir", flat, "--app", "tpi", "--ports", "5000,5001"); code != 2 || !strings.Contains(stderr, "describes one app") || !strings.Contains(stderr, "[app.shop]") {
+		t.Errorf("init --app on a one-app file: exit %d\n%s", code, stderr)
+	}
+}
