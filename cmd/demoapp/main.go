@@ -1,7 +1,8 @@
 // Command demoapp is the small HTTP app that the sandbox edge
 // (internal/testedge) runs in its slots. Its flags make it misbehave in the
 // ways a switch has to survive: slow boot, late readiness, never ready, crash,
-// and a build that turns sick after it passed its health check.
+// a build that turns sick after it passed its health check, and one that
+// passes it but fails its users.
 package main
 
 import (
@@ -36,6 +37,7 @@ type config struct {
 	shutdownGrace time.Duration
 	sickFrom      time.Duration // -sick-after, -sick-between: /health answers 503
 	sickUntil     time.Duration // from sickFrom until this long after start; 0: for good
+	failRoot      bool          // -fail-root: / answers 500, /health stays 200
 	bodyFile      string        // -body-file, {port} not yet replaced
 	body          []byte        // what GET answers instead of "slot N", when set
 }
@@ -53,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, wait this long for in-flight requests")
 	sickAfter := fs.Duration("sick-after", 0, "/health answers 503 from this long after start on (a build that turns bad once live)")
 	sickBetween := fs.String("sick-between", "", "`D1,D2`: /health answers 503 from D1 until D2 after start, then 200 again (a build that is bad for a moment)")
+	fs.BoolVar(&c.failRoot, "fail-root", false, "/ answers 500 while /health answers 200 (a bad build that passes its health check)")
 	fs.StringVar(&c.bodyFile, "body-file", "", "answer GET with this file's content, read at start ({port} in `PATH` becomes the port), as a build installed into the slot")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -204,6 +207,8 @@ func newHandler(c config, start time.Time, now func() time.Time) http.Handler {
 				return
 			}
 			fmt.Fprintln(w, "ok")
+		case c.failRoot && r.URL.Path == "/":
+			http.Error(w, "failing on purpose (-fail-root)", http.StatusInternalServerError)
 		case r.Method == http.MethodPost:
 			n, err := io.Copy(io.Discard, r.Body)
 			if err != nil {

@@ -46,6 +46,9 @@ func TestHandler(t *testing.T) {
 		{"health is ok before a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(999 * time.Millisecond), "GET", "/health", "", 200, "ok\n"},
 		{"health is 503 in a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(1500 * time.Millisecond), "GET", "/health", "", 503, "sick\n"},
 		{"health is ok again after a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(2 * time.Second), "GET", "/health", "", 200, "ok\n"},
+		{"root is 500 with fail-root", config{failRoot: true}, at(0), "GET", "/", "", 500, "failing on purpose (-fail-root)\n"},
+		{"health stays ok with fail-root", config{failRoot: true}, at(0), "GET", "/health", "", 200, "ok\n"},
+		{"other paths answer with fail-root", config{failRoot: true}, at(0), "GET", "/some/page", "", 200, "slot 4001\n"},
 		{"health stays ok with a body file", config{body: []byte("build 2\n")}, at(0), "GET", "/health", "", 200, "ok\n"},
 	}
 	for _, tt := range tests {
@@ -123,6 +126,18 @@ func TestSickFlags(t *testing.T) {
 				t.Fatalf("got %s %s %v, want %s %s", c.sickFrom, c.sickUntil, err, tt.wantFrom, tt.until)
 			}
 		})
+	}
+}
+
+func TestFailRootFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{{nil, false}, {[]string{"-fail-root"}, true}} {
+		c, err := parseFlags(append([]string{"-port", "4000"}, tt.args...), io.Discard)
+		if err != nil || c.failRoot != tt.want {
+			t.Errorf("%q: failRoot %v, %v; want %v", tt.args, c.failRoot, err, tt.want)
+		}
 	}
 }
 

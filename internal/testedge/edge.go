@@ -51,7 +51,16 @@ type Options struct {
 	// own template unit, two slot ports, upstream block and nginx server
 	// on a port of its own, for tests of several apps on one host.
 	Apps []AppOptions
+	// AccessLog, when set, makes nginx log every request to
+	// <Dir>/nginx/access.log (Edge.AccessLog) in the format the README
+	// shows, which records $upstream_addr and $upstream_status: a bake then
+	// watches the new slot's 5xx answers. Off by default (access_log off).
+	AccessLog bool
 }
+
+// accessLogFormat is the log_format of Options.AccessLog, as the README
+// and init's upstream include show it.
+const accessLogFormat = `log_format edgeswitch '$remote_addr [$time_local] "$request" $status $upstream_addr $upstream_status $request_time';`
 
 // AppOptions configure one further app of an edge.
 type AppOptions struct {
@@ -118,6 +127,7 @@ type Edge struct {
 	PIDFile      string // nginx's master PID
 	StateDir     string // empty directory for edgeswitch's state-dir
 	Apps         []*App // the further apps of Options.Apps, in order
+	AccessLog    string // nginx's access log with Options.AccessLog; empty without
 
 	id        string
 	appArgs   []string
@@ -222,6 +232,9 @@ func newEdge(o Options) (*Edge, error) {
 		StateDir:     filepath.Join(dir, "state"),
 		id:           id,
 		appArgs:      slices.Clone(o.AppArgs),
+	}
+	if o.AccessLog {
+		e.AccessLog = filepath.Join(dir, "nginx", "access.log")
 	}
 	for i, ao := range o.Apps {
 		what := fmt.Sprintf("testedge: Options.Apps[%d]", i)
@@ -482,6 +495,10 @@ func (e *Edge) findUnitDir(ctx context.Context) (string, error) {
 
 func (e *Edge) writeNginxConfig() error {
 	n := filepath.Join(e.Dir, "nginx")
+	access := "access_log off;"
+	if e.AccessLog != "" {
+		access = accessLogFormat + "\n    access_log " + e.AccessLog + " edgeswitch;"
+	}
 	main := fmt.Sprintf(`# nginx for test edge %[1]s (internal/testedge); absolute paths, nothing outside %[2]s.
 user root;
 worker_processes 2;
@@ -493,7 +510,7 @@ events {
 }
 
 http {
-    access_log off;
+    %[4]s
     client_body_temp_path %[2]s/tmp/body;
     proxy_temp_path %[2]s/tmp/proxy;
     fastcgi_temp_path %[2]s/tmp/fastcgi;
@@ -502,7 +519,7 @@ http {
 
     include %[2]s/conf.d/*.conf;
 }
-`, e.id, n, e.PIDFile)
+`, e.id, n, e.PIDFile, access)
 	app := fmt.Sprintf(`upstream app {
     server 127.0.0.1:%d;
     keepalive 16;

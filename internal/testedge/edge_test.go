@@ -12,6 +12,8 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/edgeswitch/edgeswitch/nginx"
 )
 
 // TestSwitchByHand does what edgeswitch automates, under load: start the
@@ -286,5 +288,46 @@ demoapp: slot 4000 listening on 127.0.0.1:4000; started 2026-01-01T00:02:00Z, ne
 	}
 	if _, err := e.LastBoot(4001); err == nil {
 		t.Error("no log: want an error")
+	}
+}
+
+// TestAccessLogOption: the edge's nginx logs nothing by default, and with
+// Options.AccessLog logs to Edge.AccessLog in a format edgeswitch's bake
+// reads (nginx -T of the config, as the bake looks it up).
+func TestAccessLogOption(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		dir := t.TempDir()
+		e, err := newEdge(Options{Dir: dir, AccessLog: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"nginx/conf.d", "nginx/tmp"} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.writeNginxConfig(); err != nil {
+			t.Fatal(err)
+		}
+		conf, err := os.ReadFile(e.NginxConf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, path := "    access_log off;\n", ""
+		if on {
+			path = filepath.Join(dir, "nginx", "access.log")
+			want = "    " + accessLogFormat + "\n    access_log " + path + " edgeswitch;\n"
+		}
+		if e.AccessLog != path || !strings.Contains(string(conf), want) || strings.Count(string(conf), "access_log ") != 1 {
+			t.Errorf("AccessLog %v: Edge.AccessLog %q, want %q; nginx.conf lacks %q:\n%s", on, e.AccessLog, path, want, conf)
+		}
+		if !on || testing.Short() {
+			continue
+		}
+		// edgeswitch finds the log, as its bake does.
+		logs, err := nginx.AccessLogs(t.Context(), nginx.ExecRunner, NginxBin, e.NginxConf)
+		if err != nil || len(logs) != 1 || logs[0].Path != path || logs[0].Format != "edgeswitch" {
+			t.Errorf("nginx.AccessLogs = %+v, %v; want %s in format edgeswitch", logs, err, path)
+		}
 	}
 }

@@ -27,6 +27,13 @@ type LoadOptions struct {
 	Method  string // GET (default) or POST
 	Path    string // appended to URL; default "/"
 	Body    []byte // request body for POST
+	// Steady, when set, drops the pause after an answer with status >= 500
+	// (a transport error still pauses): the clients keep their pace
+	// whatever the server answers, as a population of users does, so that
+	// the failures of two runs compare. Leave it off where a 502 from a
+	// slot that is down would come back in microseconds and make the
+	// clients spin.
+	Steady bool
 	// Dial, when set, makes the clients' connections instead of the host's
 	// network, e.g. Machine.Dial for nginx on a machine's own loopback. The
 	// URL's host must still be a loopback address (an IP, not a name).
@@ -78,13 +85,13 @@ func RunLoad(ctx context.Context, o LoadOptions) *Load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.client(ctx, method, target, o.Body, o.Dial)
+			l.client(ctx, method, target, o.Body, o.Dial, o.Steady)
 		}()
 	}
 	return l
 }
 
-func (l *Load) client(ctx context.Context, method, target string, body []byte, dial func(context.Context, string, string) (net.Conn, error)) {
+func (l *Load) client(ctx context.Context, method, target string, body []byte, dial func(context.Context, string, string) (net.Conn, error), steady bool) {
 	dialContext := (&net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}).DialContext
 	if dial != nil {
 		dialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -123,7 +130,7 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 		if err != nil && ctx.Err() != nil {
 			return // cut short by Stop: not the server's failure
 		}
-		if l.record(resp, err) {
+		if l.record(resp, err) && (err != nil || !steady) {
 			// Do not spin on a server that is down: a 502 comes back in
 			// microseconds, and counting thousands of them would measure
 			// the client's loop, not the outage.

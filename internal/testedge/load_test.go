@@ -45,6 +45,29 @@ func TestLoadCountsAnswersAndFailures(t *testing.T) {
 	}
 }
 
+// TestLoadSteadyKeepsItsPaceOn5xx: by default a client pauses 10 ms after
+// a failure; a steady one does not after a 5xx answer.
+func TestLoadSteadyKeepsItsPaceOn5xx(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad build", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	count := func(steady bool) LoadStats {
+		l := RunLoad(t.Context(), LoadOptions{URL: srv.URL, Clients: 2, Steady: steady})
+		time.Sleep(100 * time.Millisecond) // the load under test runs for 100 ms: not a wait for progress
+		return l.Stop()
+	}
+	paced, steady := count(false), count(true)
+	t.Logf("paced: %s; steady: %s", paced, steady)
+	// Paced: at most one request per client per 10 ms pause, and one more.
+	if paced.Requests > 2*(100/10+2) || paced.Failed != paced.Errors["status 500"] {
+		t.Errorf("paced: %s, want at most %d requests, all status 500", paced, 2*(100/10+2))
+	}
+	if steady.Requests < 3*paced.Requests || steady.Failed != steady.Errors["status 500"] {
+		t.Errorf("steady: %s, want at least 3 times the paced %d requests, all status 500", steady, paced.Requests)
+	}
+}
+
 func TestLoadDialsOnlyLoopback(t *testing.T) {
 	l := RunLoad(t.Context(), LoadOptions{URL: "http://192.0.2.1:80", Clients: 2})
 	time.Sleep(50 * time.Millisecond) // the load under test runs for 50 ms: not a wait for progress
