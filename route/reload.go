@@ -245,7 +245,8 @@ func (r *Reload) UpstreamFailures(addr string) (int, string) {
 }
 
 // Answers counts the answers from addr that the access logs recorded since
-// it was first asked (a bake's first look), and those that were 5xx. Both
+// it was first asked (before the switch's first reload, when it bakes),
+// and those that were 5xx. Both
 // are 0 when no access log records $upstream_addr and $upstream_status.
 // The logs are looked for then, not at every reload: nginx -T reads the
 // whole config, and only a bake needs them.

@@ -436,6 +436,11 @@ func (s *switcher) pending(do func(context.Context) (string, error)) func(contex
 			return "", err
 		}
 		s.unlock = unlock
+		if s.o.Bake > 0 {
+			// A bake's 5xx watch counts from here, before the new slot's
+			// first request, not from the bake's first look.
+			s.router.Answers(s.res.To.Addr)
+		}
 		if s.resumed != nil { // the earlier switch's record says it best
 			return do(ctx)
 		}

@@ -165,8 +165,9 @@ func TestBakeOfAHealthyBuildRetiresTheOldSlotAfterIt(t *testing.T) {
 	}
 	secs, bakeAt := stepSeconds(last, "bake")
 	_, retireAt := stepSeconds(last, "retire")
-	if bakeAt < 0 || secs < bake.Seconds() || retireAt != bakeAt+1 {
-		t.Errorf("history steps %+v: want a bake of at least %s, then retire", last.Steps, bake)
+	_, persistAt := stepSeconds(last, "persist")
+	if bakeAt < 0 || secs < bake.Seconds() || persistAt != bakeAt+1 || retireAt != persistAt+1 {
+		t.Errorf("history steps %+v: want a bake of at least %s, then persist and retire", last.Steps, bake)
 	}
 }
 
