@@ -256,3 +256,60 @@ func median(xs []float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// badBuildBake is the bake of BenchmarkBadBuildFailures: long enough that
+// the 5xx watch, not its end, rolls the bad build back.
+const badBuildBake = 5 * time.Second
+
+// BenchmarkBadBuildFailures counts the requests that fail on a bad build
+// (demoapp -fail-root: /health answers 200, / answers 500) before the
+// bake's 5xx watch rolls it back, with a bake alone (canary=0) and with a
+// canary of 10% (canary=10), as TestCanaryCutsTheFailuresOfABadBuild does
+// once. An op is one switch to the bad build, rolled back, under 32
+// keep-alive clients that keep their pace through the 500s (LoadOptions
+// Steady, as steadyLoad), so that both offer the same load; 200 ms pass
+// between switches. failed/op counts every failure the clients saw from
+// the start of the switch to the next one: the bad build's 500s and
+// anything the two reloads cut.
+func BenchmarkBadBuildFailures(b *testing.B) {
+	for _, canary := range []int{0, 10} {
+		b.Run("canary="+strconv.Itoa(canary), func(b *testing.B) {
+			e := testedge.New(b, testedge.Options{AccessLog: true})
+			// A good switch first, as in the test: the live slot is the one
+			// enabled at boot, and the history has a switch.
+			if r := edgeswitch(b, e, "switch"); r.code != 0 {
+				b.Fatalf("first switch: exit %d\n%s", r.code, r.stderr)
+			}
+			if err := e.SetAppArgs(b.Context(), "-fail-root"); err != nil {
+				b.Fatal(err)
+			}
+			flags := benchFlags(e)
+			flags = append(flags, "--bake", badBuildBake.String())
+			if canary > 0 {
+				flags = append(flags, "--canary", strconv.Itoa(canary))
+			}
+			// steadyLoad's clients; it takes a *testing.T.
+			load := testedge.RunLoad(b.Context(), testedge.LoadOptions{URL: e.URL(""), Clients: benchClients, Steady: true})
+			binary(b) // built before the clock starts
+			time.Sleep(benchGap)
+			b.ResetTimer()
+			start := load.Snapshot()
+			for range b.N {
+				r := runWith(b, e.Env, append([]string{"switch"}, flags...)...)
+				if r.code != 1 || !strings.Contains(r.stderr, "rolled back: the new slot failed its bake") {
+					b.Fatalf("edgeswitch switch %s: exit %d, want 1 with a rollback by the bake\n%s", strings.Join(flags[len(flags)-2:], " "), r.code, r.stderr)
+				}
+				b.StopTimer()
+				time.Sleep(benchGap)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			st := since(start, load.Stop())
+			b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
+			b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
+			if n := st.Failed - st.Errors["status 500"]; n > 0 || st.Errors["status 500"] == 0 {
+				b.Logf("canary %d%%, %d switches: %d failed other than with the bad build's 500: %s", canary, b.N, n, st)
+			}
+		})
+	}
+}

@@ -46,6 +46,7 @@ const (
 	maxOverheadRatio = 1.2
 	scaleBudgetMS    = 500 // find + edit + diff at 10,000 server blocks
 	memoryBudgetMB   = 200
+	minCanaryCut     = 5 // a canary of 10% cuts the failures of a bad build by this much
 )
 
 // render returns the tables, the targets and how to run them: all of
@@ -53,7 +54,7 @@ const (
 func (r *report) render() string {
 	var b strings.Builder
 	r.targets = nil
-	body := r.failures() + r.overhead() + r.readiness() + r.scale()
+	body := r.failures() + r.overhead() + r.readiness() + r.scale() + r.badBuild()
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s. Each figure is the median of %s. In brackets, where the runs differ, is its confidence interval: the range that holds the true median with at least %.0f%% confidence, as benchmath (golang.org/x/perf) computes it without assuming a distribution. 5 runs are the fewest that give one, and with 5 or 6 it spans their lowest to their highest; figures over fewer runs have none. The raw `go test -bench` output is at the end and reads into benchstat.\n\n",
 		r.m.Date, r.runs(), confidence*100)
 	b.WriteString("| | |\n|---|---|\n")
@@ -233,12 +234,63 @@ func (r *report) scale() string {
 	return b.String()
 }
 
+func badBuildName(canary int) string {
+	return fmt.Sprintf("BenchmarkBadBuildFailures/canary=%d", canary)
+}
+
+// badBuild renders the failed requests of a bad build before its rollback,
+// with a bake alone and with a canary of 10%, and how many times fewer the
+// canary lets through.
+func (r *report) badBuild() string {
+	alone, canary := badBuildName(0), badBuildName(10)
+	var b strings.Builder
+	b.WriteString("## 5. Failed requests on a bad build before the rollback\n\n")
+	b.WriteString("`edgeswitch switch --bake 5s` to a build that passes its health check but answers its users 500 (demoapp `-fail-root`), under 32 keep-alive clients that keep their pace through the 500s, so that both rows offer the same load; nginx writes an access log with `$upstream_addr $upstream_status`, and the bake's 5xx watch rolls the switch back. With `--canary 10` the upstream lists both slots during the bake, the new one with weight 10 of 100. A request fails on a transport error or a 5xx. The figures are per switch, each rolled back; 200 ms pass between switches.\n\n")
+	b.WriteString("| | failed before the rollback | requests | time per switch |\n|---|---|---|---|\n")
+	seconds := func(ns float64) string { return strconv.FormatFloat(ns/1e9, 'f', 2, 64) }
+	for _, row := range []struct{ what, name string }{{"no canary (bake alone)", alone}, {"canary 10 %", canary}} {
+		failed, ok1 := r.res.median(row.name, "failed/op")
+		sent, ok2 := r.res.median(row.name, "requests/op")
+		took, ok3 := r.res.median(row.name, "ns/op")
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", row.what, measured(ok1, withCI(failed, thousands, "")), measured(ok2, thousands(sent.Center)), measured(ok3, withCI(took, seconds, " s")))
+	}
+	ratio, ok := r.canaryCut()
+	fmt.Fprintf(&b, "| ratio, no canary over canary | %s | | |\n\n", measured(ok, withCI(ratio, fixed(1), "x")))
+	fmt.Fprintf(&b, "The ratio is that of the two medians; in brackets, where both have an interval, the lowest and highest ratio their intervals allow (the low end of one over the high end of the other): the runs of the two are not paired, and this range holds the ratio of the true medians with the product of their confidences, at least %.0f%%.", 100*ratio.Confidence)
+	b.WriteString(" The watch rolls back on the share of 5xx among the new slot's answers, so it sees the bad build about as soon with a canary as without; in that time the canary has shown it to a tenth of the requests.\n\n")
+	r.add(fmt.Sprintf("a canary of 10 %% cuts the failures of a bad build by at least %dx (median ratio)", minCanaryCut), measured(ok, withCI(ratio, fixed(1), "x")), ok && ratio.Center >= minCanaryCut,
+		"The canary's bake ran longer before its rollback, or its share was above 10 %: the switch's stderr gives the bake's time and the share of 5xx it saw; `go test -run TestCanaryCutsTheFailuresOfABadBuild -v ./cmd/edgeswitch` logs both runs.")
+	return b.String()
+}
+
+// canaryCut is the median of failed/op without a canary over the median
+// with one. The runs of the two are not paired (-count repeats each
+// sub-benchmark on its own), so the interval is the widest the two
+// intervals allow: infinite at an end where either is open. No failure
+// under the canary gives no ratio.
+func (r *report) canaryCut() (benchmath.Summary, bool) {
+	alone, ok1 := r.res.median(badBuildName(0), "failed/op")
+	canary, ok2 := r.res.median(badBuildName(10), "failed/op")
+	if !ok1 || !ok2 || canary.Center <= 0 {
+		return benchmath.Summary{}, false
+	}
+	s := benchmath.Summary{Center: alone.Center / canary.Center, Lo: math.Inf(-1), Hi: math.Inf(1), Confidence: alone.Confidence * canary.Confidence}
+	if !math.IsInf(alone.Lo, 0) && !math.IsInf(canary.Hi, 0) && canary.Hi > 0 {
+		s.Lo = alone.Lo / canary.Hi
+	}
+	if !math.IsInf(alone.Hi, 0) && !math.IsInf(canary.Lo, 0) && canary.Lo > 0 {
+		s.Hi = alone.Hi / canary.Lo
+	}
+	return s, true
+}
+
 const reproduce = "## How to run it\n\n" +
 	"`make bench` runs everything (about 15 minutes with the default `BENCH_COUNT=5`) and rewrites this file. One part at a time:\n\n" +
 	"```\n" +
 	"go test -run '^$' -bench FailedRequests -benchtime 20x ./cmd/edgeswitch/\n" +
 	"go test -run '^$' -bench 'SwitchOverhead|Readiness' -benchtime 20x ./cmd/edgeswitch/\n" +
 	"go test -run '^$' -bench Scale -benchtime 5x ./upstream/\n" +
+	"go test -run '^$' -bench BadBuild -benchtime 3x -count 5 ./cmd/edgeswitch/\n" +
 	"```\n\n" +
 	"The scripts edgeswitch is measured against are in `cmd/edgeswitch/testdata/handswitch.sh`.\n"
 

@@ -184,3 +184,33 @@ func render(t *testing.T, file string) string {
 	}
 	return (&report{res: res, m: testMachine}).render() + rawSection(string(raw))
 }
+
+// TestCanaryCut: the ratio is that of the medians, its interval the widest
+// the two allow; a canary that cuts less than 5x misses its target.
+func TestCanaryCut(t *testing.T) {
+	var in strings.Builder
+	for _, f := range []string{"100", "200", "300", "400", "500"} {
+		in.WriteString("BenchmarkBadBuildFailures/canary=0-2\t3\t1 ns/op\t" + f + " failed/op\t1000 requests/op\n")
+	}
+	for _, f := range []string{"50", "75", "100", "125", "150"} {
+		in.WriteString("BenchmarkBadBuildFailures/canary=10-2\t3\t1 ns/op\t" + f + " failed/op\t1000 requests/op\n")
+	}
+	res, err := parse(strings.NewReader(in.String()), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &report{res: res, m: testMachine}
+	s, ok := r.canaryCut()
+	if !ok || s.Center != 3 || math.Abs(s.Lo-100.0/150) > 1e-12 || s.Hi != 10 {
+		t.Errorf("canaryCut = %+v, %t; want 3 in [0.67, 10]", s, ok)
+	}
+	out := r.render()
+	for _, want := range []string{
+		"| a canary of 10 % cuts the failures of a bad build by at least 5x (median ratio) | 3.0x (0.7–10.0) | **missed** |",
+		"| canary 10 % | 100 (50–150) | 1,000 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
