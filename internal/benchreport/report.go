@@ -256,7 +256,11 @@ func (r *report) badBuild() string {
 	}
 	ratio, ok := r.canaryCut()
 	fmt.Fprintf(&b, "| ratio, no canary over canary | %s | | |\n\n", measured(ok, withCI(ratio, fixed(1), "x")))
-	fmt.Fprintf(&b, "The ratio is that of the two medians; in brackets, where both have an interval, the lowest and highest ratio their intervals allow (the low end of one over the high end of the other): the runs of the two are not paired, and this range holds the ratio of the true medians with the product of their confidences, at least %.0f%%.", 100*ratio.Confidence)
+	b.WriteString("The ratio is that of the two medians; in brackets, where both have an interval, the lowest and highest ratio their intervals allow (the low end of one over the high end of the other): the runs of the two are not paired, and this range holds the ratio of the true medians with the product of their confidences")
+	if ok && !math.IsInf(ratio.Lo, 0) && !math.IsInf(ratio.Hi, 0) {
+		fmt.Fprintf(&b, ", here at least %.0f%%", 100*ratio.Confidence)
+	}
+	b.WriteString(".")
 	b.WriteString(" The watch rolls back on the share of 5xx among the new slot's answers, so it sees the bad build about as soon with a canary as without; in that time the canary has shown it to a tenth of the requests.\n\n")
 	r.add(fmt.Sprintf("a canary of 10 %% cuts the failures of a bad build by at least %dx (median ratio)", minCanaryCut), measured(ok, withCI(ratio, fixed(1), "x")), ok && ratio.Center >= minCanaryCut,
 		"The canary's bake ran longer before its rollback, or its share was above 10 %: the switch's stderr gives the bake's time and the share of 5xx it saw; `go test -run TestCanaryCutsTheFailuresOfABadBuild -v ./cmd/edgeswitch` logs both runs.")
