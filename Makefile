@@ -48,7 +48,8 @@ BENCH_COUNT ?= 5
 .PHONY: bench
 bench: deps
 	@mkdir -p bin
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count $(BENCH_COUNT) -timeout 60m ./cmd/edgeswitch/ | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench 'FailedRequests|SwitchOverhead|Readiness' -benchtime 20x -count $(BENCH_COUNT) -timeout 60m ./cmd/edgeswitch/ | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench BadBuild -benchtime 3x -count $(BENCH_COUNT) -timeout 30m ./cmd/edgeswitch/ | tee -a bin/bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count $(BENCH_COUNT) -timeout 30m ./upstream/ | tee -a bin/bench.txt
 	$(GO) run ./internal/benchreport -in bin/bench.txt -out BENCHMARKS.md -nginx /usr/sbin/nginx
 

@@ -289,7 +289,7 @@ func (r *report) canaryCut() (benchmath.Summary, bool) {
 }
 
 const reproduce = "## How to run it\n\n" +
-	"`make bench` runs everything (about 15 minutes with the default `BENCH_COUNT=5`) and rewrites this file. One part at a time:\n\n" +
+	"`make bench` runs everything (about 20 minutes with the default `BENCH_COUNT=5`) and rewrites this file. One part at a time:\n\n" +
 	"```\n" +
 	"go test -run '^$' -bench FailedRequests -benchtime 20x ./cmd/edgeswitch/\n" +
 	"go test -run '^$' -bench 'SwitchOverhead|Readiness' -benchtime 20x ./cmd/edgeswitch/\n" +
