@@ -87,23 +87,7 @@ func runApps(t testing.TB, e *testedge.Edge, conf string, args ...string) result
 // background, like startSwitch.
 func startApps(t testing.TB, e *testedge.Edge, conf string, args ...string) *running {
 	t.Helper()
-	r := &running{exited: make(chan struct{}), line: make(chan struct{}, 1)}
-	r.cmd = exec.Command(binary(t), append([]string{"-c", conf}, args...)...)
-	r.cmd.Env = append(os.Environ(), e.Env...)
-	r.cmd.Stderr = r
-	r.cmd.WaitDelay = 5 * time.Second
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		r.err = r.cmd.Wait()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		r.cmd.Process.Kill()
-		<-r.exited
-	})
-	return r
+	return start(t, e, nil, append([]string{"-c", conf}, args...)...)
 }
 
 // slotAt asks nginx which slot answers url now.

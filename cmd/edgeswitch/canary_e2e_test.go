@@ -28,23 +28,7 @@ import (
 // in stdout, which is whole once wait has returned.
 func startSwitchOut(t *testing.T, e *testedge.Edge, stdout *bytes.Buffer, extra ...string) *running {
 	t.Helper()
-	r := &running{exited: make(chan struct{}), line: make(chan struct{}, 1)}
-	r.cmd = exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e, extra...)...)...)
-	r.cmd.Env = append(os.Environ(), e.Env...)
-	r.cmd.Stdout, r.cmd.Stderr = stdout, r
-	r.cmd.WaitDelay = 5 * time.Second
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		r.err = r.cmd.Wait()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		r.cmd.Process.Kill()
-		<-r.exited
-	})
-	return r
+	return start(t, e, stdout, append([]string{"switch"}, edgeFlags(e, extra...)...)...)
 }
 
 // since is what the load saw between two snapshots.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -166,10 +167,18 @@ type running struct {
 // after the edge's (so they win). The test's end kills it if it still runs.
 func startSwitch(t testing.TB, e *testedge.Edge, extra ...string) *running {
 	t.Helper()
+	return start(t, e, nil, append([]string{"switch"}, edgeFlags(e, extra...)...)...)
+}
+
+// start runs the binary with args in the background, with the edge's
+// environment, its stderr read line by line and its stdout to stdout (nil:
+// dropped). The test's end kills it if it still runs.
+func start(t testing.TB, e *testedge.Edge, stdout io.Writer, args ...string) *running {
+	t.Helper()
 	r := &running{exited: make(chan struct{}), line: make(chan struct{}, 1)}
-	r.cmd = exec.Command(binary(t), append([]string{"switch"}, edgeFlags(e, extra...)...)...)
+	r.cmd = exec.Command(binary(t), args...)
 	r.cmd.Env = append(os.Environ(), e.Env...)
-	r.cmd.Stderr = r
+	r.cmd.Stdout, r.cmd.Stderr = stdout, r
 	// Stderr is not a terminal, so no live poll counter: only whole lines.
 	r.cmd.WaitDelay = 5 * time.Second // a child left holding stderr must not hang Wait
 	if err := r.cmd.Start(); err != nil {
