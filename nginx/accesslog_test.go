@@ -272,25 +272,7 @@ func TestAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := dumpLog(t, "edgeswitch", filepath.Join(t.TempDir(), "access.log"))
-			if err := os.WriteFile(l.Path, []byte(tt.before), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			mark := l.Mark()
-			if mark != int64(len(tt.before)) {
-				t.Errorf("Mark() = %d, want %d", mark, len(tt.before))
-			}
-			flags := os.O_WRONLY | os.O_APPEND
-			if tt.truncate {
-				flags |= os.O_TRUNC
-			}
-			f, err := os.OpenFile(l.Path, flags, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = f.WriteString(tt.after)
-			if err := errors.Join(err, f.Close()); err != nil {
-				t.Fatal(err)
-			}
+			mark := growLog(t, l.Path, l.Mark, tt.before, tt.after, tt.truncate)
 			total, fives := l.Answers(mark, "127.0.0.1:4001")
 			if total != tt.total || fives != tt.fives {
 				t.Errorf("Answers = %d, %d; want %d, %d", total, fives, tt.total, tt.fives)

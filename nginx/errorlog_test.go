@@ -60,25 +60,7 @@ func TestErrorLog(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := ErrorLog{Path: filepath.Join(t.TempDir(), "error.log")}
-			if err := os.WriteFile(l.Path, []byte(tt.before), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			mark := l.Mark()
-			if mark != int64(len(tt.before)) {
-				t.Errorf("Mark() = %d, want %d", mark, len(tt.before))
-			}
-			flags := os.O_WRONLY | os.O_APPEND
-			if tt.truncate {
-				flags |= os.O_TRUNC
-			}
-			f, err := os.OpenFile(l.Path, flags, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = f.WriteString(tt.after)
-			if err := errors.Join(err, f.Close()); err != nil {
-				t.Fatal(err)
-			}
+			mark := growLog(t, l.Path, l.Mark, tt.before, tt.after, tt.truncate)
 			if diff := cmp.Diff(tt.want, l.LastEmerg(mark)); diff != "" {
 				t.Errorf("LastEmerg (-want +got):\n%s", diff)
 			}
@@ -246,4 +228,31 @@ func TestUpstreamFailuresNameTheSlot(t *testing.T) {
 	if n != 1 || !strings.Contains(last, `upstream: "http://127.0.0.1:4001/"`) {
 		t.Errorf("UpstreamFailures = %d, %q; want the one failed request to 127.0.0.1:4001 after the mark", n, last)
 	}
+}
+
+// growLog writes before to the log at path, takes mark (the log's Mark),
+// checks it, then appends after (or, with truncate, writes it over what
+// was, as a rotation does) and returns the mark.
+func growLog(t *testing.T, path string, mark func() int64, before, after string, truncate bool) int64 {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := mark()
+	if m != int64(len(before)) {
+		t.Errorf("Mark() = %d, want %d", m, len(before))
+	}
+	flags := os.O_WRONLY | os.O_APPEND
+	if truncate {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(after)
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -930,51 +930,39 @@ func TestSwitch(t *testing.T) {
 		w.wantReloads(0)
 	})
 
-	t.Run("a master without workers in /proc cannot be confirmed", func(t *testing.T) {
-		w := newWorld(t)
-		w.proc.exit(801, 802) // as hidepid=2 hides them from a non-root user
-		_, failed, err := w.steps(w.plan())
-		if failed != "reload" {
-			t.Fatalf("step %q failed, want reload", failed)
-		}
-		wantErr(t, err, nginx.ErrNotActive, "nginx master 800 shows no workers in /proc (mounted with hidepid?)", "run edgeswitch as root")
-		w.wantReloads(0)
-		if err := w.r.Revert(t.Context()); err != nil {
-			t.Fatalf("revert: %v", err)
-		}
-		w.wantFile(w.orig, "after Revert")
-		w.wantReloads(0)
-	})
-
-	t.Run("a unit without a main process is not reloaded", func(t *testing.T) {
-		w := newWorld(t)
-		w.sd.mainPID = 0
-		_, failed, err := w.steps(w.plan())
-		if failed != "reload" {
-			t.Fatalf("step %q failed, want reload", failed)
-		}
-		wantErr(t, err, nginx.ErrNotActive, "nginx.service has no main process")
-		if err := w.r.Revert(t.Context()); err != nil {
-			t.Fatalf("revert: %v", err)
-		}
-		w.wantFile(w.orig, "after Revert")
-		w.wantReloads(0)
-	})
-
-	t.Run("a /proc that cannot be read stops the reload before it is asked", func(t *testing.T) {
-		w := newWorld(t)
-		w.r.Procs.Root = filepath.Join(w.proc.root, "missing")
-		_, failed, err := w.steps(w.plan())
-		if failed != "reload" {
-			t.Fatalf("step %q failed, want reload", failed)
-		}
-		wantErr(t, err, os.ErrNotExist, "list processes")
-		if err := w.r.Revert(t.Context()); err != nil {
-			t.Fatalf("revert: %v", err)
-		}
-		w.wantFile(w.orig, "after Revert")
-		w.wantReloads(0)
-	})
+	// What stops the reload step before the reload is asked: the file is
+	// restored and nothing is reloaded.
+	for _, tt := range []struct {
+		name  string
+		setup func(w *world)
+		is    error
+		says  []string
+	}{
+		{"a master without workers in /proc cannot be confirmed",
+			func(w *world) { w.proc.exit(801, 802) }, // as hidepid=2 hides them from a non-root user
+			nginx.ErrNotActive, []string{"nginx master 800 shows no workers in /proc (mounted with hidepid?)", "run edgeswitch as root"}},
+		{"a unit without a main process is not reloaded",
+			func(w *world) { w.sd.mainPID = 0 },
+			nginx.ErrNotActive, []string{"nginx.service has no main process"}},
+		{"a /proc that cannot be read stops the reload before it is asked",
+			func(w *world) { w.r.Procs.Root = filepath.Join(w.proc.root, "missing") },
+			os.ErrNotExist, []string{"list processes"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			tt.setup(w)
+			_, failed, err := w.steps(w.plan())
+			if failed != "reload" {
+				t.Fatalf("step %q failed, want reload", failed)
+			}
+			wantErr(t, err, tt.is, tt.says...)
+			if err := w.r.Revert(t.Context()); err != nil {
+				t.Fatalf("revert: %v", err)
+			}
+			w.wantFile(w.orig, "after Revert")
+			w.wantReloads(0)
+		})
+	}
 
 	t.Run("Revert before any step changes nothing", func(t *testing.T) {
 		w := newWorld(t)
