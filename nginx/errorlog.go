@@ -161,8 +161,13 @@ func (l ErrorLog) last(mark int64, levels ...string) string {
 // timed out), and returns the last: requests the slot at addr lost.
 func (l ErrorLog) UpstreamFailures(mark int64, addr string) (n int, last string) {
 	// '... upstream: "http://127.0.0.1:4001/health", host: ...', or
-	// https://, grpc://, fastcgi://, uwsgi://
+	// https://, grpc://, fastcgi://, uwsgi://; a unix socket's path ends
+	// at a colon: "http://unix:/run/app.sock:/health"
 	needle := "://" + addr
+	ends := `/"`
+	if strings.HasPrefix(addr, "unix:") {
+		ends = `:"`
+	}
 	l.scan(mark, func(level, line string) {
 		u := strings.Index(line, `upstream: "`)
 		i := -1
@@ -171,7 +176,7 @@ func (l ErrorLog) UpstreamFailures(mark int64, addr string) (n int, last string)
 				i = u + j
 			}
 		}
-		if level != "[error]" || i < 0 || len(line) <= i+len(needle) || !strings.ContainsRune(`/"`, rune(line[i+len(needle)])) {
+		if level != "[error]" || i < 0 || len(line) <= i+len(needle) || !strings.ContainsRune(ends, rune(line[i+len(needle)])) {
 			return
 		}
 		n, last = n+1, line

@@ -230,6 +230,21 @@ func TestUpstreamFailuresNameTheSlot(t *testing.T) {
 	}
 }
 
+func TestUpstreamFailuresOfAUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "error.log")
+	line := func(addr string) string {
+		return `2026/01/02 03:04:05 [error] 7#7: *12 connect() to unix:/x failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: "GET / HTTP/1.1", upstream: "http://` + addr + `:/", host: "x"` + "\n"
+	}
+	text := line("unix:/var/lib/edgeswitch/app.sock") + line("unix:/var/lib/edgeswitch/app.sock2")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := ErrorLog{Path: path}.UpstreamFailures(0, "unix:/var/lib/edgeswitch/app.sock")
+	if n != 1 {
+		t.Errorf("UpstreamFailures = %d; want the one failed request to the socket, not to app.sock2", n)
+	}
+}
+
 // growLog writes before to the log at path, takes mark (the log's Mark),
 // checks it, then appends after (or, with truncate, writes it over what
 // was, as a rotation does) and returns the mark.

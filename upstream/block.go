@@ -55,6 +55,9 @@ type Block struct {
 	Line    int    // line of the "upstream" word
 	Src     []byte // the whole file, as read
 	Servers []Server
+	// Directives are the block's other directives (keepalive, hash, ...):
+	// some of them matter to how traffic can move.
+	Directives []Directive
 
 	open, close int // offsets of the block's '{' and '}'
 }
@@ -68,6 +71,22 @@ type Server struct {
 	start, end int  // the directive, from "server" to its ';' inclusive
 	addr       token
 	params     []token // the words after the address
+}
+
+// Directive is one directive of a block that is not a server line.
+type Directive struct {
+	Name string
+	Line int
+}
+
+// Directive returns the block's directive called name, if it has one.
+func (b *Block) Directive(name string) (Directive, bool) {
+	for _, d := range b.Directives {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Directive{}, false
 }
 
 // Listed returns the slots the block lists, in order, without repeats.
@@ -135,6 +154,8 @@ func locate(file string, src []byte, name string) ([]*Block, error) {
 					start: stmt[0].start, end: t.end, addr: stmt[1], params: slices.Clone(stmt[2:]),
 					Standby: slices.ContainsFunc(stmt[2:], func(w token) bool { return w.text == "backup" || w.text == "down" }),
 				})
+			} else if cur != nil && depth == inner && len(stmt) > 0 {
+				cur.Directives = append(cur.Directives, Directive{Name: stmt[0].text, Line: stmt[0].line})
 			}
 		case '}':
 			if depth == 0 {

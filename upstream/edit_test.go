@@ -143,6 +143,20 @@ func TestLive(t *testing.T) {
 	}
 }
 
+func TestDirective(t *testing.T) {
+	src := "upstream app {\n    server 127.0.0.1:4001;\n    keepalive_timeout 60s;\n    location_like { keepalive 2; }\n    keepalive 16;\n}\n"
+	b, err := Parse("app.conf", []byte(src), "app", slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := b.Directive("keepalive"); !ok || d.Line != 5 {
+		t.Errorf("Directive(keepalive) = %+v, %t; want line 5 (not keepalive_timeout, not a nested block's)", d, ok)
+	}
+	if d, ok := b.Directive("hash"); ok {
+		t.Errorf("Directive(hash) = %+v, found in a block without one", d)
+	}
+}
+
 func TestFindErrors(t *testing.T) {
 	tests := []struct {
 		dir  string

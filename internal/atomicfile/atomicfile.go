@@ -1,13 +1,15 @@
 // Package atomicfile replaces files so that a reader (nginx, or the next
 // run after a crash) sees either the old contents or the new, never a mix.
 // It is the one way edgeswitch writes a file: nginx's config, its own
-// pending record, and the files init writes.
+// pending record, the files init writes, and socket mode's link.
 //
 // Temp files are created exclusively (O_EXCL) with a random name beside
 // the target, so nothing planted there in advance is written through.
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,6 +57,52 @@ func WriteOwn(path string, data []byte, perm fs.FileMode) error {
 	return write(path, path, data, perm)
 }
 
+// Link points the symlink path at target: a new link under a random temp
+// name beside path, renamed over it, so that whoever resolves path (nginx,
+// connecting to the live slot) finds the old target or the new one, never
+// nothing. What is at path is replaced, never followed; refusing anything
+// but a symlink there is the caller's business.
+func Link(path, target string) error {
+	dir := filepath.Dir(path)
+	tmp, err := tempLink(dir, filepath.Base(path), target)
+	if err != nil {
+		return writeError(path, dir, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return writeError(path, dir, err)
+	}
+	return syncDir(path, dir)
+}
+
+// tempLink makes a symlink to target under a new random name in dir.
+func tempLink(dir, name, target string) (string, error) {
+	for range 100 {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		tmp := filepath.Join(dir, "."+name+".tmp"+hex.EncodeToString(b))
+		if err := os.Symlink(target, tmp); !errors.Is(err, fs.ErrExist) {
+			return tmp, err
+		}
+	}
+	return "", fmt.Errorf("no free temp name for a link in %s", dir)
+}
+
+// syncDir syncs dir, so that a rename in it survives a crash.
+func syncDir(path, dir string) error {
+	d, err := os.Open(dir)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: replaced, but syncing %s failed: %w", path, dir, err)
+	}
+	return nil
+}
+
 // write replaces target, which path names (through links or not).
 func write(path, target string, data []byte, perm fs.FileMode) error {
 	old, err := os.Lstat(target)
@@ -72,15 +120,7 @@ func write(path, target string, data []byte, perm fs.FileMode) error {
 		os.Remove(tmp)
 		return writeError(path, dir, err)
 	}
-	d, err := os.Open(dir)
-	if err == nil {
-		err = d.Sync()
-		d.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: replaced, but syncing %s failed: %w", path, dir, err)
-	}
-	return nil
+	return syncDir(path, dir)
 }
 
 // writeTemp writes data to a new file in dir with old's owner and mode (or

@@ -272,3 +272,45 @@ func TestWriteOwnRefusesASymlink(t *testing.T) {
 		t.Errorf("WriteOwn of a new file: %v", err)
 	}
 }
+
+func TestLink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "app.sock")
+	for _, target := range []string{"/run/app/4000.sock", "/run/app/4001.sock"} {
+		if err := Link(link, target); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.Readlink(link); err != nil || got != target {
+			t.Errorf("Readlink = %q, %v; want %q", got, err, target)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("dir holds %v (%v); want the link alone, no temp link left", entries, err)
+	}
+}
+
+func TestLinkReplacesAFileWithoutWritingIt(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "app.sock")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Link(link, "/run/app/4001.sock"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("the old link's target became %q; a link is replaced, never followed", b)
+	}
+}
+
+func TestLinkFailure(t *testing.T) {
+	err := Link(filepath.Join(t.TempDir(), "missing", "app.sock"), "/run/app/4001.sock")
+	if err == nil || !strings.Contains(err.Error(), "app.sock") {
+		t.Errorf("Link into a missing dir: %v; want an error naming the link", err)
+	}
+}
