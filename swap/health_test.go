@@ -1,15 +1,22 @@
 package swap
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // probeWith builds the health check of o against srv, as a switch would,
@@ -182,5 +189,221 @@ func TestCheckRefusesBadHealthSettings(t *testing.T) {
 	o.HealthScheme, o.HealthInsecure, o.HealthHost, o.HealthBody = "https", true, "tpi.example.com:8443", "tpi"
 	if err := o.Check(); err != nil {
 		t.Errorf("https, insecure, a host and a body: %v", err)
+	}
+}
+
+// starts records when each request of a client starts, on the client's
+// side: the times are the poll schedule's own, not the server's.
+type starts struct {
+	mu    sync.Mutex
+	at    []time.Time
+	inner http.RoundTripper
+}
+
+func (s *starts) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+	return s.inner.RoundTrip(r)
+}
+
+func (s *starts) times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.at...)
+}
+
+// The first second is polled every 10 ms, at no more than about 100 polls;
+// then every interval. Only the polls an interval apart are told and
+// checked with alive. The bounds hold however slow the machine.
+func TestHealthWaitPollsFastInTheFirstSecond(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	var first atomic.Int64 // server's time of the first request, in ns
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now().UnixNano()
+		first.CompareAndSwap(0, now)
+		if time.Duration(now-first.Load()) < 1400*time.Millisecond {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	rec := &starts{inner: srv.Client().Transport}
+	h := healthFor(t, srv, interval)
+	h.client = &http.Client{Transport: rec}
+
+	var told, alive int
+	begin := time.Now()
+	n, err := h.wait(t.Context(), func() error { alive++; return nil }, func(int, string) { told++ })
+	took := time.Since(begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := rec.times()
+	if n != len(at) {
+		t.Errorf("wait = %d polls; the server was asked %d times", n, len(at))
+	}
+	var inFirst, after int
+	var slow []time.Duration // gaps after the first second
+	for i, a := range at {
+		since := a.Sub(begin)
+		if since < fastFor {
+			inFirst++
+		} else {
+			after++
+		}
+		// A gap that starts at the first second's end may still be a
+		// fast one.
+		if i > 0 && at[i-1].Sub(begin) >= fastFor+fastPoll {
+			slow = append(slow, a.Sub(at[i-1]))
+		}
+	}
+	t.Logf("%d polls in %s, %d in the first second; %d told, %d alive checks; gaps after the first second %v", n, took, inFirst, told, alive, slow)
+	if inFirst > 110 {
+		t.Errorf("%d polls in the first second; want at most about 100", inFirst)
+	}
+	// An interval alone gives at most 11 in the first second.
+	if inFirst <= 11 {
+		t.Errorf("%d polls in the first second; want more than the interval gives", inFirst)
+	}
+	if most := int((took-fastFor)/interval) + 2; after > most {
+		t.Errorf("%d polls after the first second, in %s; want at most %d, one an interval", after, took-fastFor, most)
+	}
+	// Measured where the request is made, a gap is a little off the
+	// schedule: the median is what is asserted.
+	if len(slow) == 0 {
+		t.Error("no poll after the first second")
+	} else if slices.Sort(slow); slow[len(slow)/2] < interval*9/10 {
+		t.Errorf("gaps after the first second %v; want the interval, %s", slow, interval)
+	}
+	// Told and checked once an interval: at most one more than the
+	// intervals the wait lasted, and the last (healthy) poll is checked
+	// but not told.
+	if most := int(took/interval) + 1; told > most || told < 1 || alive != told+1 {
+		t.Errorf("%d polls told, %d alive checks in %s; want 1 to %d told, and one more alive check", told, alive, took, most)
+	}
+}
+
+// A poll that takes longer than the gap is followed by the next once it
+// returns: polls never pile up.
+func TestHealthWaitNeverOverlapsPolls(t *testing.T) {
+	var inFlight, most atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(30 * time.Millisecond)
+		http.Error(w, "warming up", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	h := healthFor(t, srv, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	n, err := h.wait(ctx, func() error { return nil }, func(int, string) {})
+	if err == nil {
+		t.Fatal("wait of a slot that never answers 200: no error")
+	}
+	if m := most.Load(); m != 1 || n > 11 {
+		t.Errorf("%d polls of 30 ms in 300 ms, at most %d at once; want one at a time", n, m)
+	}
+}
+
+// unixSlot serves handler on a unix socket in a temp dir, as a slot of
+// socket mode, and counts its open connections.
+func unixSlot(t *testing.T, handler http.HandlerFunc, tls bool) (Options, Slot, *httptest.Server, *atomic.Int32) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "4001.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Listener.Close()
+	srv.Listener = l
+	open := &atomic.Int32{}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	if tls {
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	o := Defaults()
+	o.HealthPath = "/health"
+	return o, Slot{Port: 4001, Unit: o.SlotUnit(4001), Addr: "unix:" + path}, srv, open
+}
+
+func TestHealthOverAUnixSocket(t *testing.T) {
+	o, slot, _, open := unixSlot(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("host " + r.Host))
+	}, false)
+	path := strings.TrimPrefix(slot.Addr, "unix:")
+	// The CLI's client, whose transport dials TCP.
+	cli := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+	h := newHealthCheck(o, slot, cli)
+	if want := "http://localhost/health via " + path; h.url != want {
+		t.Errorf("health check named %q, want %q", h.url, want)
+	}
+	o.HealthBody = "host localhost"
+	if ok, answer := newHealthCheck(o, slot, cli).probe(t.Context()); !ok {
+		t.Errorf("over the socket, Host localhost: %s", answer)
+	}
+	o.HealthHost, o.HealthBody = "tpi.example.com", "host tpi.example.com"
+	if ok, answer := newHealthCheck(o, slot, &http.Client{}).probe(t.Context()); !ok {
+		t.Errorf("over the socket with health-host, default transport: %s", answer)
+	}
+	if cli.Transport.(*http.Transport).DialContext != nil {
+		t.Error("the socket changed the shared client's transport; it must get one of its own")
+	}
+	// No connection is left open to the slot: a drain counts them.
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d connections to the slot left open after the probes", n)
+	}
+
+	// Messages name the socket.
+	died := errors.New("tpi@4001.service is failed")
+	_, err := h.wait(t.Context(), func() error { return died }, func(int, string) {})
+	if err == nil || !strings.Contains(err.Error(), "yet http://localhost/health via "+path+" answered 200 OK: another process holds the socket") {
+		t.Errorf("wait = %v; want the socket named", err)
+	}
+	gone := slot
+	gone.Addr = "unix:" + filepath.Join(filepath.Dir(path), "4002.sock")
+	if ok, answer := newHealthCheck(o, gone, cli).probe(t.Context()); ok || !strings.Contains(answer, "4002.sock") {
+		t.Errorf("no socket: healthy %v, %s; want the socket named", ok, answer)
+	}
+}
+
+// https over a socket: the certificate is verified against health-host.
+func TestHealthOverHTTPSOnAUnixSocket(t *testing.T) {
+	o, slot, srv, _ := unixSlot(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }, true)
+	o.HealthScheme = "https"
+	o.HealthHost = "example.com" // the name in the test certificate
+	if ok, answer := newHealthCheck(o, slot, srv.Client()).probe(t.Context()); !ok {
+		t.Errorf("trusted certificate of health-host: %s", answer)
+	}
+	o.HealthHost = "tpi.test"
+	if ok, answer := newHealthCheck(o, slot, srv.Client()).probe(t.Context()); ok || !strings.Contains(answer, "not tpi.test") {
+		t.Errorf("certificate of another name than health-host: healthy %v, %s", ok, answer)
+	}
+	o.HealthInsecure = true
+	if ok, answer := newHealthCheck(o, slot, &http.Client{}).probe(t.Context()); !ok {
+		t.Errorf("self-signed, insecure: %s", answer)
 	}
 }
