@@ -1,0 +1,331 @@
+package testedge
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StreamResult is what a stream client saw of one of demoapp's streams
+// (/events, /ws): messages "slot P seq i" for i = 1, 2, ..., then an end
+// marker with their count.
+type StreamResult struct {
+	Messages   int      // messages before the end marker
+	InSequence bool     // their seq were 1, 2, ..., Messages: no gap, repeat or reordering
+	Slots      []string // the slots of the X-Slot header and of the messages, in order of first appearance
+	Ended      bool     // the end marker arrived
+	EndCount   int      // the count the end marker gave
+	Duration   time.Duration
+	Err        error // what broke the stream; nil when it ended cleanly
+}
+
+// Intact says whether the stream arrived whole: no error, the end marker
+// counting every message, all in sequence and from one slot.
+func (r StreamResult) Intact() bool {
+	return r.Err == nil && r.Ended && r.EndCount == r.Messages && r.InSequence && len(r.Slots) == 1
+}
+
+// String is a one-line summary for test logs.
+func (r StreamResult) String() string {
+	s := fmt.Sprintf("%d messages from slot %s in %s", r.Messages, strings.Join(r.Slots, ","), r.Duration.Round(time.Millisecond))
+	if !r.InSequence {
+		s += ", out of sequence"
+	}
+	if r.Ended {
+		s += fmt.Sprintf(", end %d", r.EndCount)
+	} else {
+		s += ", no end"
+	}
+	if r.Err != nil {
+		s += ": " + r.Err.Error()
+	}
+	return s
+}
+
+// Dialer makes a connection, as net.Dialer.DialContext and Machine.Dial do.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// streamReader counts the messages of a stream.
+type streamReader struct {
+	r     StreamResult
+	start time.Time
+}
+
+func newStreamReader() *streamReader {
+	return &streamReader{r: StreamResult{InSequence: true}, start: time.Now()}
+}
+
+func (s *streamReader) slot(slot string) {
+	if slot != "" && !slices.Contains(s.r.Slots, slot) {
+		s.r.Slots = append(s.r.Slots, slot)
+	}
+}
+
+// message takes "slot P seq i".
+func (s *streamReader) message(msg string) error {
+	if s.r.Ended {
+		return fmt.Errorf("message %q after the end", msg)
+	}
+	var slot string
+	var seq int
+	if _, err := fmt.Sscanf(msg, "slot %s seq %d", &slot, &seq); err != nil {
+		return fmt.Errorf("message %q is not \"slot P seq i\"", msg)
+	}
+	s.r.Messages++
+	if seq != s.r.Messages {
+		s.r.InSequence = false
+	}
+	s.slot(slot)
+	return nil
+}
+
+// end takes the end marker's count.
+func (s *streamReader) end(count string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(count))
+	if err != nil || s.r.Ended {
+		return fmt.Errorf("bad end marker %q", count)
+	}
+	s.r.Ended, s.r.EndCount = true, n
+	return nil
+}
+
+func (s *streamReader) result(ctx context.Context, err error) StreamResult {
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	s.r.Err = err
+	s.r.Duration = time.Since(s.start)
+	return s.r
+}
+
+// SSE reads demoapp's Server-Sent Events at url (e.g. Edge.URL("/events?seconds=1"))
+// to their end, over connections from dial (nil: the host's network).
+func SSE(ctx context.Context, dial Dialer, url string) StreamResult {
+	s := newStreamReader()
+	return s.result(ctx, s.sse(ctx, dial, url))
+}
+
+func (s *streamReader) sse(ctx context.Context, dial Dialer, url string) error {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	s.slot(resp.Header.Get("X-Slot"))
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
+		return fmt.Errorf("answer %s of type %q, want 200 text/event-stream", resp.Status, ct)
+	}
+	// An event is its lines up to a blank line; only event and data matter here.
+	event, data := "", ""
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		field, value, _ := strings.Cut(sc.Text(), ":")
+		value = strings.TrimPrefix(value, " ")
+		switch {
+		case field == "event":
+			event = value
+		case field == "data":
+			data = value
+		case sc.Text() == "" && (event != "" || data != ""):
+			var err error
+			if event == "end" {
+				err = s.end(data)
+			} else {
+				err = s.message(data)
+			}
+			if err != nil {
+				return err
+			}
+			event, data = "", ""
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if event != "" || data != "" {
+		return errors.New("stream cut in an event")
+	}
+	return nil
+}
+
+// WebSocket reads demoapp's WebSocket stream at url (ws:// or http://,
+// e.g. Edge.URL("/ws?seconds=1")) to its close frame, over a connection
+// from dial (nil: the host's network). It sends nothing but the handshake
+// and, when the server closes, its own close frame.
+func WebSocket(ctx context.Context, dial Dialer, url string) StreamResult {
+	s := newStreamReader()
+	return s.result(ctx, s.websocket(ctx, dial, url))
+}
+
+func (s *streamReader) websocket(ctx context.Context, dial Dialer, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "ws", "http":
+		u.Scheme = "http"
+	default:
+		return fmt.Errorf("websocket URL %s: want ws:// or http://", rawURL)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+
+	k := make([]byte, 16)
+	rand.Read(k)
+	key := base64.StdEncoding.EncodeToString(k)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", key)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if err := req.Write(conn); err != nil {
+		return err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return err
+	}
+	s.slot(resp.Header.Get("X-Slot"))
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	switch {
+	case resp.StatusCode != http.StatusSwitchingProtocols:
+		return fmt.Errorf("handshake answered %s, want 101", resp.Status)
+	case !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket"):
+		return fmt.Errorf("handshake answered Upgrade %q, want websocket", resp.Header.Get("Upgrade"))
+	case resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]):
+		return fmt.Errorf("handshake answered Sec-WebSocket-Accept %q, not the one for its key", resp.Header.Get("Sec-WebSocket-Accept"))
+	}
+
+	for {
+		op, payload, err := readServerFrame(br)
+		if err != nil {
+			return fmt.Errorf("websocket stream without a close frame: %w", err)
+		}
+		switch op {
+		case wsText:
+			msg := string(payload)
+			if count, ok := strings.CutPrefix(msg, "end "); ok {
+				err = s.end(count)
+			} else {
+				err = s.message(msg)
+			}
+			if err != nil {
+				return err
+			}
+		case wsClose:
+			var m [4]byte
+			rand.Read(m[:])
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Write(appendMaskedFrame(nil, wsClose, payload, m)); err != nil {
+				return fmt.Errorf("answering the close frame: %w", err)
+			}
+			if len(payload) >= 2 {
+				if code := binary.BigEndian.Uint16(payload); code != 1000 {
+					return fmt.Errorf("closed with status %d %q", code, payload[2:])
+				}
+			}
+			return nil
+		default:
+			return fmt.Errorf("unexpected frame of opcode %#x", op)
+		}
+	}
+}
+
+// WebSocket opcodes (RFC 6455 section 5.2).
+const (
+	wsText  = 0x1
+	wsClose = 0x8
+)
+
+// appendMaskedFrame appends one final frame masked with mask, as a client
+// sends them.
+func appendMaskedFrame(b []byte, op byte, payload []byte, mask [4]byte) []byte {
+	b = append(b, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	b = append(b, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i%4])
+	}
+	return b
+}
+
+// readServerFrame reads one frame from a server: unmasked, unfragmented
+// and at most 64 KiB, as demoapp sends them.
+func readServerFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[0]&0x80 == 0 || h[0]&0x70 != 0 || h[1]&0x80 != 0 {
+		return 0, nil, fmt.Errorf("frame header %#x %#x: want a final, unmasked frame without extensions", h[0], h[1])
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var l [2]byte
+		_, err = io.ReadFull(r, l[:])
+		n = uint64(binary.BigEndian.Uint16(l[:]))
+	case 127:
+		var l [8]byte
+		_, err = io.ReadFull(r, l[:])
+		n = binary.BigEndian.Uint64(l[:])
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > 1<<16 {
+		return 0, nil, fmt.Errorf("frame of %d bytes, more than 64 KiB", n)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	return h[0] & 0x0f, payload, nil
+}
