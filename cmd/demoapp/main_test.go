@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.slot = "4001"
-			h := newHandler(tt.cfg, start, tt.now)
+			h := newHandler(tt.cfg, start, tt.now, new(sync.WaitGroup))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body)))
 			if rec.Code != tt.wantStatus || rec.Body.String() != tt.wantBody {
@@ -79,6 +80,9 @@ func TestFlags(t *testing.T) {
 		{"addr replaces port", []string{"-addr", "[::1]:4002"}, "[::1]:4002", "4002", ""},
 		{"port is required", nil, "", "", "-port is required"},
 		{"stray arguments are refused", []string{"-port", "4000", "extra"}, "", "", "unexpected arguments"},
+		{"socket replaces TCP, port names the slot", []string{"-port", "4000", "-socket", "/run/app/4000.sock"}, "", "4000", ""},
+		{"socket needs port", []string{"-socket", "/run/app/4000.sock"}, "", "", "-port is required"},
+		{"socket and addr are refused", []string{"-addr", "127.0.0.1:4000", "-socket", "/run/app/4000.sock"}, "", "", "give one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
