@@ -33,19 +33,14 @@ type AccessLog struct {
 // the build's --prefix. Each file is listed once. None found is no error;
 // the error is for an nginx that could not print its config.
 func AccessLogs(ctx context.Context, run Runner, bin, conf string) ([]AccessLog, error) {
-	args := []string{"-T", "-q", "-c", conf}
-	out, err := run(ctx, bin, args...)
+	dump, err := dumpConfig(ctx, run, bin, conf)
 	if err != nil {
-		cmdline := bin + " " + strings.Join(args, " ")
-		if msg := trimOutput(out); msg != "" {
-			return nil, fmt.Errorf("%s: %w: %s", cmdline, err, msg)
-		}
-		return nil, fmt.Errorf("%s: %w", cmdline, err)
+		return nil, err
 	}
 
 	formats := map[string]string{} // log_format name: its text
 	var targets [][]string         // access_log arguments
-	for _, d := range dumpDirectives(string(out)) {
+	for _, d := range dump {
 		switch {
 		case d[0] == "log_format" && len(d) >= 3:
 			strs := d[2:]
@@ -257,6 +252,22 @@ func upstreamList(name string) bool {
 	rest, ok := strings.CutPrefix(name, "upstream_")
 	return ok && !strings.HasPrefix(rest, "http_") && !strings.HasPrefix(rest, "cookie_") &&
 		!strings.HasPrefix(rest, "trailer_")
+}
+
+// dumpConfig runs `bin -T -q -c conf` and returns the simple directives of
+// the whole config it prints (see dumpDirectives). The error holds the
+// command line and nginx's own message.
+func dumpConfig(ctx context.Context, run Runner, bin, conf string) ([][]string, error) {
+	args := []string{"-T", "-q", "-c", conf}
+	out, err := run(ctx, bin, args...)
+	if err != nil {
+		cmdline := bin + " " + strings.Join(args, " ")
+		if msg := trimOutput(out); msg != "" {
+			return nil, fmt.Errorf("%s: %w: %s", cmdline, err, msg)
+		}
+		return nil, fmt.Errorf("%s: %w", cmdline, err)
+	}
+	return dumpDirectives(string(out)), nil
 }
 
 // dumpHeader is the line nginx -T prints before each config file.

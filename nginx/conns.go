@@ -1,0 +1,283 @@
+package nginx
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Conns counts the connections open to a slot's address, as nginx lists
+// it, from the kernel's socket tables under procRoot ("/proc"; tests pass a
+// directory holding net/unix, net/tcp and net/tcp6). It counts the slot's
+// side of each connection, so it counts whoever the client is: old nginx
+// workers, and anything else that stopping the slot would cut.
+//
+// For "unix:/path", the stream sockets of <procRoot>/net/unix bound to
+// /path other than the listener itself: the kernel gives each accepted
+// socket, and each one still waiting in the listener's queue (St 02), the
+// listener's path. The path is matched as the app bound it, or through
+// symlinks (/var/run and /run); a relative path the app bound cannot be
+// matched. When no listener has the path and nothing was counted but the
+// file is a socket, the table names it in a way that cannot be matched (or
+// lists another network namespace's sockets), and Conns returns an error
+// rather than a 0 that would let a drain end while the slot still serves.
+// The unix table does not show a peer's close: a connection nginx closed
+// counts until the app closes its side too. Abstract sockets ("@name" in
+// the table) never match a path.
+//
+// For "host:port" ("[::1]:4001" for IPv6), the entries of net/tcp and
+// net/tcp6 whose local address is host:port, in state ESTABLISHED, or
+// SYN_RECV (a handshake under way). An IPv4 host also matches the
+// IPv4-mapped address of a dual-stack listener (Go's ":4000"), a host name
+// is resolved, and an unspecified host (0.0.0.0, ::) matches any local
+// address on the port. CLOSE_WAIT does not count: the client has closed
+// its end (nginx never half-closes an upstream connection), so nobody
+// waits for an answer on it, and counting it would hold a drain until its
+// timeout for an app that is slow to close idle sockets.
+//
+// The kernel hands a table out a page per read and finds its place again
+// at each read, so a socket opened or closed during the read can shift
+// another one across a page boundary, to be missed or counted twice. A
+// caller that polls until 0 should see 0 twice in a row.
+func Conns(procRoot, addr string) (int, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return unixConns(procRoot, path)
+	}
+	return tcpConns(procRoot, addr)
+}
+
+const (
+	soAcceptCon = 0x10000 // __SO_ACCEPTCON in the Flags column: a listener
+	sockDgram   = 2       // SOCK_DGRAM in the Type column: no connections
+)
+
+// unixConns counts the connected stream sockets bound to path.
+func unixConns(procRoot, path string) (int, error) {
+	if path == "" {
+		return 0, errors.New(`count connections: "unix:" without a path`)
+	}
+	table := filepath.Join(procRoot, "net", "unix")
+	b, err := os.ReadFile(table)
+	if err != nil {
+		return 0, fmt.Errorf("count connections to unix:%s: %w", path, err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if !strings.HasPrefix(lines[0], "Num ") {
+		return 0, fmt.Errorf("count connections to unix:%s: %s: unexpected header %q", path, table, lines[0])
+	}
+	match := pathMatcher(path)
+	n, listening := 0, false
+	for _, line := range lines[1:] {
+		e, ok := parseUnix(line)
+		if !ok || e.typ == sockDgram || !match(e.path) {
+			continue
+		}
+		if e.flags&soAcceptCon != 0 {
+			listening = true
+			continue
+		}
+		n++
+	}
+	if !listening && n == 0 {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+			return 0, fmt.Errorf("count connections to unix:%s: no listener in %s has that path (bound under a relative path, or in another network namespace?)", path, table)
+		}
+	}
+	return n, nil
+}
+
+// unixEntry is one line of /proc/net/unix.
+type unixEntry struct {
+	flags uint64
+	typ   uint64
+	path  string // "" when unbound; "@name" when abstract
+}
+
+// parseUnix reads one line of /proc/net/unix, which the kernel writes as
+// "%pK: %08X %08X %08X %04X %02X %5lu" (Num, RefCount, Protocol, Flags,
+// Type, St, Inode: the inode padded with spaces), then, for a bound socket,
+// one space and the path byte for byte: it may hold spaces (even a newline,
+// which this cannot tell from the next line).
+func parseUnix(line string) (unixEntry, bool) {
+	var fields [7]string
+	rest := line
+	for i := range fields {
+		rest = strings.TrimLeft(rest, " ")
+		end := strings.IndexByte(rest, ' ')
+		if end < 0 {
+			end = len(rest)
+		}
+		fields[i], rest = rest[:end], rest[end:]
+	}
+	if !strings.HasSuffix(fields[0], ":") || fields[6] == "" {
+		return unixEntry{}, false
+	}
+	flags, err1 := strconv.ParseUint(fields[3], 16, 32)
+	typ, err2 := strconv.ParseUint(fields[4], 16, 16)
+	if err1 != nil || err2 != nil {
+		return unixEntry{}, false
+	}
+	e := unixEntry{flags: flags, typ: typ}
+	if rest != "" {
+		e.path = rest[1:]
+	}
+	return e, true
+}
+
+// pathMatcher returns whether a path from the unix table names the same
+// file as path: the same once cleaned, or, for an absolute path with the
+// same base name, the same once symlinks are resolved.
+func pathMatcher(path string) func(string) bool {
+	want := filepath.Clean(path)
+	var real string // want with symlinks resolved, when first needed
+	resolved := map[string]bool{}
+	return func(p string) bool {
+		if p == "" || p[0] == '@' {
+			return false
+		}
+		p = filepath.Clean(p)
+		if p == want {
+			return true
+		}
+		if !filepath.IsAbs(p) || filepath.Base(p) != filepath.Base(want) {
+			return false
+		}
+		if same, ok := resolved[p]; ok {
+			return same
+		}
+		if real == "" {
+			if real, _ = filepath.EvalSymlinks(want); real == "" {
+				real = want
+			}
+		}
+		r, err := filepath.EvalSymlinks(p)
+		resolved[p] = err == nil && r == real
+		return resolved[p]
+	}
+}
+
+// TCP states in the st column of /proc/net/tcp.
+const (
+	tcpEstablished = 0x01
+	tcpSynRecv     = 0x03
+)
+
+// tcpConns counts the open connections whose local address is addr.
+func tcpConns(procRoot, addr string) (int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("count connections: %w", err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("count connections to %s: port %q", addr, portText)
+	}
+	ips, err := hostAddrs(host)
+	if err != nil {
+		return 0, fmt.Errorf("count connections to %s: %w", addr, err)
+	}
+	n := 0
+	for _, name := range []string{"tcp", "tcp6"} {
+		table := filepath.Join(procRoot, "net", name)
+		b, err := os.ReadFile(table)
+		if name == "tcp6" && errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6 in this kernel
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count connections to %s: %w", addr, err)
+		}
+		c, err := countTCP(table, string(b), ips, uint16(port))
+		if err != nil {
+			return 0, fmt.Errorf("count connections to %s: %w", addr, err)
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// hostAddrs returns the addresses of host, unmapped: an IP, or a name's
+// addresses as nginx would have resolved them.
+func hostAddrs(host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap().WithZone("")}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	for i, ip := range ips {
+		ips[i] = ip.Unmap().WithZone("")
+	}
+	return ips, nil
+}
+
+// countTCP counts the lines of a /proc/net/tcp or tcp6 table whose local
+// address is one of ips (any, when ips is one unspecified address) on
+// port, in a state that holds a connection open.
+func countTCP(table, text string, ips []netip.Addr, port uint16) (int, error) {
+	header, body, _ := strings.Cut(text, "\n")
+	if !strings.Contains(header, "local_address") {
+		return 0, fmt.Errorf("%s: unexpected header %q", table, header)
+	}
+	anyIP := len(ips) == 1 && ips[0].IsUnspecified()
+	n := 0
+	for line := range strings.Lines(body) {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		st, err := strconv.ParseUint(f[3], 16, 8)
+		if err != nil || st != tcpEstablished && st != tcpSynRecv {
+			continue
+		}
+		ip, p, err := parseSockAddr(f[1])
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", table, err)
+		}
+		if p == port && (anyIP || containsAddr(ips, ip)) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func containsAddr(ips []netip.Addr, ip netip.Addr) bool {
+	for _, a := range ips {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSockAddr reads an address of /proc/net/tcp: "0100007F:0FA0". The
+// kernel prints the IP as 32-bit words in host byte order (one for IPv4,
+// four for IPv6), each as %08X, and the port as %04X.
+func parseSockAddr(s string) (netip.Addr, uint16, error) {
+	ipHex, portHex, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(portHex, 16, 16)
+	if !ok || err != nil || len(ipHex) != 8 && len(ipHex) != 32 {
+		return netip.Addr{}, 0, fmt.Errorf("address %q", s)
+	}
+	b := make([]byte, len(ipHex)/2)
+	for i := 0; i < len(b); i += 4 {
+		w, err := strconv.ParseUint(ipHex[2*i:2*i+8], 16, 32)
+		if err != nil {
+			return netip.Addr{}, 0, fmt.Errorf("address %q", s)
+		}
+		binary.NativeEndian.PutUint32(b[i:], uint32(w))
+	}
+	ip, _ := netip.AddrFromSlice(b)
+	return ip.Unmap(), uint16(port), nil
+}
