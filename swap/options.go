@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,17 @@ type Options struct {
 	// Canary is the percent of requests the new slot gets during the bake,
 	// both slots listed with weights; then all. 0: no canary.
 	Canary int
+
+	// Mode is how traffic moves: "reload" rewrites the upstream block and
+	// reloads nginx; "socket" points a symlink the block lists at the new
+	// slot's socket, with no reload. Default "reload".
+	Mode string
+	// Socket is where slot PORT listens in socket mode, with {port} in
+	// it: /run/app/{port}.sock.
+	Socket string
+	// SocketLink is the symlink the upstream lists in socket mode; default
+	// <state-dir>/<upstream>.sock.
+	SocketLink string
 
 	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
 	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
@@ -109,7 +121,40 @@ func Defaults() Options {
 		DrainTimeout:   30 * time.Second,
 		StateDir:       "/var/lib/edgeswitch",
 		BakeMax5xx:     5,
+		Mode:           "reload",
 	}
+}
+
+// socketMode reports whether traffic moves by a link, not a reload.
+func (o Options) socketMode() bool { return o.Mode == "socket" }
+
+// link is the socket-link setting, or its default.
+func (o Options) link() string {
+	return cmp.Or(o.SocketLink, filepath.Join(o.StateDir, o.Upstream+".sock"))
+}
+
+// checkSocket rejects socket-mode settings that cannot work.
+func (o Options) checkSocket() error {
+	bad := func(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
+	switch {
+	case o.Mode != "reload" && o.Mode != "socket":
+		return bad("mode %q: set it to \"reload\" (rewrite the upstream and reload nginx) or \"socket\" (point a link at the new slot's socket, no reload)", o.Mode)
+	case !o.socketMode() && (o.Socket != "" || o.SocketLink != ""):
+		return bad("socket and socket-link are for mode = \"socket\": set mode too, or drop them")
+	case !o.socketMode():
+		return nil
+	case o.Socket == "":
+		return bad("mode = \"socket\" needs socket, where slot PORT listens, e.g. socket = \"/run/app/{port}.sock\"")
+	case !filepath.IsAbs(o.Socket) || !strings.Contains(o.Socket, "{port}"):
+		return bad("socket %q must be an absolute path with {port} in it, e.g. /run/app/{port}.sock", o.Socket)
+	case !filepath.IsAbs(o.link()):
+		return bad("socket-link %q must be an absolute path, e.g. /var/lib/edgeswitch/app.sock", o.SocketLink)
+	case strings.ContainsAny(strings.ReplaceAll(o.Socket, "{port}", "")+o.link(), " \t\r\n;{}'\""):
+		return bad("socket %q and socket-link %q go into nginx's config unquoted: use paths without blanks, quotes, ';' or braces", o.Socket, o.link())
+	case o.Canary > 0:
+		return bad("canary %d%%: socket mode has one link and no weights; drop canary (a bake alone watches the new slot) or set mode = \"reload\"", o.Canary)
+	}
+	return nil
 }
 
 // Check rejects settings that cannot work, before anything is touched.
@@ -143,7 +188,7 @@ func (o Options) Check() error {
 	if _, err := parseStatus(o.HealthStatus); err != nil {
 		return bad("%v", err)
 	}
-	return nil
+	return o.checkSocket()
 }
 
 // CheckPorts refuses a ports setting that is not two different ports from

@@ -4,13 +4,15 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/edgeswitch/edgeswitch/route"
 )
 
 // Router is how traffic moves from one slot to another: swap decides which
-// slot and when, a router tells the proxy. route.Reload is the one in use:
-// it rewrites the upstream block and reloads nginx.
+// slot and when, a router tells the proxy. route.Reload rewrites the
+// upstream block and reloads nginx (mode "reload"); route.Socket points the
+// link the block lists at the new slot's socket (mode "socket").
 type Router interface {
 	// Read returns the slot addresses that get traffic now.
 	Read() (route.Listing, error)
@@ -37,14 +39,17 @@ type Router interface {
 }
 
 // router returns the router of one switch: env's, for tests, or else the
-// nginx reload router on the real effects.
+// mode's router on the real effects.
 func (e Env) router(o Options) Router {
 	if e.NewRouter != nil {
 		return e.NewRouter(o)
 	}
 	var slots []string
-	for _, s := range o.Slots() {
-		slots = append(slots, s.Addr)
+	for _, p := range o.Ports {
+		slots = append(slots, o.tcpAddr(p))
+	}
+	if o.socketMode() {
+		slots = append(slots, "unix:"+o.link())
 	}
 	r := &route.Reload{
 		Upstream: o.Upstream, Slots: slots,
@@ -55,6 +60,10 @@ func (e Env) router(o Options) Router {
 	}
 	if e.Systemd != nil { // a nil *dbus.Conn inside the interface would not be nil
 		r.Systemd = e.Systemd
+	}
+	if o.socketMode() {
+		sl := o.Slots()
+		return &route.Socket{Link: o.link(), Sockets: []string{sl[0].Addr, sl[1].Addr}, Reload: r}
 	}
 	return r
 }
@@ -82,8 +91,15 @@ func (o Options) Slots() [2]Slot {
 }
 
 func (o Options) slot(port int) Slot {
-	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: net.JoinHostPort(o.Host, strconv.Itoa(port))}
+	addr := o.tcpAddr(port)
+	if o.socketMode() {
+		addr = "unix:" + strings.ReplaceAll(o.Socket, "{port}", strconv.Itoa(port))
+	}
+	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: addr}
 }
+
+// tcpAddr is where slot port listens in reload mode.
+func (o Options) tcpAddr(port int) string { return net.JoinHostPort(o.Host, strconv.Itoa(port)) }
 
 // other returns the slot that is not s.
 func (o Options) other(s Slot) Slot {

@@ -419,7 +419,7 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 func (s *switcher) rewrite(context.Context) (string, error) {
 	s.res.Diff = s.change.Diff
 	if !s.change.Changed {
-		return fmt.Sprintf("%s already lists only slot %d", s.change.File, s.res.To.Port), nil
+		return fmt.Sprintf("%s already sends the traffic to slot %d only", s.change.File, s.res.To.Port), nil
 	}
 	s.env.report(Event{Step: "diff", Diff: s.res.Diff})
 	return s.change.File, nil
@@ -482,7 +482,7 @@ func (s *switcher) drain(ctx context.Context) (string, error) {
 	d := s.router.Drain(ctx)
 	s.res.Draining = d.Left
 	if d.Left > 0 {
-		s.env.report(Event{Step: "drain", Warn: true, Detail: fmt.Sprintf("%s; they may still proxy to slot %d", d.Warn, s.o.other(s.res.To).Port)})
+		s.env.report(Event{Step: "drain", Warn: true, Detail: d.Warn})
 	}
 	return d.Detail, nil
 }

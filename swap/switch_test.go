@@ -911,3 +911,26 @@ func TestAResumeOfABakeWithoutOneIsRefused(t *testing.T) {
 		history: "refused a->b",
 	}})
 }
+
+// TestSocketModeSettings: socket mode's settings are refused before
+// anything is touched when they cannot work.
+func TestSocketModeSettings(t *testing.T) {
+	socket := func(set func(o *Options)) func(r *rig) {
+		return func(r *rig) {
+			r.o.Mode, r.o.Socket = "socket", "/run/app/{port}.sock"
+			set(&r.o)
+		}
+	}
+	refused := func(name string, setup func(r *rig), says ...string) switchCase {
+		return switchCase{name: name, setup: setup, exit: 2, says: says, running: [2]bool{true, false}, listed: "a"}
+	}
+	runSwitchCases(t, []switchCase{
+		refused("an unknown mode", func(r *rig) { r.o.Mode = "proxy" }, `mode "proxy"`, `"reload"`, `"socket"`),
+		refused("socket mode without socket", socket(func(o *Options) { o.Socket = "" }), `needs socket`, "/run/app/{port}.sock"),
+		refused("a socket without {port}", socket(func(o *Options) { o.Socket = "/run/app/app.sock" }), "absolute path with {port}"),
+		refused("a relative socket-link", socket(func(o *Options) { o.SocketLink = "app.sock" }), "socket-link", "absolute"),
+		refused("a socket nginx would misread", socket(func(o *Options) { o.Socket = "/run/my app/{port}.sock" }), "unquoted"),
+		refused("a canary in socket mode", socket(func(o *Options) { o.Canary, o.Bake = 10, time.Second }), "one link and no weights", `mode = "reload"`),
+		refused("socket settings in reload mode", func(r *rig) { r.o.Socket = "/run/app/{port}.sock" }, `for mode = "socket"`),
+	})
+}

@@ -61,6 +61,9 @@ type settings struct {
 	Bake           time.Duration `default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
 	Canary         int           `default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
 	BakeMax5xx     string        `name:"bake-max-5xx" default:"${bake_max_5xx}" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
+	Mode           string        `default:"${mode}" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
+	Socket         string        `placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
+	SocketLink     string        `placeholder:"PATH" help:"Socket mode: the symlink the upstream lists as server unix:PATH, pointed at the live slot's socket (default: <state-dir>/<upstream>.sock)."`
 	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
 	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
 	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
@@ -81,6 +84,7 @@ func (s settings) options() (swap.Options, error) {
 		HealthHost: s.HealthHost, HealthScheme: s.HealthScheme, HealthInsecure: s.HealthInsecure,
 		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, Canary: s.Canary, StateDir: s.StateDir,
 		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
+		Mode: s.Mode, Socket: s.Socket, SocketLink: s.SocketLink,
 	}
 	if s.HealthBody != nil { // set, unlike swap's "" for any body
 		if *s.HealthBody == "" {
@@ -338,6 +342,7 @@ func defaultVars() kong.Vars {
 		"bake":            d.Bake.String(),
 		"bake_max_5xx":    strconv.FormatFloat(d.BakeMax5xx, 'f', -1, 64) + "%",
 		"state_dir":       d.StateDir,
+		"mode":            d.Mode,
 	}
 }
 

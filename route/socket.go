@@ -1,0 +1,357 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
+	"github.com/edgeswitch/edgeswitch/nginx"
+)
+
+// Socket moves traffic without reloading nginx. The upstream block lists
+// one server, `server unix:LINK;`, and LINK is a symlink to the live slot's
+// socket. nginx resolves that path on every new connection to the
+// upstream, so a new link renamed over the old one sends new requests to
+// the new slot with no new workers and no client connection closed; the old
+// slot serves what it holds and is stopped once nginx holds no connection
+// to it. An upstream that still lists the slots' ports is converted by the
+// first switch: the link is made, the block rewritten to list it, and nginx
+// reloaded once.
+type Socket struct {
+	Link    string   // the path the upstream lists
+	Sockets []string // the slots' sockets, "unix:/run/app/4000.sock", in the order of the ports
+	// Reload reads the block, checks nginx and carries out a conversion.
+	// Its Slots are what the block may list: the slots' host:port
+	// addresses, in the order of Sockets, then "unix:"+Link.
+	Reload *Reload
+
+	from       string    // the socket the link pointed at when Read found it; "" for none
+	to         string    // the socket the planned change points it at
+	converting bool      // the block lists ports: the change rewrites it to list the link
+	linked     bool      // the link step ran: Revert points the link back
+	moved      time.Time // when the link moved, for the drain's line
+}
+
+// Read finds the upstream block and says which slot gets traffic: the one
+// whose socket the link points at, or, before the conversion, the ones
+// whose ports the block lists.
+func (s *Socket) Read() (Listing, error) {
+	l, err := s.Reload.Read()
+	if err != nil {
+		return Listing{}, err
+	}
+	if s.from, err = s.readLink(); err != nil {
+		return Listing{}, err
+	}
+	s.to = s.from
+	link := "unix:" + s.Link
+	switch {
+	case slices.Equal(l.Addrs, []string{link}):
+		l.Addrs = nil
+		if s.from != "" {
+			l.Addrs = []string{"unix:" + s.from}
+		}
+	case slices.Contains(l.Addrs, link):
+		return Listing{}, fmt.Errorf("%s:%d: upstream %s lists %s beside the slots' ports; in socket mode it lists only \"server %s;\": remove the other server lines",
+			l.File, l.Line, s.Reload.Upstream, link, link)
+	default:
+		s.converting = true
+		for i, a := range l.Addrs {
+			l.Addrs[i] = s.Sockets[slices.Index(s.Reload.Slots, a)]
+		}
+	}
+	return l, nil
+}
+
+// readLink returns the socket the link points at ("" when there is no
+// link yet), refusing anything at Link but a symlink to a slot's socket.
+func (s *Socket) readLink() (string, error) {
+	fi, err := os.Lstat(s.Link)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("socket-link: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return "", fmt.Errorf("socket-link %s is a %s, not a symlink; edgeswitch only replaces a link: move it away or set socket-link to another path", s.Link, fileKind(fi.Mode()))
+	}
+	target, err := os.Readlink(s.Link)
+	if err != nil {
+		return "", fmt.Errorf("socket-link: %w", err)
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(s.Link), target)
+	}
+	if !slices.Contains(s.Sockets, "unix:"+target) {
+		return "", fmt.Errorf("socket-link %s points at %s, which is not a slot's socket (%s); point it at the live slot's (ln -sfn SOCKET %s) or fix the socket setting",
+			s.Link, target, strings.Join(s.Sockets, " or "), s.Link)
+	}
+	return target, nil
+}
+
+// fileKind names a file's type for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "special file"
+}
+
+// Checks are the reload router's (nginx -t passes, nginx runs), and what
+// socket mode needs: no upstream keepalive, and directories nginx's
+// workers can reach the link and the sockets through.
+func (s *Socket) Checks(ctx context.Context) []Check {
+	checks := s.Reload.Checks(ctx)
+	keep := Check{Name: "no upstream keepalive", OK: "none"}
+	if b := s.Reload.orig; b != nil {
+		if d, ok := b.Directive("keepalive"); ok {
+			keep.Err = fmt.Errorf("%s:%d: upstream %s has keepalive: nginx would go on reusing its cached connections to the old slot after the link moves, and stopping that slot would cut them; remove the keepalive line (connecting to a unix socket is cheap)",
+				b.File, d.Line, s.Reload.Upstream)
+		}
+	}
+	reach := Check{Name: "nginx can reach the sockets"}
+	reach.OK, reach.Err = s.reachable(ctx, "")
+	return append(checks, keep, reach)
+}
+
+// reachable checks that nginx's workers can search every directory on the
+// way to the link and to the sockets' directory, and, when socket is not
+// "", connect to that socket. A sockets' directory that does not exist yet
+// passes when the nearest one above it does: the slot's unit makes it
+// (RuntimeDirectory=).
+func (s *Socket) reachable(ctx context.Context, socket string) (string, error) {
+	who, err := s.workerCreds(ctx)
+	if err != nil {
+		return "", err
+	}
+	paths := []string{filepath.Dir(s.Link)}
+	if socket != "" {
+		paths = append(paths, socket)
+	} else {
+		dir := filepath.Dir(strings.TrimPrefix(s.Sockets[0], "unix:"))
+		for ; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(dir); err == nil || dir == "/" {
+				break
+			}
+		}
+		paths = append(paths, dir)
+	}
+	for _, p := range paths {
+		if err := who.reach(p, socket == p); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("workers run as %s", who), nil
+}
+
+// workerCreds returns who nginx's workers run as, read from the first
+// worker's /proc status.
+func (s *Socket) workerCreds(ctx context.Context) (creds, error) {
+	r := s.Reload
+	if r.Systemd == nil {
+		return creds{}, errors.New("D-Bus not reachable")
+	}
+	master, err := nginx.MainPID(ctx, r.Systemd, r.NginxUnit)
+	if err != nil {
+		return creds{}, err
+	}
+	workers, err := r.Procs.Children(master)
+	if err != nil || len(workers) == 0 {
+		return creds{}, fmt.Errorf("nginx master %d shows no workers in /proc (%v); run edgeswitch as root", master, err)
+	}
+	return readCreds(r.Procs.Root, workers[0])
+}
+
+// Plan computes the change that points the link at the one backend's
+// socket (after converting the block, the first time). Socket mode has one
+// link and no weights.
+func (s *Socket) Plan(to []Backend) (*Change, error) {
+	if len(to) != 1 || to[0].Weight != 0 {
+		return nil, errors.New("socket mode has one link and no weights: a canary needs mode = \"reload\"")
+	}
+	target := strings.TrimPrefix(to[0].Addr, "unix:")
+	if !slices.Contains(s.Sockets, to[0].Addr) {
+		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, strings.Join(s.Sockets, " or "))
+	}
+	c := &Change{
+		File:    s.Link,
+		Diff:    linkDiff(s.Link, s.to, target),
+		Changed: s.to != target,
+		Steps:   []Step{{Name: "link", Do: s.link, Whole: true}},
+	}
+	s.to = target
+	if !s.converting {
+		return c, nil
+	}
+	conv, err := s.Reload.Plan([]Backend{{Addr: "unix:" + s.Link}})
+	if err != nil {
+		return nil, err
+	}
+	c.File, c.Diff, c.Changed = conv.File, conv.Diff+c.Diff, true
+	c.Steps = append(c.Steps, conv.Steps...)
+	return c, nil
+}
+
+// linkDiff shows a change of the link's target as a unified diff of the
+// link, its target the one line; "" when the target stays.
+func linkDiff(link, from, to string) string {
+	if from == to {
+		return ""
+	}
+	d := fmt.Sprintf("--- %s\n+++ %s\n", link, link)
+	if from == "" {
+		return d + fmt.Sprintf("@@ -0,0 +1 @@\n+%s\n", to)
+	}
+	return d + fmt.Sprintf("@@ -1 +1 @@\n-%s\n+%s\n", from, to)
+}
+
+// link checks that nginx's workers can connect to the new slot's socket,
+// then points the link at it.
+func (s *Socket) link(ctx context.Context) (string, error) {
+	if s.from == s.to && !s.converting {
+		s.moved = time.Now()
+		return s.Link + " already points at " + s.to, nil
+	}
+	if _, err := s.reachable(ctx, s.to); err != nil {
+		return "", err
+	}
+	r := s.Reload
+	if !r.reloaded && r.errlog.Path == "" { // failed requests count from the move on
+		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
+		r.firstMark = r.errlog.Mark()
+	}
+	s.linked = true // before: an error after the rename leaves the new link
+	if err := atomicfile.Link(s.Link, s.to); err != nil {
+		return "", err
+	}
+	s.moved = time.Now()
+	return fmt.Sprintf("%s -> %s", s.Link, s.to), nil
+}
+
+// Drain waits until nginx holds no connection to the other slot's socket,
+// counted from the kernel's socket table (the other slot, not the link's
+// old target: a switch resumed after a crash finds the link moved already);
+// after a conversion, until the workers from before the reload are gone
+// (they proxied to the old slot's port).
+func (s *Socket) Drain(ctx context.Context) Drained {
+	if s.converting {
+		return s.Reload.Drain(ctx)
+	}
+	old := strings.TrimPrefix(s.Sockets[0], "unix:")
+	if old == s.to {
+		old = strings.TrimPrefix(s.Sockets[1], "unix:")
+	}
+	left, err := s.waitClosed(ctx, old)
+	switch {
+	case err != nil:
+		return Drained{Detail: fmt.Sprintf("connections to %s unknown: %v", old, err)}
+	case left > 0:
+		them := "them"
+		if left == 1 {
+			them = "it"
+		}
+		return Drained{
+			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", conns(left), old, s.Reload.DrainTimeout),
+			Left:   left,
+			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot cuts %s", conns(left), old, them),
+		}
+	}
+	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", old, time.Since(s.moved).Round(time.Millisecond))}
+}
+
+// conns says "1 connection" or "n connections".
+func conns(n int) string {
+	if n == 1 {
+		return "1 connection"
+	}
+	return fmt.Sprintf("%d connections", n)
+}
+
+// waitClosed polls the kernel's socket table until no connection is open
+// to socket, or drain-timeout passes, and returns how many are left. The
+// first look comes one poll after the move, so that a connect nginx began
+// just before it is seen, and it takes two looks in a row that see none
+// (a table read while sockets come and go can miss one).
+func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
+	deadline := time.NewTimer(s.Reload.DrainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for zeros := 0; ; {
+		select {
+		case <-ctx.Done():
+		case <-deadline.C:
+		case <-tick.C:
+			n, err := nginx.Conns(s.Reload.Procs.Root, "unix:"+socket)
+			if err != nil {
+				return 0, err
+			}
+			if n > 0 {
+				zeros = 0
+			} else if zeros++; zeros == 2 {
+				return 0, nil
+			}
+			continue
+		}
+		return nginx.Conns(s.Reload.Procs.Root, "unix:"+socket)
+	}
+}
+
+// Revert points the link back (or removes the one this switch made) and
+// undoes a conversion, then waits until nginx holds no connection to the
+// new slot, so that the caller may stop it.
+func (s *Socket) Revert(ctx context.Context) error {
+	if err := s.Reload.Revert(ctx); err != nil {
+		return err
+	}
+	if !s.linked {
+		return nil
+	}
+	var err error
+	if s.from == "" {
+		err = os.Remove(s.Link)
+	} else {
+		err = atomicfile.Link(s.Link, s.from)
+	}
+	if err != nil {
+		return fmt.Errorf("%s still points at %s: %w", s.Link, s.to, err)
+	}
+	s.linked = false
+	if !s.converting {
+		_, err = s.waitClosed(ctx, s.to)
+	}
+	return err
+}
+
+// UpstreamFailures counts the failed requests nginx logged since the link
+// moved. nginx names the link, not the socket, in its log: once the link
+// points at addr, they were all addr's.
+func (s *Socket) UpstreamFailures(addr string) (int, string) {
+	if addr != "unix:"+s.to {
+		return 0, ""
+	}
+	return s.Reload.UpstreamFailures("unix:" + s.Link)
+}
+
+// Answers counts the answers logged for the link since it was first asked
+// (before the link moved, when the switch bakes), as addr's: see
+// UpstreamFailures.
+func (s *Socket) Answers(addr string) (total, fiveXX int) {
+	if addr != "unix:"+s.to {
+		return 0, 0
+	}
+	return s.Reload.Answers("unix:" + s.Link)
+}
