@@ -71,7 +71,12 @@ func (w *socketWorld) conns(socket string, n int) {
 	if err := os.MkdirAll(filepath.Join(w.proc.root, "net"), 0o755); err != nil {
 		w.t.Fatal(err)
 	}
-	write(w.t, filepath.Join(w.proc.root, "net", "unix"), []byte(table))
+	// Renamed into place: Conns may be reading it (a drain) meanwhile.
+	tmp := filepath.Join(w.proc.root, "net", ".unix.tmp")
+	write(w.t, tmp, []byte(table))
+	if err := os.Rename(tmp, filepath.Join(w.proc.root, "net", "unix")); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 // wantLink fails the test unless the link points at target ("" for no

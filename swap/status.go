@@ -12,15 +12,19 @@ import (
 
 // Status is what is live now, as `status --json` prints it.
 type Status struct {
-	App      string       `json:"app"`
-	Upstream string       `json:"upstream"`
-	File     string       `json:"file"`
-	Line     int          `json:"line"`
-	Live     *int         `json:"live"` // the one listed slot; null when both or none are listed
-	Listed   []int        `json:"listed"`
-	Slots    []SlotStatus `json:"slots"`
-	Nginx    NginxStatus  `json:"nginx"`
-	Pending  *Pending     `json:"pending"` // a switch that did not finish (crash); run switch again to finish it
+	App      string `json:"app"`
+	Upstream string `json:"upstream"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Mode     string `json:"mode"` // "reload" or "socket"
+	// Link is socket mode's link and the socket it points at ("" when
+	// there is no link yet); absent in reload mode.
+	Link    *LinkStatus  `json:"link,omitempty"`
+	Live    *int         `json:"live"` // the one listed slot; null when both or none are listed
+	Listed  []int        `json:"listed"`
+	Slots   []SlotStatus `json:"slots"`
+	Nginx   NginxStatus  `json:"nginx"`
+	Pending *Pending     `json:"pending"` // a switch that did not finish (crash); run switch again to finish it
 	// Switching is the PID of a switch running now, 0 when none is.
 	Switching int      `json:"switching,omitempty"`
 	Last      *Record  `json:"last"`    // the last switch attempt, if any
@@ -28,6 +32,13 @@ type Status struct {
 	// Problems put traffic at risk, one line each with what to run; status
 	// exits 1 when there is one. Never null.
 	Problems []string `json:"problems"`
+}
+
+// LinkStatus is socket mode's link: the path the upstream lists and the
+// socket it points at.
+type LinkStatus struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
 }
 
 // SlotStatus is one slot's unit and its health answer now.
@@ -63,7 +74,11 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 		return nil, Usage(err)
 	}
 	listed := o.byAddr(l.Addrs)
-	st := &Status{App: o.app(), Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed)}
+	st := &Status{App: o.app(), Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed), Mode: o.Mode}
+	if o.socketMode() {
+		target, _ := os.Readlink(o.link()) // Read refused anything but a link to a slot's socket
+		st.Link = &LinkStatus{Path: o.link(), Target: target}
+	}
 	if len(listed) == 1 {
 		st.Live = &listed[0].Port
 	}

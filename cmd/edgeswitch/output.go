@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -126,6 +127,9 @@ func (p *printer) status(st *swap.Status) {
 	}
 	w := p.stdout
 	fmt.Fprintf(w, "upstream  %s at %s:%d\n", st.Upstream, st.File, st.Line)
+	if l := st.Link; l != nil {
+		fmt.Fprintf(w, "link      %s -> %s\n", l.Path, cmp.Or(l.Target, "(none yet)"))
+	}
 	switch {
 	case st.Live != nil:
 		fmt.Fprintf(w, "live      slot %d\n", *st.Live)
