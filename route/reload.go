@@ -58,6 +58,8 @@ type Reload struct {
 	access      []nginx.AccessLog
 	accessMarks []int64
 	accessFound bool
+	shutdown    *shutdownTimeout // nginx's worker_shutdown_timeout, once a drain is slow
+	reverted    Drained          // how Revert's wait for the workers it moved back ended
 }
 
 // Read finds the upstream block in the config tree.
@@ -268,14 +270,159 @@ func (r *Reload) Answers(addr string) (total, fiveXX int) {
 }
 
 // Drain waits until every worker from before the reload has exited: until
-// then they may still proxy requests to the previous slot.
+// then they may still proxy requests to the slot that lost the traffic.
+// When the wait times out, Left counts the connections still open to that
+// slot (what stopping it would cut), or the old workers when they cannot
+// be counted.
 func (r *Reload) Drain(ctx context.Context) Drained {
-	left := r.Procs.WaitGone(ctx, r.old.Workers, r.DrainTimeout, pollInterval)
-	d := Drained{Detail: fmt.Sprintf("%d old workers gone", len(r.old.Workers)-len(left)), Left: len(left)}
-	if len(left) > 0 {
-		d.Warn = fmt.Sprintf("%d old nginx workers still running after %s", len(left), r.DrainTimeout)
+	return r.drain(ctx, r.old.Workers, r.lost(r.orig, r.base))
+}
+
+// drainQuick is how long a drain takes when no long-lived connection (a
+// WebSocket, a stream, a long download) holds an old worker: past it,
+// worker_shutdown_timeout is read to say how long one may hold it.
+const drainQuick = time.Second
+
+// shutdownTimeout is nginx's worker_shutdown_timeout, as read once.
+type shutdownTimeout struct {
+	d   time.Duration
+	set bool
+	err error
+}
+
+// lost returns the slots that from lists and to does not: those whose
+// connections a drain from the one to the other waits for.
+func (r *Reload) lost(from, to *upstream.Block) []string {
+	if from == nil || to == nil {
+		return nil
+	}
+	var lost []string
+	for _, a := range from.Listed() {
+		if !slices.Contains(to.Listed(), a) {
+			lost = append(lost, a)
+		}
+	}
+	return lost
+}
+
+// drain waits, bounded by DrainTimeout, until none of workers is alive, and
+// says how it ended. lost are the slots the workers may still proxy to.
+func (r *Reload) drain(ctx context.Context, workers []int, lost []string) Drained {
+	start := time.Now()
+	left := r.Procs.WaitGone(ctx, workers, min(drainQuick, r.DrainTimeout), pollInterval)
+	var st *shutdownTimeout // read only for a slow drain: nginx -T takes time
+	if len(left) > 0 && ctx.Err() == nil {
+		st = r.shutdownTimeout(ctx)
+		left = r.Procs.WaitGone(ctx, left, r.DrainTimeout-time.Since(start), pollInterval)
+	}
+	took := time.Since(start)
+	if len(left) == 0 {
+		d := Drained{Detail: fmt.Sprintf("%s gone after %s", plural(len(workers), "old worker"), elapsed(took))}
+		if st != nil && st.set && took >= st.d {
+			d.Detail += fmt.Sprintf(", at worker_shutdown_timeout %s", shortDur(st.d))
+		}
+		return d
+	}
+
+	when := "after drain-timeout " + shortDur(r.DrainTimeout)
+	if ctx.Err() != nil {
+		when = "when the wait was cut short after " + elapsed(took)
+	}
+	d := Drained{Detail: fmt.Sprintf("%d of %d old workers still running %s", len(left), len(workers), when)}
+	if len(workers) == 1 {
+		d.Detail = "1 old worker still running " + when
+	}
+	if len(lost) == 0 {
+		return d
+	}
+	n, open, err := openConns(r.Procs.Root, lost)
+	switch {
+	case err != nil:
+		d.Left = len(left)
+		d.Warn = fmt.Sprintf("%s may still proxy to %s (the connections could not be counted: %v); stopping the slot now may cut a request",
+			plural(len(left), "old nginx worker"), strings.Join(lost, " and "), err)
+	case n == 0:
+		d.Detail += ", no connection open to " + strings.Join(lost, " or ")
+		return d
+	default:
+		d.Left = n
+		held, it := "a stream or long request held by an old nginx worker", "it"
+		if n > 1 {
+			held, it = "streams or long requests held by old nginx workers", "them"
+		}
+		d.Warn = fmt.Sprintf("%s still open to %s (%s); stopping the slot now cuts %s", plural(n, "connection"), strings.Join(open, " and "), held, it)
+	}
+	switch {
+	case st == nil || st.err != nil:
+	case !st.set:
+		d.Warn += "; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)"
+	case st.d < r.DrainTimeout:
+		d.Warn += fmt.Sprintf("; the old workers outlived worker_shutdown_timeout %s", shortDur(st.d))
+	default:
+		d.Warn += fmt.Sprintf("; worker_shutdown_timeout %s is longer than drain-timeout %s", shortDur(st.d), shortDur(r.DrainTimeout))
 	}
 	return d
+}
+
+// shutdownTimeout reads nginx's worker_shutdown_timeout the first time it
+// is asked, within at most 5 s; a read that ctx cut short is not kept.
+func (r *Reload) shutdownTimeout(ctx context.Context) *shutdownTimeout {
+	if r.shutdown != nil {
+		return r.shutdown
+	}
+	read, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var st shutdownTimeout
+	st.d, st.set, st.err = nginx.WorkerShutdownTimeout(read, r.Run, r.NginxBin, r.NginxConf)
+	if st.err == nil || ctx.Err() == nil {
+		r.shutdown = &st
+	}
+	return &st
+}
+
+// openConns counts the connections open to addrs, and returns those of
+// addrs that have some.
+func openConns(procRoot string, addrs []string) (n int, open []string, err error) {
+	for _, a := range addrs {
+		c, err := nginx.Conns(procRoot, a)
+		if err != nil {
+			return 0, nil, err
+		}
+		if c > 0 {
+			n += c
+			open = append(open, a)
+		}
+	}
+	return n, open, nil
+}
+
+// plural returns "1 thing" or "n things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// elapsed says how long something took: "30ms", "2.5s".
+func elapsed(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// shortDur writes a setting's duration without trailing zero units: "1m",
+// not "1m0s".
+func shortDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // Revert puts the original bytes back. If nginx may have taken the new
@@ -307,7 +454,7 @@ func (r *Reload) Revert(ctx context.Context) error {
 			if _, err := r.Procs.WaitNewGeneration(ctx, serving, r.ReloadTimeout, pollInterval, nil); err != nil {
 				return fmt.Errorf("nginx may be running the new config: reloading it back did not take: %w", err)
 			}
-			r.Procs.WaitGone(ctx, serving.Workers, r.DrainTimeout, pollInterval)
+			r.reverted = r.drain(ctx, serving.Workers, r.lost(r.base, r.orig))
 		}
 		return nil
 	}
@@ -317,6 +464,12 @@ func (r *Reload) Revert(ctx context.Context) error {
 	r.written = nil
 	return nil
 }
+
+// Reverted says how Revert's wait for the workers that proxied to the new
+// slot ended, like Drain for a switch: when Left is not 0, stopping the new
+// slot cuts what is still open to it. It is the zero Drained when Revert
+// did not reload nginx back.
+func (r *Reload) Reverted() Drained { return r.reverted }
 
 // restore undoes this switch's own edits on the file as it is now: the
 // block's body goes back to what Read found, and a change someone made

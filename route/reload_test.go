@@ -3,11 +3,15 @@ package route
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +69,7 @@ type fakeRunner struct {
 	notFound bool   // the binary is missing
 	version  string // what nginx -V prints
 	dump     string // what nginx -T prints
+	dumpErr  error  // and how it fails, if it does
 	tests    int
 	calls    []string
 }
@@ -87,7 +92,7 @@ func (f *fakeRunner) run(ctx context.Context, name string, args ...string) ([]by
 		return []byte(f.version), nil
 	}
 	if len(args) > 0 && args[0] == "-T" {
-		return []byte(f.dump), nil
+		return []byte(f.dump), f.dumpErr
 	}
 	return nil, nil
 }
@@ -613,12 +618,13 @@ func TestSwitch(t *testing.T) {
 		start := time.Now()
 		d := w.r.Drain(t.Context())
 		<-done
-		if diff := cmp.Diff(Drained{Detail: "2 old workers gone"}, d); diff != "" {
-			t.Errorf("drain (-want +got):\n%s", diff)
+		if !strings.HasPrefix(d.Detail, "2 old workers gone after ") || d.Left != 0 || d.Warn != "" {
+			t.Errorf("drain = %+v, want 2 old workers gone after some time", d)
 		}
 		if elapsed := time.Since(start); elapsed > 2*time.Second {
 			t.Errorf("drain took %s, want about 30ms", elapsed)
 		}
+		w.wantTests(1) // a quick drain never runs nginx -T
 		w.wantReloads(1)
 		w.wantFile(w.edited, "after the drain")
 	})
@@ -629,8 +635,13 @@ func TestSwitch(t *testing.T) {
 			t.Fatalf("step %s: %v", failed, err)
 		}
 		w.proc.exit(801)
+		w.conns(2)
 		d := w.r.Drain(t.Context())
-		want := Drained{Detail: "1 old workers gone", Left: 1, Warn: "1 old nginx workers still running after 50ms"}
+		want := Drained{
+			Detail: "1 of 2 old workers still running after drain-timeout 50ms",
+			Left:   2,
+			Warn:   "2 connections still open to 127.0.0.1:4000 (streams or long requests held by old nginx workers); stopping the slot now cuts them; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
+		}
 		if diff := cmp.Diff(want, d); diff != "" {
 			t.Errorf("drain (-want +got):\n%s", diff)
 		}
@@ -1040,6 +1051,191 @@ func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	}
 }
 
+// TestDrain: how a drain that does not end at once is told. The world's
+// old workers (801, 802) stay unless a case makes them exit; conns are the
+// connections open to slot A (the old one), in the temp /proc's tables.
+func TestDrain(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		prepare func(w *world)
+		cancel  bool // the wait is cut short
+		want    Drained
+		dumped  bool // nginx -T ran
+	}{
+		{
+			name:    "a connection an old worker holds is counted and its cut is foretold",
+			prepare: func(w *world) { w.conns(1) },
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
+			},
+			dumped: true,
+		},
+		{
+			name: "one old worker",
+			prepare: func(w *world) {
+				w.proc.exit(802) // before the reload
+				w.conns(1)
+			},
+			want: Drained{
+				Detail: "1 old worker still running after drain-timeout 50ms",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
+			},
+			dumped: true,
+		},
+		{
+			name: "a worker_shutdown_timeout longer than drain-timeout is named",
+			prepare: func(w *world) {
+				w.conns(3)
+				w.run.dump = "# configuration file " + w.conf + ":\nworker_shutdown_timeout 1m;\nevents {}\n"
+			},
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   3,
+				Warn:   "3 connections still open to 127.0.0.1:4000 (streams or long requests held by old nginx workers); stopping the slot now cuts them; worker_shutdown_timeout 1m is longer than drain-timeout 50ms",
+			},
+			dumped: true,
+		},
+		{
+			name: "old workers that outlive a shorter worker_shutdown_timeout are told",
+			prepare: func(w *world) {
+				w.conns(1)
+				w.run.dump = "# configuration file " + w.conf + ":\nworker_shutdown_timeout 10ms;\nevents {}\n"
+			},
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it; the old workers outlived worker_shutdown_timeout 10ms",
+			},
+			dumped: true,
+		},
+		{
+			name: "an nginx -T that fails leaves worker_shutdown_timeout unsaid",
+			prepare: func(w *world) {
+				w.conns(1)
+				w.run.dumpErr = errors.New("exit status 1")
+			},
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it",
+			},
+			dumped: true,
+		},
+		{
+			name:    "old workers with no connection to the old slot leave nothing to cut",
+			prepare: func(w *world) { w.conns(0) },
+			want:    Drained{Detail: "2 of 2 old workers still running after drain-timeout 50ms, no connection open to 127.0.0.1:4000"},
+			dumped:  true,
+		},
+		{
+			name: "a socket table that cannot be read counts the old workers instead",
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   2,
+				Warn:   "2 old nginx workers may still proxy to 127.0.0.1:4000 (the connections could not be counted: count connections to 127.0.0.1:4000: open PROC/net/tcp: no such file or directory); stopping the slot now may cut a request; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
+			},
+			dumped: true,
+		},
+		{
+			name:    "a wait cut short says so",
+			prepare: func(w *world) { w.conns(1) },
+			cancel:  true,
+			want: Drained{
+				Detail: "2 of 2 old workers still running when the wait was cut short after T",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it",
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			if tt.prepare != nil {
+				tt.prepare(w)
+			}
+			if _, failed, err := w.steps(w.plan()); err != nil {
+				t.Fatalf("step %s: %v", failed, err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			if tt.cancel {
+				cancel()
+			}
+			defer cancel()
+			d := w.r.Drain(ctx)
+			d.Warn = strings.ReplaceAll(d.Warn, w.proc.root, "PROC")
+			d.Detail = regexp.MustCompile(`cut short after \S+$`).ReplaceAllString(d.Detail, "cut short after T")
+			if diff := cmp.Diff(tt.want, d); diff != "" {
+				t.Errorf("drain (-want +got):\n%s", diff)
+			}
+			if dumped := slices.Contains(w.run.calls, "nginx -T -q -c "+w.conf); dumped != tt.dumped {
+				t.Errorf("nginx -T ran: %t, want %t (calls %q)", dumped, tt.dumped, w.run.calls)
+			}
+		})
+	}
+
+	t.Run("a slow drain that ends at worker_shutdown_timeout says so, and reads it once", func(t *testing.T) {
+		w := newWorld(t)
+		w.conns(1)
+		w.run.dump = "# configuration file " + w.conf + ":\nworker_shutdown_timeout 1100ms;\nevents {}\n"
+		w.r.DrainTimeout = 5 * time.Second
+		if _, failed, err := w.steps(w.plan()); err != nil {
+			t.Fatalf("step %s: %v", failed, err)
+		}
+		time.AfterFunc(1150*time.Millisecond, func() { w.proc.exit(801, 802) })
+		d := w.r.Drain(t.Context())
+		if !regexp.MustCompile(`^2 old workers gone after 1\.\ds, at worker_shutdown_timeout 1\.1s$`).MatchString(d.Detail) || d.Left != 0 || d.Warn != "" {
+			t.Errorf("drain = %+v, want 2 old workers gone at worker_shutdown_timeout", d)
+		}
+		w.r.Drain(t.Context()) // nothing left to wait for
+		var dumps int
+		for _, c := range w.run.calls {
+			if strings.HasPrefix(c, "nginx -T") {
+				dumps++
+			}
+		}
+		if dumps != 1 {
+			t.Errorf("nginx -T ran %d times, want once (calls %q)", dumps, w.run.calls)
+		}
+	})
+}
+
+// conns writes the kernel's socket tables into the fake /proc with n
+// connections open to slot A, besides some that must not count: one to
+// slot B, one to slot A that nginx closed (CLOSE_WAIT), and the listeners.
+func (w *world) conns(n int) {
+	w.t.Helper()
+	tcp := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		tcpLine(slotA, "0.0.0.0:0", 0x0A) + tcpLine(slotB, "0.0.0.0:0", 0x0A) +
+		tcpLine(slotB, "127.0.0.1:50000", 0x01) + tcpLine(slotA, "127.0.0.1:50001", 0x08)
+	for i := range n {
+		tcp += tcpLine(slotA, fmt.Sprintf("127.0.0.1:%d", 51000+i), 0x01)
+	}
+	unix := "Num       RefCount Protocol Flags    Type St Inode Path\n"
+	dir := filepath.Join(w.proc.root, "net")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	for name, text := range map[string]string{"tcp": tcp, "tcp6": strings.Replace(tcp, "local_address rem_address", "local_address                         remote_address", 1), "unix": unix} {
+		if name == "tcp6" {
+			text = text[:strings.IndexByte(text, '\n')+1] // no IPv6 connections
+		}
+		write(w.t, filepath.Join(dir, name), []byte(text))
+	}
+}
+
+// tcpLine is a line of /proc/net/tcp: addresses as the kernel prints them,
+// 32-bit words in host byte order.
+func tcpLine(local, remote string, st int) string {
+	hex := func(hostport string) string {
+		ap := netip.MustParseAddrPort(hostport)
+		b := ap.Addr().As4()
+		return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(b[:]), ap.Port())
+	}
+	return fmt.Sprintf("   0: %s %s %02X 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1\n", hex(local), hex(remote), st)
+}
+
 // TestAFailedPromotionIsReloadedBack: a canary's reload took, then the
 // promotion's reload did not: nginx runs the canary's weights, so Revert
 // must reload it back to the block Read found, not only restore the file.
@@ -1074,4 +1270,16 @@ func TestAFailedPromotionIsReloadedBack(t *testing.T) {
 	}
 	w.wantFile(w.orig, "after Revert")
 	w.wantReloads(3)
+	// The workers from before the reload back (the canary's, which proxied
+	// to slot B too, and the first ones) never exit here.
+	want := Drained{
+		Detail: "4 of 4 old workers still running after drain-timeout 50ms",
+		Left:   4,
+		Warn:   "4 old nginx workers may still proxy to 127.0.0.1:4001 (the connections could not be counted: count connections to 127.0.0.1:4001: open PROC/net/tcp: no such file or directory); stopping the slot now may cut a request; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
+	}
+	got := w.r.Reverted()
+	got.Warn = strings.ReplaceAll(got.Warn, w.proc.root, "PROC")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Reverted (-want +got):\n%s", diff)
+	}
 }

@@ -51,6 +51,9 @@ type Step struct {
 // Drained is how the wait for old connections to the previous slot ended.
 type Drained struct {
 	Detail string // for the progress line
-	Left   int    // what still serves the previous slot when the wait timed out
-	Warn   string // what Left means, when it is not 0
+	// Left is what stopping the previous slot would cut when the wait
+	// timed out: the connections still open to it, or, when they cannot be
+	// counted, the old workers still running. 0 when nothing is left.
+	Left int
+	Warn string // what Left means, a sentence of its own, when Left is not 0
 }
