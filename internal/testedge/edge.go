@@ -56,6 +56,13 @@ type Options struct {
 	// shows, which records $upstream_addr and $upstream_status: a bake then
 	// watches the new slot's 5xx answers. Off by default (access_log off).
 	AccessLog bool
+	// Socket makes a socket-mode edge (edgeswitch's mode = "socket"): the
+	// first app's slots listen on unix sockets <Dir>/run/<port>.sock
+	// (Edge.SocketPattern), and its upstream lists one server,
+	// unix:<StateDir>/app.sock (Edge.SocketLink), a symlink to the first
+	// slot's socket as a switch would leave it, with no upstream keepalive.
+	// Further apps (Apps) stay on TCP. Off by default: slots on TCP ports.
+	Socket bool
 }
 
 // accessLogFormat is the log_format of Options.AccessLog, as the README
@@ -128,6 +135,13 @@ type Edge struct {
 	StateDir     string // empty directory for edgeswitch's state-dir
 	Apps         []*App // the further apps of Options.Apps, in order
 	AccessLog    string // nginx's access log with Options.AccessLog; empty without
+	// SocketPattern is where slots listen with Options.Socket,
+	// <Dir>/run/{port}.sock: edgeswitch's socket setting. Empty without.
+	SocketPattern string
+	// SocketLink is the symlink the upstream's server names with
+	// Options.Socket, <StateDir>/app.sock: edgeswitch's socket-link
+	// setting. Empty without.
+	SocketLink string
 
 	id        string
 	appArgs   []string
@@ -236,6 +250,16 @@ func newEdge(o Options) (*Edge, error) {
 	if o.AccessLog {
 		e.AccessLog = filepath.Join(dir, "nginx", "access.log")
 	}
+	if o.Socket {
+		e.SocketPattern = filepath.Join(dir, "run", "{port}.sock")
+		e.SocketLink = filepath.Join(e.StateDir, "app.sock")
+		// A unix socket's path has at most 107 bytes (sun_path).
+		for _, p := range []string{strings.ReplaceAll(e.SocketPattern, "{port}", "65535"), e.SocketLink} {
+			if len(p) > 107 {
+				return nil, fmt.Errorf("testedge: socket path %s is longer than the 107 bytes a unix socket allows; choose a shorter Options.Dir", p)
+			}
+		}
+	}
 	for i, ao := range o.Apps {
 		what := fmt.Sprintf("testedge: Options.Apps[%d]", i)
 		if !appName.MatchString(ao.Name) || ao.Name == "app" || slices.ContainsFunc(e.Apps, func(a *App) bool { return a.Name == ao.Name }) {
@@ -271,6 +295,15 @@ func newEdge(o Options) (*Edge, error) {
 func (e *Edge) start(ctx context.Context) error {
 	for _, d := range []string{"bin", "nginx/conf.d", "nginx/tmp", "state"} {
 		if err := os.MkdirAll(filepath.Join(e.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if e.SocketPattern != "" {
+		if err := os.MkdirAll(filepath.Dir(e.SocketPattern), 0o755); err != nil {
+			return err
+		}
+		// As `edgeswitch switch` leaves it: the link names the live slot's socket.
+		if err := os.Symlink(strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[0])), e.SocketLink); err != nil {
 			return err
 		}
 	}
@@ -517,25 +550,32 @@ http {
     uwsgi_temp_path %[2]s/tmp/uwsgi;
     scgi_temp_path %[2]s/tmp/scgi;
 
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      '';
+    }
+
     include %[2]s/conf.d/*.conf;
 }
 `, e.id, n, e.PIDFile, access)
-	app := fmt.Sprintf(`upstream app {
-    server 127.0.0.1:%d;
-    keepalive 16;
-}
-
-server {
-    listen %s;
-
-    location / {
-        proxy_pass http://app;
+	// Upgrade and Connection pass WebSocket handshakes on; for any other
+	// request Connection is empty, which keeps upstream keep-alive.
+	// proxy_read_timeout lets a quiet stream live for a minute.
+	const location = `    location / {
+        proxy_pass http://%s;
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_read_timeout 60s;
         proxy_next_upstream error timeout;
-    }
-}
-`, e.Ports[0], e.ListenAddr)
+    }`
+	upstream := fmt.Sprintf("upstream app {\n    server 127.0.0.1:%d;\n    keepalive 16;\n}", e.Ports[0])
+	if e.SocketLink != "" {
+		// No keepalive: cached connections would stay with the old slot
+		// after a link swap (edgeswitch refuses it in socket mode).
+		upstream = fmt.Sprintf("upstream app {\n    server unix:%s;\n}", e.SocketLink)
+	}
+	app := fmt.Sprintf("%s\n\nserver {\n    listen %s;\n\n%s\n}\n", upstream, e.ListenAddr, fmt.Sprintf(location, "app"))
 	files := map[string]string{e.UpstreamFile: app}
 	for _, a := range e.Apps {
 		files[a.UpstreamFile] += fmt.Sprintf(`
@@ -547,14 +587,9 @@ upstream %[1]s {
 server {
     listen %[3]s;
 
-    location / {
-        proxy_pass http://%[1]s;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_next_upstream error timeout;
-    }
+%[4]s
 }
-`, a.Name, a.Ports[0], a.ListenAddr)
+`, a.Name, a.Ports[0], a.ListenAddr, fmt.Sprintf(location, a.Name))
 	}
 	if err := os.WriteFile(e.NginxConf, []byte(main), 0o644); err != nil {
 		return err
@@ -603,9 +638,12 @@ StandardError=inherit
 }
 
 // appUnit is the template unit of an app whose slots run demoapp with
-// appArgs.
+// appArgs; the first app's listen on their sockets with Options.Socket.
 func (e *Edge) appUnit(name string, appArgs []string) string {
 	args := ""
+	if name == "app" && e.SocketPattern != "" {
+		args = " -socket " + strings.ReplaceAll(e.SocketPattern, "{port}", "%i")
+	}
 	for _, a := range appArgs {
 		args += " " + execQuote(a)
 	}

@@ -23,13 +23,14 @@ import (
 // (/events, /ws): messages "slot P seq i" for i = 1, 2, ..., then an end
 // marker with their count.
 type StreamResult struct {
-	Messages   int      // messages before the end marker
-	InSequence bool     // their seq were 1, 2, ..., Messages: no gap, repeat or reordering
-	Slots      []string // the slots of the X-Slot header and of the messages, in order of first appearance
-	Ended      bool     // the end marker arrived
-	EndCount   int      // the count the end marker gave
-	Duration   time.Duration
-	Err        error // what broke the stream; nil when it ended cleanly
+	Messages   int           // messages before the end marker
+	InSequence bool          // their seq were 1, 2, ..., Messages: no gap, repeat or reordering
+	Slots      []string      // the slots of the X-Slot header and of the messages, in order of first appearance
+	Ended      bool          // the end marker arrived
+	EndCount   int           // the count the end marker gave
+	FirstAfter time.Duration // from the dial to the first message (a buffering proxy delays it)
+	Duration   time.Duration // from the dial to the end of the stream
+	Err        error         // what broke the stream; nil when it ended cleanly
 }
 
 // Intact says whether the stream arrived whole: no error, the end marker
@@ -40,7 +41,8 @@ func (r StreamResult) Intact() bool {
 
 // String is a one-line summary for test logs.
 func (r StreamResult) String() string {
-	s := fmt.Sprintf("%d messages from slot %s in %s", r.Messages, strings.Join(r.Slots, ","), r.Duration.Round(time.Millisecond))
+	s := fmt.Sprintf("%d messages from slot %s in %s (first after %s)", r.Messages, strings.Join(r.Slots, ","),
+		r.Duration.Round(time.Millisecond), r.FirstAfter.Round(time.Millisecond))
 	if !r.InSequence {
 		s += ", out of sequence"
 	}
@@ -85,6 +87,9 @@ func (s *streamReader) message(msg string) error {
 		return fmt.Errorf("message %q is not \"slot P seq i\"", msg)
 	}
 	s.r.Messages++
+	if s.r.Messages == 1 {
+		s.r.FirstAfter = time.Since(s.start)
+	}
 	if seq != s.r.Messages {
 		s.r.InSequence = false
 	}
