@@ -37,11 +37,13 @@ const (
 // strategy is one way to move traffic from slot from to slot to.
 type strategy struct {
 	name    string
+	socket  bool                                 // on an edge whose slots listen on unix sockets
 	prepare func(b *testing.B, e *testedge.Edge) // before the load starts; may be nil
 	move    func(b *testing.B, e *testedge.Edge, from, to int)
 }
 
 var strategies = []strategy{
+	{name: "socket", socket: true, prepare: benchSocketSwitch, move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSocketSwitch(b, e) }},
 	{name: "edgeswitch", move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSwitch(b, e) }},
 	{name: "careful-script", move: script("careful")},
 	{name: "naive", move: script("naive")},
@@ -51,13 +53,16 @@ var strategies = []strategy{
 
 // BenchmarkFailedRequests counts the requests that fail while 32 keep-alive
 // clients send GETs or POSTs through nginx and each strategy switches b.N
-// times. bare-reload only reloads nginx: the floor for POSTs, which a
-// reload that closes idle keep-alive connections can cut.
+// times. socket is edgeswitch's socket mode, which moves a link and never
+// reloads nginx; its edge's first switch (prepare) is the one that turns
+// the upstream into the link, before the load. bare-reload only reloads
+// nginx: the floor for POSTs of this nginx unit, which a reload that
+// closes idle keep-alive connections can cut.
 func BenchmarkFailedRequests(b *testing.B) {
 	for _, s := range strategies {
 		for _, method := range []string{http.MethodGet, http.MethodPost} {
 			b.Run("strategy="+s.name+"/method="+method, func(b *testing.B) {
-				e := testedge.New(b, testedge.Options{})
+				e := benchEdge(b, s.socket)
 				if s.prepare != nil {
 					s.prepare(b, e)
 				}
@@ -89,15 +94,10 @@ func BenchmarkFailedRequests(b *testing.B) {
 func BenchmarkSwitchOverhead(b *testing.B) {
 	e := testedge.New(b, testedge.Options{})
 	var ours, hand, ratio []float64
-	overhead := func(move func(), to int) float64 {
-		start := time.Now()
-		move()
-		wall := time.Since(start)
-		boot := lastBoot(b, e, to)
-		return ms(wall - boot.Healthy.Sub(boot.Started))
+	ourSwitch := func(to int) float64 { return overhead(b, e, func() { benchSwitch(b, e) }, to) }
+	handSwitch := func(from, to int) float64 {
+		return overhead(b, e, func() { handswitch(b, e, "careful", from, to) }, to)
 	}
-	ourSwitch := func(to int) float64 { return overhead(func() { benchSwitch(b, e) }, to) }
-	handSwitch := func(from, to int) float64 { return overhead(func() { handswitch(b, e, "careful", from, to) }, to) }
 	a, z := e.Ports[0], e.Ports[1] // each op goes a -> z -> a
 	b.ResetTimer()
 	for i := range b.N {
@@ -118,11 +118,65 @@ func BenchmarkSwitchOverhead(b *testing.B) {
 	b.ReportMetric(median(ratio), "ratio")
 }
 
+// BenchmarkSocketOverhead times edgeswitch's switch in socket mode beside
+// its switch in reload mode, each on an edge of its own (the socket edge's
+// slots listen on unix sockets), as BenchmarkSwitchOverhead counts it: the
+// wall time minus the app's own time to become healthy. An op is one switch
+// on each edge, alternating which goes first, both with the same app
+// readiness; ratio is the median of the per-op ratios, socket over reload.
+// The socket edge's first switch, the one that turns its upstream into the
+// link (with the one reload of socket mode), comes before the clock.
+func BenchmarkSocketOverhead(b *testing.B) {
+	reload, socket := benchEdge(b, false), benchEdge(b, true)
+	benchSocketSwitch(b, socket)
+	// Each edge's live slot after n switches is Ports[n%2].
+	reloads, sockets := 0, 1
+	var rel, sock, ratio []float64
+	b.ResetTimer()
+	for i := range b.N {
+		setReadyAfter(b, reload, i)
+		setReadyAfter(b, socket, i)
+		var r, s float64
+		reloadSwitch := func() {
+			r = overhead(b, reload, func() { benchSwitch(b, reload) }, reload.Ports[(reloads+1)%2])
+			reloads++
+		}
+		socketSwitch := func() {
+			s = overhead(b, socket, func() { benchSocketSwitch(b, socket) }, socket.Ports[(sockets+1)%2])
+			sockets++
+		}
+		if i%2 == 0 {
+			reloadSwitch()
+			socketSwitch()
+		} else {
+			socketSwitch()
+			reloadSwitch()
+		}
+		rel, sock, ratio = append(rel, r), append(sock, s), append(ratio, s/r)
+	}
+	b.StopTimer()
+	b.ReportMetric(median(sock), "socket-ms")
+	b.ReportMetric(median(rel), "reload-ms")
+	b.ReportMetric(median(ratio), "ratio")
+}
+
+// overhead runs move, a switch of e to slot to, and returns its wall time
+// minus the new slot's own time to become healthy (from its start to its
+// first possible healthy answer, as the app logs them), in milliseconds.
+func overhead(b *testing.B, e *testedge.Edge, move func(), to int) float64 {
+	b.Helper()
+	start := time.Now()
+	move()
+	wall := time.Since(start)
+	boot := lastBoot(b, e, to)
+	return ms(wall - boot.Healthy.Sub(boot.Started))
+}
+
 // BenchmarkReadiness measures how long edgeswitch takes to notice that the
 // new slot became healthy: from the moment the app's /health first answers
 // 200 to the moment edgeswitch reports the health step done. The app's
-// readiness moves across one health interval from switch to switch, so the
-// figures cover every phase against the polling.
+// readiness moves from switch to switch (setReadyAfter), so the figures
+// cover every phase against the polling.
 func BenchmarkReadiness(b *testing.B) {
 	e := testedge.New(b, testedge.Options{})
 	var delays []float64
@@ -139,18 +193,24 @@ func BenchmarkReadiness(b *testing.B) {
 }
 
 // setReadyAfter makes the next slots healthy 200 ms after they start, plus
-// a tenth of a health interval more for each op up to the tenth: the phase
-// of readiness against the polling varies, so no switch is lucky or
-// unlucky every time.
+// 13 ms more for each op up to the tenth (0 to 117 ms): the phase of
+// readiness against the polling varies, so no switch is lucky or unlucky
+// every time. The steps cover a whole health interval (100 ms, the
+// scripts' curl poll and edgeswitch's after a slot's first second) and,
+// 13 being prime to 10, every millisecond of edgeswitch's 10 ms polls of
+// a slot's first second.
 func setReadyAfter(b *testing.B, e *testedge.Edge, op int) {
 	b.Helper()
 	b.StopTimer()
 	defer b.StartTimer()
-	ready := 200*time.Millisecond + healthInterval*time.Duration(op%10)/10
+	ready := 200*time.Millisecond + readyStep*time.Duration(op%10)
 	if err := e.SetAppArgs(b.Context(), "-ready-after="+ready.String()); err != nil {
 		b.Fatal(err)
 	}
 }
+
+// readyStep is setReadyAfter's step from op to op.
+const readyStep = 13 * time.Millisecond
 
 // benchSwitch runs `edgeswitch switch` at the benchmarks' pacing.
 func benchSwitch(b *testing.B, e *testedge.Edge) {
@@ -162,6 +222,34 @@ func benchSwitch(b *testing.B, e *testedge.Edge) {
 
 func benchFlags(e *testedge.Edge) []string {
 	return edgeFlags(e, "--health-interval", healthInterval.String())
+}
+
+// benchSocketSwitch runs `edgeswitch switch --mode socket` at the
+// benchmarks' pacing.
+func benchSocketSwitch(b *testing.B, e *testedge.Edge) {
+	b.Helper()
+	if r := runWith(b, e.Env, append([]string{"switch"}, benchSocketFlags(e)...)...); r.code != 0 {
+		b.Fatalf("edgeswitch switch --mode socket: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func benchSocketFlags(e *testedge.Edge) []string {
+	return append(benchFlags(e), socketFlags(e)...)
+}
+
+// benchEdge is a sandbox edge; with socket, one whose slots listen on unix
+// sockets, for edgeswitch's socket mode.
+func benchEdge(b *testing.B, socket bool) *testedge.Edge {
+	b.Helper()
+	if socket {
+		b.Skip("socket mode: waiting for testedge.Options.Socket (Edge.SocketPattern, Edge.SocketLink)")
+	}
+	return testedge.New(b, testedge.Options{})
+}
+
+// socketFlags are the settings of socket mode on the edge.
+func socketFlags(e *testedge.Edge) []string {
+	return nil
 }
 
 // healthDoneAt runs `edgeswitch switch --json` and returns when its health

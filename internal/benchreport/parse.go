@@ -128,3 +128,13 @@ func (r results) max(name, unit string) (m float64, ok bool) {
 	}
 	return slices.Max(xs), true
 }
+
+// maxTotal returns the largest over the runs of name of unit (a per-op
+// value) times the run's iteration count: the worst run's figure.
+func (r results) maxTotal(name, unit string) (m float64, ok bool) {
+	xs := r.values(name, unit, true)
+	if len(xs) == 0 {
+		return 0, false
+	}
+	return slices.Max(xs), true
+}
