@@ -257,27 +257,21 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 	left, err := s.waitClosed(ctx, old)
 	switch {
 	case err != nil:
-		return Drained{Detail: fmt.Sprintf("connections to %s unknown: %v", old, err)}
+		// Stopping the slot may cut what could not be counted: say so.
+		return Drained{Detail: "connections to " + old + " unknown", Left: 1,
+			Warn: fmt.Sprintf("connections to %s could not be counted (%v); stopping the slot cuts any still open", old, err)}
 	case left > 0:
 		them := "them"
 		if left == 1 {
 			them = "it"
 		}
 		return Drained{
-			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", conns(left), old, s.Reload.DrainTimeout),
+			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", plural(left, "connection"), old, shortDur(s.Reload.DrainTimeout)),
 			Left:   left,
-			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot cuts %s", conns(left), old, them),
+			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot now cuts %s", plural(left, "connection"), old, them),
 		}
 	}
-	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", old, time.Since(s.moved).Round(time.Millisecond))}
-}
-
-// conns says "1 connection" or "n connections".
-func conns(n int) string {
-	if n == 1 {
-		return "1 connection"
-	}
-	return fmt.Sprintf("%d connections", n)
+	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", old, elapsed(time.Since(s.moved)))}
 }
 
 // waitClosed polls the kernel's socket table until no connection is open

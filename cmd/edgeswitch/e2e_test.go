@@ -87,6 +87,9 @@ func runWith(t testing.TB, env []string, args ...string) result {
 // edgeFlags are the settings that point edgeswitch at the edge; extra
 // flags come last, so they win.
 func edgeFlags(e *testedge.Edge, extra ...string) []string {
+	if e.SocketPattern != "" {
+		extra = append([]string{"--mode", "socket", "--socket", e.SocketPattern, "--socket-link", e.SocketLink}, extra...)
+	}
 	return append([]string{
 		"--user",
 		"--nginx-conf", e.NginxConf,

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/testedge"
+	"github.com/edgeswitch/edgeswitch/nginx"
+)
+
+// Socket mode on the sandbox edge: the upstream lists a link to the live
+// slot's socket, and a switch renames a new link over it, with no reload.
+
+// nginxWorkers returns the edge's nginx master and its workers now.
+func nginxWorkers(t *testing.T, e *testedge.Edge) []int {
+	t.Helper()
+	b, err := os.ReadFile(e.PIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers, err := nginx.Procs{Root: "/proc"}.Children(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]int{master}, workers...)
+}
+
+// TestSocketSwitchUnderPOSTLoad: POSTs on keep-alive client connections are
+// what a reload loses; a link swap closes no client connection, so none
+// fails, and nginx keeps its workers and its files.
+func TestSocketSwitchUnderPOSTLoad(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Socket: true})
+	procs := nginxWorkers(t, e)
+	files := hashTree(t, e.Dir+"/nginx")
+	load := startLoad(t, e, 32, http.MethodPost, "/")
+	time.Sleep(200 * time.Millisecond) // deliberate load: the first swap meets requests in flight
+	for i := range 20 {
+		to, from := e.Ports[(i+1)%2], e.Ports[i%2]
+		r := edgeswitch(t, e, "switch")
+		if r.code != 0 {
+			t.Fatalf("switch %d to %d: exit %d\n%s", i+1, to, r.code, r.stderr)
+		}
+		if got := slotOf(t, e); got != strconv.Itoa(to) {
+			t.Errorf("after switch %d nginx answers from slot %s, want %d", i+1, got, to)
+		}
+		if st := unitState(t, e, from); st != "inactive" {
+			t.Errorf("after switch %d the old slot %d is %s, want inactive", i+1, from, st)
+		}
+		if i == 0 {
+			t.Logf("first switch:\n%s", r.stderr)
+		}
+	}
+	stats := load.Stop()
+	t.Logf("load: %s", stats)
+	if stats.Failed != 0 || stats.Requests < 1000 {
+		t.Errorf("want 0 failed of many POSTs, got %s", stats)
+	}
+	if got := nginxWorkers(t, e); !slices.Equal(got, procs) {
+		t.Errorf("nginx's master and workers went from %v to %v: socket mode must not reload", procs, got)
+	}
+	if got := hashTree(t, e.Dir+"/nginx"); !maps.Equal(got, files) {
+		t.Errorf("nginx's files changed: socket mode touches none after the conversion")
+	}
+}
+
+// TestSocketSwitchWaitsForARequestInFlight: a request that takes 2 s,
+// under way when the link moves, completes on the old slot: the old slot
+// stops only once nginx holds no connection to it.
+func TestSocketSwitchWaitsForARequestInFlight(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Socket: true})
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(e.URL("/?sleep=2s"))
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- answer{resp.StatusCode, string(b), err}
+	}()
+	time.Sleep(300 * time.Millisecond) // deliberate: the request is at the old slot
+	r := edgeswitch(t, e, "switch")
+	if r.code != 0 {
+		t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+	}
+	a := <-done
+	if a.err != nil || a.status != http.StatusOK || !strings.Contains(a.body, strconv.Itoa(e.Ports[0])) {
+		t.Errorf("the request in flight got %d %q (%v), want 200 from slot %d", a.status, a.body, a.err, e.Ports[0])
+	}
+	if !strings.Contains(r.stderr, "no connection open to") || strings.Contains(r.stderr, "warning") {
+		t.Errorf("the drain did not wait for the request quietly:\n%s", r.stderr)
+	}
+}
+
+// TestStreamsSurviveASwitch: an SSE stream and a WebSocket of 3 s, open
+// through nginx when the switch runs, arrive whole from the old slot, in
+// both modes: the old slot stops only after they end.
+func TestStreamsSurviveASwitch(t *testing.T) {
+	for _, mode := range []string{"reload", "socket"} {
+		for _, kind := range []string{"sse", "websocket"} {
+			t.Run(mode+"/"+kind, func(t *testing.T) {
+				e := testedge.New(t, testedge.Options{Socket: mode == "socket"})
+				res := openStream(t, e, kind, 3*time.Second)
+				time.Sleep(500 * time.Millisecond) // deliberate: the stream is open at the switch
+				r := edgeswitch(t, e, "switch")
+				if r.code != 0 {
+					t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+				}
+				got := <-res
+				t.Logf("stream: %s", got)
+				if !got.Intact() || !slices.Equal(got.Slots, []string{strconv.Itoa(e.Ports[0])}) {
+					t.Errorf("the stream across the switch arrived as %s; want it whole from slot %d", got, e.Ports[0])
+				}
+				if st := unitState(t, e, e.Ports[0]); st != "inactive" {
+					t.Errorf("old slot %s after the switch", st)
+				}
+			})
+		}
+	}
+}
+
+// TestDrainTimeoutSaysWhatItCuts: a 10 s stream outlives --drain-timeout
+// 1s; the drain line says a connection is still open to the old slot and
+// that stopping it cuts it, and the switch goes on.
+func TestDrainTimeoutSaysWhatItCuts(t *testing.T) {
+	for _, mode := range []string{"reload", "socket"} {
+		t.Run(mode, func(t *testing.T) {
+			e := testedge.New(t, testedge.Options{Socket: mode == "socket"})
+			// An app that does not wait for its streams when stopped.
+			setAppArgs(t, e, "-shutdown-grace=100ms")
+			must(t)(e.Systemctl(t.Context(), "restart", e.SlotUnit(e.Ports[0]))) // the live slot too
+			for slotOf(t, e) != strconv.Itoa(e.Ports[0]) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			res := openStream(t, e, "sse", 10*time.Second)
+			time.Sleep(500 * time.Millisecond)
+			r := edgeswitch(t, e, "switch", "--drain-timeout", "1s")
+			if r.code != 0 {
+				t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+			}
+			t.Logf("switch:\n%s", r.stderr)
+			for _, part := range []string{"1 connection still open to", "cuts it"} {
+				if !strings.Contains(r.stderr, part) {
+					t.Errorf("the drain's lines lack %q", part)
+				}
+			}
+			if got := <-res; got.Intact() {
+				t.Errorf("the stream arrived whole (%s), yet the slot serving it stopped", got)
+			}
+		})
+	}
+}
+
+// openStream opens a demoapp stream of kind ("sse" or "websocket") through
+// the edge's nginx for d, and returns where its result will arrive.
+func openStream(t *testing.T, e *testedge.Edge, kind string, d time.Duration) <-chan testedge.StreamResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d+30*time.Second)
+	res := make(chan testedge.StreamResult, 1)
+	go func() {
+		defer cancel()
+		query := fmt.Sprintf("?seconds=%g", d.Seconds())
+		if kind == "sse" {
+			res <- testedge.SSE(ctx, nil, e.URL("/events"+query))
+		} else {
+			res <- testedge.WebSocket(ctx, nil, e.URL("/ws"+query))
+		}
+	}()
+	return res
+}
