@@ -3,7 +3,10 @@
 // upstream block that edgeswitch switches. They are embedded text/templates,
 // so that the binary alone can set up a new host, and they are rendered from
 // a few values (Data) rather than copied, so that the unit name, the upstream
-// name and the ports agree with each other and with the config.
+// name and the ports agree with each other and with the config. One set of
+// templates serves both modes of the mode setting: in socket mode the unit's
+// slots listen on unix sockets and the upstream lists the link edgeswitch
+// points at the live one.
 package templates
 
 import (
@@ -11,8 +14,10 @@ import (
 	"embed"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"text/template"
 )
 
@@ -45,7 +50,42 @@ type Data struct {
 	// UserManager: the unit is for a per-user manager (the user setting),
 	// so it is wanted by default.target rather than multi-user.target.
 	UserManager bool
+	// Mode is the mode setting: "reload" (the default when empty) or
+	// "socket", where the slots listen on unix sockets (Socket) and the
+	// upstream lists the link (Link).
+	Mode string
+	// StateDir is the state-dir setting, where the link lives in socket
+	// mode; DefaultStateDir when empty.
+	StateDir string
+	// RuntimeDir is where the manager of the unit makes its
+	// RuntimeDirectory=: "/run" (the default when empty) for the system
+	// manager, $XDG_RUNTIME_DIR for a per-user one.
+	RuntimeDir string
 }
+
+// maxSocketPath is the longest path of a unix socket on Linux (sun_path
+// less its terminating NUL).
+const maxSocketPath = 107
+
+// DefaultStateDir is the default of the state-dir setting.
+const DefaultStateDir = "/var/lib/edgeswitch"
+
+// SocketMode reports whether d is for socket mode.
+func (d Data) SocketMode() bool { return d.Mode == "socket" }
+
+// Socket is where the slot named port listens in socket mode: in the unit's
+// runtime directory, <RuntimeDir>/<App>/<port>.sock. port is "%i" in the unit and
+// "{port}" in the socket setting.
+func (d Data) Socket(port string) string {
+	return filepath.Join(d.withDefaults().RuntimeDir, d.App, port+".sock")
+}
+
+// SlotSocket is the socket of slot i (0 or 1) in socket mode.
+func (d Data) SlotSocket(i int) string { return d.Socket(strconv.Itoa(d.Ports[i])) }
+
+// Link is the default of the socket-link setting, the path the upstream
+// lists in socket mode: <StateDir>/<App>.sock.
+func (d Data) Link() string { return filepath.Join(d.withDefaults().StateDir, d.App+".sock") }
 
 // appName is what one name can be at once: an nginx upstream name without
 // quoting, the prefix of a systemd unit name and a file name.
@@ -67,15 +107,50 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 // Check refuses names that would render files that do not work, such as an
 // app name with a slash or a space, before anything is written. The ports
 // are the caller's to check, with the rule every command uses
-// (swap.CheckPorts).
+// (swap.CheckPorts). An empty Mode or StateDir is its default.
 func (d Data) Check() error {
+	d = d.withDefaults()
 	if err := CheckName(d.App); err != nil {
 		return err
 	}
 	if net.ParseIP(d.Host) == nil && !hostName.MatchString(d.Host) {
 		return fmt.Errorf("host %q is neither an IP address nor a host name; slots listen on an address such as 127.0.0.1", d.Host)
 	}
+	if d.Mode != "reload" && d.Mode != "socket" {
+		return fmt.Errorf("mode %q: set it to \"reload\" or \"socket\"", d.Mode)
+	}
+	// The directories go into TOML strings, the unit and, in socket mode,
+	// unquoted into nginx's config.
+	for _, dir := range []struct{ name, path string }{{"state-dir", d.StateDir}, {"runtime directory", d.RuntimeDir}} {
+		if !filepath.IsAbs(dir.path) || strings.ContainsAny(dir.path, " \t\r\n;{}'\"\\#%") {
+			return fmt.Errorf("%s %q: use an absolute path without blanks, quotes, '#', '%%', ';' or braces", dir.name, dir.path)
+		}
+	}
+	// A unix socket's path, as connect and bind take it, holds at most
+	// 107 bytes: nginx connects to the link, the app binds its socket.
+	if d.SocketMode() {
+		for _, p := range []string{d.Link(), d.SlotSocket(0), d.SlotSocket(1)} {
+			if len(p) > maxSocketPath {
+				return fmt.Errorf("socket path %s is longer than the %d bytes a unix socket's path may have: use a shorter app name or state-dir", p, maxSocketPath)
+			}
+		}
+	}
 	return nil
+}
+
+// withDefaults returns d with its empty Mode and StateDir set to their
+// defaults.
+func (d Data) withDefaults() Data {
+	if d.Mode == "" {
+		d.Mode = "reload"
+	}
+	if d.StateDir == "" {
+		d.StateDir = DefaultStateDir
+	}
+	if d.RuntimeDir == "" {
+		d.RuntimeDir = "/run"
+	}
+	return d
 }
 
 // Addr is host:port of slot i (0 or 1), with brackets for IPv6, as nginx
@@ -84,9 +159,11 @@ func (d Data) Addr(i int) string {
 	return net.JoinHostPort(d.Host, strconv.Itoa(d.Ports[i]))
 }
 
-// Render renders the template name (Config, Unit or Upstream) with d, after
+// Render renders the template name (Config, Unit, Upstream or AppTable)
+// with d, its empty Mode and StateDir taken as their defaults, after
 // d.Check.
 func Render(name string, d Data) ([]byte, error) {
+	d = d.withDefaults()
 	if err := d.Check(); err != nil {
 		return nil, err
 	}
