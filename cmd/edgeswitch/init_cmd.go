@@ -18,10 +18,12 @@ import (
 // initCmd writes the three files a new host needs into one directory, the
 // current one by default, so that trying it touches nothing under /etc: the
 // files are examples to review and copy into place as the printed steps say.
+// The mode setting picks their kind: with --mode socket the slots listen on
+// unix sockets and the upstream lists the link.
 type initCmd struct {
 	Dir   string `default:"." placeholder:"DIR" help:"Directory to write edgeswitch.toml, <app>@.service and <app>.conf into (default: the current one); review them, then copy them into place as printed."`
 	Force bool   `help:"Overwrite those files where they exist in DIR."`
-	App   string `placeholder:"NAME" help:"Name of the app: the upstream block, the unit <app>@.service and the slot directories /srv/<app>/<port> (default: the upstream setting)."`
+	App   string `placeholder:"NAME" help:"Name of the app: the upstream block, the unit <app>@.service and the slot directories /srv/<app>/<port>, and with --mode socket the sockets /run/<app>/<port>.sock (default: the upstream setting)."`
 }
 
 // initFile is one file init writes: the template, its name in DIR and
@@ -36,7 +38,11 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	if err := swap.CheckPorts(g.Ports); err != nil {
 		return err
 	}
-	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}, UserManager: g.User}
+	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}, UserManager: g.User,
+		Mode: g.Mode, StateDir: g.StateDir}
+	if g.User { // where the user manager makes the unit's RuntimeDirectory=
+		data.RuntimeDir = cmp.Or(os.Getenv("XDG_RUNTIME_DIR"), fmt.Sprintf("/run/user/%d", os.Getuid()))
+	}
 	if err := data.Check(); err != nil {
 		return swap.Usage(err)
 	}
@@ -101,32 +107,47 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 func nextSteps(w io.Writer, dir string, data templates.Data, files []initFile) {
 	config, unit, upstream := files[0], files[1], files[2]
 	src := func(f initFile) string { return filepath.Join(dir, f.name) }
+	// What socket mode says differently: where the app listens, what the
+	// upstream lists, the proxy lines, what the first switch does.
+	listen := "1. Edit %[2]s: ExecStart= (the command that runs the app on port %%i)\n   and User=."
+	lists, proxy := "", `proxy_set_header Connection "";`
+	first := "(this starts it and enables it, so that it comes back\n   after a reboot)"
+	if data.SocketMode() {
+		listen = "1. Edit %[2]s: ExecStart= (the command that runs the app on\n   its socket, " +
+			data.Socket("%%i") + ", which it makes writable for nginx:\n   mode 0666) and User=."
+		lists = "   It lists " + data.Link() + ", the link the first switch (step 4)\n" +
+			"   makes. An upstream " + data.App + " that lists a port already is converted by\n" +
+			"   that switch (one reload): remove its keepalive line first.\n"
+		proxy = "proxy_set_header Upgrade $http_upgrade;\n" +
+			"       proxy_set_header Connection $connection_upgrade;\n" +
+			"   with the map $http_upgrade $connection_upgrade from the comment of\n" +
+			"   " + upstream.name + " in http { }, unless nginx has it already."
+		first = "(this starts it, points the link at its socket and\n   enables it, so that it comes back after a reboot)"
+	}
 	fmt.Fprintf(w, `Wrote %s, %s and %s.
 Next steps, as root. cp -n copies only where no file exists yet; where one
 does, compare it with the new one.
 
-1. Edit %[2]s: ExecStart= (the command that runs the app on port %%i)
-   and User=. Then install it and let systemd load it:
+`+listen+` Then install it and let systemd load it:
        cp -n %[2]s %[4]s
        systemctl daemon-reload
 2. Unless nginx already has an upstream %[5]s, install the upstream:
        cp -n %[3]s %[6]s
-   If nginx.conf does not include conf.d yet, add inside its http { } block:
+%[10]s   If nginx.conf does not include conf.d yet, add inside its http { } block:
        include /etc/nginx/conf.d/*.conf;
    and send the app's traffic to the upstream in your server block:
        proxy_pass http://%[5]s;
        proxy_http_version 1.1;
-       proxy_set_header Connection "";
+       %[11]s
 3. Review edgeswitch.toml (health-path especially), then install it:
        mkdir -p %[7]s
        cp -n %[1]s %[8]s
 4. Install the first build in /srv/%[5]s/%[9]d/current, check the setup and
-   put slot %[9]d live (this starts it and enables it, so that it comes back
-   after a reboot):
+   put slot %[9]d live %[12]s:
        edgeswitch check
        edgeswitch switch --to %[9]d
 `, src(config), src(unit), src(upstream), unit.dest, data.App, upstream.dest,
-		filepath.Dir(config.dest), config.dest, data.Ports[0])
+		filepath.Dir(config.dest), config.dest, data.Ports[0], lists, proxy, first)
 }
 
 // addApp returns the settings file at path with data's app added as an

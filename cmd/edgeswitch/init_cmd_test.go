@@ -80,6 +80,11 @@ func TestInitWritesTheFilesAndOverwritesOnlyWithForce(t *testing.T) {
 			t.Errorf("next steps lack %q:\n%s", step, stdout)
 		}
 	}
+	for _, socket := range []string{"link", "Upgrade", ".sock"} {
+		if strings.Contains(stdout, socket) {
+			t.Errorf("next steps of the reload mode mention %q, of socket mode:\n%s", socket, stdout)
+		}
+	}
 
 	edited := filepath.Join(dir, "app@.service")
 	if err := os.WriteFile(edited, []byte("edited\n"), 0o644); err != nil {
@@ -156,6 +161,8 @@ func TestInitRefusesBadInputAndWritesNothing(t *testing.T) {
 		{"an app name with a slash", []string{"init", "--app", "../etc/x"}, `app name "../etc/x"`},
 		{"three ports", []string{"init", "--ports", "4000,4001,4002"}, "exactly two ports"},
 		{"equal ports", []string{"init", "--ports", "4000,4000"}, "both slot ports are 4000"},
+		{"an unknown mode", []string{"--mode", "sockets", "init"}, `mode "sockets"`},
+		{"a link too long for a unix socket", []string{"--mode", "socket", "--state-dir", "/" + strings.Repeat("d", 100), "init"}, "longer than the 107 bytes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -187,13 +194,50 @@ func kebab(s string) string {
 // health-host and health-body.
 var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body) = )`)
 
+// socketKeys are the settings of socket mode, which the example config of
+// the reload mode leaves out (its bytes are as they were before socket mode).
+var socketKeys = []string{"mode", "socket", "socket-link"}
+
+// parseSettings parses the CLI's settings for switch as the CLI would,
+// with file (if not "") as the config file, read for app (if not "").
+func parseSettings(t *testing.T, file, app string) settings {
+	t.Helper()
+	var opts []kong.Option
+	if file != "" {
+		conf, err := loadConfig(file, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if app != "" {
+			conf = conf.forApp(app)
+		}
+		opts = append(opts, kong.Resolvers(conf))
+	}
+	var c cli
+	p, err := kong.New(&c, append(opts, defaultVars())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse([]string{"switch"}); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return c.settings
+}
+
 // TestInitConfigHoldsEverySettingWithItsDefault keeps the example config in
 // step with the settings struct: one key per setting (the hooks commented
-// out), none other; read through the CLI's own loader it changes nothing
-// from the defaults, and its hook examples load as hooks.
+// out; in reload mode, none for socket mode), none other; read through the
+// CLI's own loader it changes nothing from the defaults but the mode, and
+// its hook examples load as hooks.
 func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
+	for _, mode := range []string{"reload", "socket"} {
+		t.Run(mode, func(t *testing.T) { configHoldsEverySetting(t, mode) })
+	}
+}
+
+func configHoldsEverySetting(t *testing.T, mode string) {
 	dir := t.TempDir()
-	if code, _, stderr := runInit(t, "init", "--dir", dir); code != 0 {
+	if code, _, stderr := runInit(t, "--mode", mode, "init", "--dir", dir); code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	path := filepath.Join(dir, "edgeswitch.toml")
@@ -201,13 +245,17 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	uncomment := hooksOn
+	if mode == "socket" {
+		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|socket-link) = )`)
+	}
 	withHooks := filepath.Join(dir, "hooks.toml")
-	if err := os.WriteFile(withHooks, hooksOn.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
+	if err := os.WriteFile(withHooks, uncomment.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	var keys map[string]any
-	if err := toml.Unmarshal(hooksOn.ReplaceAll(text, []byte("$1")), &keys); err != nil {
+	if err := toml.Unmarshal(uncomment.ReplaceAll(text, []byte("$1")), &keys); err != nil {
 		t.Fatal(err)
 	}
 	var want, got []string
@@ -217,7 +265,9 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 		if name == "" {
 			name = kebab(st.Field(i).Name)
 		}
-		want = append(want, name)
+		if mode == "socket" || !slices.Contains(socketKeys, name) {
+			want = append(want, name)
+		}
 	}
 	for k := range keys {
 		got = append(got, k)
@@ -228,28 +278,11 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 		t.Errorf("keys of edgeswitch.toml, hooks uncommented, against the settings (-settings +keys):\n%s", diff)
 	}
 
-	parse := func(file string) settings {
-		t.Helper()
-		var opts []kong.Option
-		if file != "" {
-			conf, err := loadConfig(file, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts = append(opts, kong.Resolvers(conf))
-		}
-		var c cli
-		p, err := kong.New(&c, append(opts, defaultVars())...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.Parse([]string{"switch"}); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		return c.settings
+	defaults := parseSettings(t, "", "")
+	if mode == "socket" {
+		defaults.Mode, defaults.Socket = "socket", "/run/app/{port}.sock"
 	}
-	defaults := parse("")
-	if diff := cmp.Diff(defaults, parse(path)); diff != "" {
+	if diff := cmp.Diff(defaults, parseSettings(t, path, "")); diff != "" {
 		t.Errorf("the example config changes settings from their defaults (-defaults +file):\n%s", diff)
 	}
 	hooked := defaults
@@ -258,7 +291,10 @@ func TestInitConfigHoldsEverySettingWithItsDefault(t *testing.T) {
 	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
 	hooked.HealthHost = "app.example.com"
 	hooked.HealthBody = new("app")
-	if diff := cmp.Diff(hooked, parse(withHooks)); diff != "" {
+	if mode == "socket" {
+		hooked.SocketLink = "/var/lib/edgeswitch/app.sock" // its default, uncommented
+	}
+	if diff := cmp.Diff(hooked, parseSettings(t, withHooks, "")); diff != "" {
 		t.Errorf("the hook examples, uncommented (-want +got):\n%s", diff)
 	}
 
@@ -310,5 +346,79 @@ func TestInitAddsAnApp(t *testing.T) {
 	}
 	if code, _, stderr := runInit(t, "init", "--dir", flat, "--app", "tpi", "--ports", "5000,5001"); code != 2 || !strings.Contains(stderr, "describes one app") || !strings.Contains(stderr, "[app.shop]") {
 		t.Errorf("init --app on a one-app file: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestInitSocketMode: init --mode socket writes the files of socket mode
+// (their text is in templates/testdata/socket) and next steps that fit it;
+// the settings of --state-dir reach the link; an app added with --app has
+// its own socket.
+func TestInitSocketMode(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := runInit(t, "--mode", "socket", "init", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}, Mode: "socket"}
+	for name, tmpl := range map[string]string{"edgeswitch.toml": templates.Config, "app@.service": templates.Unit, "app.conf": templates.Upstream} {
+		want, err := templates.Render(tmpl, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); string(got) != string(want) {
+			t.Errorf("%s is not the rendered %s of socket mode:\n%s", name, tmpl, got)
+		}
+	}
+	for _, step := range []string{
+		"runs the app on\n   its socket, /run/app/%i.sock, which it makes writable for nginx:\n   mode 0666)",
+		"It lists /var/lib/edgeswitch/app.sock, the link the first switch (step 4)\n",
+		"proxy_set_header Upgrade $http_upgrade;\n",
+		"proxy_set_header Connection $connection_upgrade;\n",
+		"points the link at its socket",
+		"edgeswitch switch --to 4000\n",
+	} {
+		if !strings.Contains(stdout, step) {
+			t.Errorf("next steps lack %q:\n%s", step, stdout)
+		}
+	}
+	if strings.Contains(stdout, `Connection "";`) {
+		t.Errorf("next steps of socket mode clear the Connection header, which a WebSocket needs:\n%s", stdout)
+	}
+
+	// The link follows state-dir, in the upstream and in the config.
+	other := t.TempDir()
+	if code, _, stderr := runInit(t, "--mode", "socket", "--state-dir", "/srv/state", "init", "--dir", other); code != 0 {
+		t.Fatalf("--state-dir: exit %d\n%s", code, stderr)
+	}
+	upstream, _ := os.ReadFile(filepath.Join(other, "app.conf"))
+	config, _ := os.ReadFile(filepath.Join(other, "edgeswitch.toml"))
+	if !strings.Contains(string(upstream), "\n    server unix:/srv/state/app.sock;\n") || !strings.Contains(string(config), "\nstate-dir = \"/srv/state\"\n") {
+		t.Errorf("with --state-dir /srv/state:\n%s\n%s", upstream, config)
+	}
+
+	// A second app, in a file with apps: its table has its own socket.
+	apps := t.TempDir()
+	conf := filepath.Join(apps, "edgeswitch.toml")
+	top := "health-path = \"/health\"\nmode = \"socket\"\n\n[app.api]\nunit = \"api@.service\"\nports = [4000, 4001]\nsocket = \"/run/api/{port}.sock\"\n"
+	if err := os.WriteFile(conf, []byte(top), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runInit(t, "--mode", "socket", "init", "--dir", apps, "--app", "tpi", "--ports", "5000,5001"); code != 0 {
+		t.Fatalf("init --mode socket --app tpi: exit %d\n%s", code, stderr)
+	}
+	got, _ := os.ReadFile(conf)
+	if !strings.HasPrefix(string(got), top) || !strings.HasSuffix(string(got), "[app.tpi]\nunit = \"tpi@.service\"\nports = [5000, 5001]\nmode = \"socket\"\nsocket = \"/run/tpi/{port}.sock\"\n") {
+		t.Errorf("edgeswitch.toml after init --mode socket --app tpi:\n%s", got)
+	}
+	unit, _ := os.ReadFile(filepath.Join(apps, "tpi@.service"))
+	upstream, _ = os.ReadFile(filepath.Join(apps, "tpi.conf"))
+	if !strings.Contains(string(unit), "\nRuntimeDirectory=tpi\n") || !strings.Contains(string(upstream), "\nupstream tpi {\n    server unix:/var/lib/edgeswitch/tpi.sock;\n}\n") {
+		t.Errorf("tpi's unit and upstream:\n%s\n%s", unit, upstream)
+	}
+	for app, socket := range map[string]string{"api": "/run/api/{port}.sock", "tpi": "/run/tpi/{port}.sock"} {
+		s := parseSettings(t, conf, app)
+		if _, err := s.options(); err != nil || s.Mode != "socket" || s.Socket != socket {
+			t.Errorf("app %s: mode %q, socket %q, %v; want socket mode on %s", app, s.Mode, s.Socket, err, socket)
+		}
 	}
 }
