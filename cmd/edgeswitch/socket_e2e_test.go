@@ -187,3 +187,53 @@ func openStream(t *testing.T, e *testedge.Edge, kind string, d time.Duration) <-
 	}()
 	return res
 }
+
+// TestConvertingToSocketMode follows README's way from a reload-mode host
+// to socket mode under GET load: check names the upstream keepalive to
+// remove; the first switch shows the diff, rewrites the upstream to the
+// link and reloads nginx once; the next moves only the link.
+func TestConvertingToSocketMode(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	load := startLoad(t, e, 32, http.MethodGet, "/")
+	must(t)("", e.UseSockets(t.Context()))
+
+	r := edgeswitch(t, e, "check")
+	if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "upstream app has keepalive") {
+		t.Fatalf("check with keepalive: exit %d, want 2 naming the keepalive\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	conf := must(t)(readFile(e.UpstreamFile))
+	writeConf(t, e, "app.conf", strings.Replace(conf, "    keepalive 16;\n", "", 1))
+	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
+	time.Sleep(200 * time.Millisecond) // the reload's old workers go
+
+	r = edgeswitch(t, e, "switch")
+	if r.code != 0 {
+		t.Fatalf("converting switch: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, part := range []string{"+    server unix:" + e.SocketLink + ";", "reload ", "+" + strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[1]))} {
+		if !strings.Contains(r.stdout+r.stderr, part) {
+			t.Errorf("the converting switch's output lacks %q:\n%s%s", part, r.stdout, r.stderr)
+		}
+	}
+	procs := nginxWorkers(t, e)
+	r = edgeswitch(t, e, "switch")
+	if r.code != 0 || strings.Contains(r.stderr, "reload ") {
+		t.Fatalf("second switch: exit %d, want 0 with no reload\n%s", r.code, r.stderr)
+	}
+	if got := nginxWorkers(t, e); !slices.Equal(got, procs) {
+		t.Errorf("nginx's workers went from %v to %v on a link switch", procs, got)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
+		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[0])
+	}
+	stats := load.Stop()
+	t.Logf("load: %s", stats)
+	if stats.Failed != 0 {
+		t.Errorf("want 0 failed GETs across the conversion, got %s", stats)
+	}
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

@@ -251,13 +251,8 @@ func newEdge(o Options) (*Edge, error) {
 		e.AccessLog = filepath.Join(dir, "nginx", "access.log")
 	}
 	if o.Socket {
-		e.SocketPattern = filepath.Join(dir, "run", "{port}.sock")
-		e.SocketLink = filepath.Join(e.StateDir, "app.sock")
-		// A unix socket's path has at most 107 bytes (sun_path).
-		for _, p := range []string{strings.ReplaceAll(e.SocketPattern, "{port}", "65535"), e.SocketLink} {
-			if len(p) > 107 {
-				return nil, fmt.Errorf("testedge: socket path %s is longer than the 107 bytes a unix socket allows; choose a shorter Options.Dir", p)
-			}
+		if err := e.socketPaths(); err != nil {
+			return nil, err
 		}
 	}
 	for i, ao := range o.Apps {
@@ -299,9 +294,6 @@ func (e *Edge) start(ctx context.Context) error {
 		}
 	}
 	if e.SocketPattern != "" {
-		if err := os.MkdirAll(filepath.Dir(e.SocketPattern), 0o755); err != nil {
-			return err
-		}
 		// As `edgeswitch switch` leaves it: the link names the live slot's socket.
 		if err := os.Symlink(strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[0])), e.SocketLink); err != nil {
 			return err
@@ -450,6 +442,32 @@ func (e *Edge) URL(path string) string { return "http://" + e.ListenAddr + path 
 // SlotUnit is the app unit instance for a slot port, e.g. es-<id>-app@4001.service.
 func (e *Edge) SlotUnit(port int) string {
 	return strings.Replace(e.AppUnit, "@", "@"+strconv.Itoa(port), 1)
+}
+
+// socketPaths sets where the first app's slots listen in socket mode and
+// the link, and makes the sockets' directory.
+func (e *Edge) socketPaths() error {
+	e.SocketPattern = filepath.Join(e.Dir, "run", "{port}.sock")
+	e.SocketLink = filepath.Join(e.StateDir, "app.sock")
+	// A unix socket's path has at most 107 bytes (sun_path).
+	for _, p := range []string{strings.ReplaceAll(e.SocketPattern, "{port}", "65535"), e.SocketLink} {
+		if len(p) > 107 {
+			return fmt.Errorf("testedge: socket path %s is longer than the 107 bytes a unix socket allows; choose a shorter Options.Dir", p)
+		}
+	}
+	return os.MkdirAll(filepath.Dir(e.SocketPattern), 0o755)
+}
+
+// UseSockets moves a TCP edge's first app to unix sockets as an operator
+// does before the first switch in socket mode: slots started from now on
+// listen on SocketPattern (the template unit is rewritten, the manager
+// reloaded). The running slot and nginx's config stay as they are, and no
+// link is made: converting the upstream is the first switch's job.
+func (e *Edge) UseSockets(ctx context.Context) error {
+	if err := e.socketPaths(); err != nil {
+		return err
+	}
+	return e.SetAppArgs(ctx, e.appArgs...)
 }
 
 // SetAppArgs replaces the demoapp flags of the template unit and reloads
