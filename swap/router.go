@@ -3,6 +3,7 @@ package swap
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -96,6 +97,19 @@ func (o Options) slot(port int) Slot {
 		addr = "unix:" + strings.ReplaceAll(o.Socket, "{port}", strconv.Itoa(port))
 	}
 	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: addr}
+}
+
+// servingAt is where slot answers now, for a look that changes nothing
+// (status, check): its own address, except in socket mode before the
+// conversion, when the slot that serves still listens on its port, not on
+// a socket.
+func (o Options) servingAt(slot Slot) Slot {
+	if path, ok := strings.CutPrefix(slot.Addr, "unix:"); ok {
+		if _, err := os.Stat(path); err != nil {
+			slot.Addr = o.tcpAddr(slot.Port)
+		}
+	}
+	return slot
 }
 
 // tcpAddr is where slot port listens in reload mode.

@@ -189,6 +189,6 @@ func slotStatus(ctx context.Context, o Options, env Env, slot Slot) SlotStatus {
 		s.Answer = "not running"
 		return s
 	}
-	s.Healthy, s.Answer = newHealthCheck(o, slot, env.HTTP).probe(ctx)
+	s.Healthy, s.Answer = newHealthCheck(o, o.servingAt(slot), env.HTTP).probe(ctx)
 	return s
 }

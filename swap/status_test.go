@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,7 +45,7 @@ func TestReadStatusShowsWhatIsLive(t *testing.T) {
 	}
 	live, since := r.port(a), unitSince
 	want := &Status{
-		App: "app", Upstream: "app", File: routerFile, Line: 3,
+		App: "app", Upstream: "app", File: routerFile, Line: 3, Mode: "reload",
 		Live: &live, Listed: []int{r.port(a)},
 		Slots: []SlotStatus{
 			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: &since, Enabled: true, Healthy: true, Answer: "200 OK"},
@@ -250,5 +253,29 @@ func TestEnvRouterIsTheReloadRouter(t *testing.T) {
 		if (r.Systemd == nil) != (sd == nil) {
 			t.Errorf("with Systemd %v the router's Systemd is %v", sd, r.Systemd)
 		}
+	}
+}
+
+// TestStatusInSocketMode: status shows the link and what it points at,
+// and asks a slot that does not listen on its socket yet (before the
+// conversion) on its port.
+func TestStatusInSocketMode(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	r.o.Mode, r.o.Socket = "socket", filepath.Join(dir, "{port}.sock")
+	sock := strings.ReplaceAll(r.o.Socket, "{port}", strconv.Itoa(r.port(a)))
+	if err := os.Symlink(sock, r.o.link()); err != nil {
+		t.Fatal(err)
+	}
+	r.list(a)
+	st, err := ReadStatus(r.ctx, r.o, r.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&LinkStatus{Path: filepath.Join(r.o.StateDir, "app.sock"), Target: sock}); st.Mode != "socket" || cmp.Diff(want, st.Link) != "" {
+		t.Errorf("mode %q, link %+v; want socket, %+v", st.Mode, st.Link, want)
+	}
+	if !st.Slots[a].Healthy {
+		t.Errorf("slot a: %s; want it asked on its port while it has no socket", st.Slots[a].Answer)
 	}
 }
