@@ -67,10 +67,12 @@ fuzz:
 soak: deps
 	$(GO) test -count=1 -timeout 30m -run TestSoak -v ./cmd/edgeswitch/ -soak 200
 
-# demo brings up a sandbox edge, switches under load and tears it down.
+# demo brings up a sandbox edge, switches under load and tears it down;
+# make demo MODE=socket shows socket mode (a link moves, nginx never reloads).
+MODE ?= reload
 .PHONY: demo
 demo: deps build
-	$(GO) run ./internal/testedge/demo -bin bin/edgeswitch
+	$(GO) run ./internal/testedge/demo -bin bin/edgeswitch -mode $(MODE)
 
 # man writes docs/edgeswitch.1 from the CLI's own grammar; commit the result.
 # -c /dev/null: the page must not depend on this host's config file.

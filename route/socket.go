@@ -37,6 +37,7 @@ type Socket struct {
 	converting bool      // the block lists ports: the change rewrites it to list the link
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
+	workers    *creds    // who nginx's workers run as, once looked up
 }
 
 // Read finds the upstream block and says which slot gets traffic: the one
@@ -158,8 +159,12 @@ func (s *Socket) reachable(ctx context.Context, socket string) (string, error) {
 }
 
 // workerCreds returns who nginx's workers run as, read from the first
-// worker's /proc status.
+// worker's /proc status when first asked (the checks, before the slot
+// starts): the link step then costs no D-Bus call.
 func (s *Socket) workerCreds(ctx context.Context) (creds, error) {
+	if s.workers != nil {
+		return *s.workers, nil
+	}
 	r := s.Reload
 	if r.Systemd == nil {
 		return creds{}, errors.New("D-Bus not reachable")
@@ -172,7 +177,11 @@ func (s *Socket) workerCreds(ctx context.Context) (creds, error) {
 	if err != nil || len(workers) == 0 {
 		return creds{}, fmt.Errorf("nginx master %d shows no workers in /proc (%v); run edgeswitch as root", master, err)
 	}
-	return readCreds(r.Procs.Root, workers[0])
+	c, err := readCreds(r.Procs.Root, workers[0])
+	if err == nil {
+		s.workers = &c
+	}
+	return c, err
 }
 
 // Plan computes the change that points the link at the one backend's

@@ -2,6 +2,8 @@
 // it brings up a systemd user manager, nginx and two app slots, drives load
 // through nginx, switches a few times with the edgeswitch binary, prints the
 // step lines and the failed-request count, and tears everything down.
+// With -mode socket the slots listen on unix sockets and each switch moves
+// a link, with no nginx reload, under POSTs.
 package main
 
 import (
@@ -23,16 +25,21 @@ func main() {
 	bin := flag.String("bin", "bin/edgeswitch", "edgeswitch binary to run")
 	switches := flag.Int("switches", 4, "how many switches to make")
 	clients := flag.Int("clients", 32, "concurrent keep-alive clients")
+	mode := flag.String("mode", "reload", "how traffic moves: reload (rewrite the upstream, reload nginx) or socket (move a link, no reload)")
 	flag.Parse()
+	if *mode != "reload" && *mode != "socket" {
+		fmt.Fprintf(os.Stderr, "demo: -mode %q: want reload or socket\n", *mode)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := demo(ctx, *bin, *switches, *clients); err != nil {
+	if err := demo(ctx, *bin, *mode, *switches, *clients); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func demo(ctx context.Context, bin string, switches, clients int) error {
+func demo(ctx context.Context, bin, mode string, switches, clients int) error {
 	dir, err := os.MkdirTemp("", "edgeswitch-demo-")
 	if err != nil {
 		return err
@@ -45,17 +52,27 @@ func demo(ctx context.Context, bin string, switches, clients int) error {
 		fmt.Printf("   %v in use on 127.0.0.1 (another app runs there); the sandbox's slots take free ports instead\n", taken)
 		ports = [2]int{} // testedge picks free ones
 	}
-	e, err := testedge.Start(ctx, testedge.Options{Dir: dir, Ports: ports})
+	e, err := testedge.Start(ctx, testedge.Options{Dir: dir, Ports: ports, Socket: mode == "socket"})
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	fmt.Printf("   nginx on %s proxies upstream app to slot %d; units %s and %s\n\n", e.ListenAddr, e.Ports[0], e.NginxUnit, e.AppUnit)
+	fmt.Printf("   nginx on %s proxies upstream app to slot %d; units %s and %s\n", e.ListenAddr, e.Ports[0], e.NginxUnit, e.AppUnit)
+	method := http.MethodGet
+	if mode == "socket" {
+		// POSTs on keep-alive connections are what a reload can lose.
+		method = http.MethodPost
+		fmt.Printf("   socket mode: the upstream lists %s, a link to the live slot's socket (%s)\n", e.SocketLink, e.SocketPattern)
+	}
+	fmt.Println()
 
 	run := func(args ...string) error {
 		args = append(args, "--user", "--nginx-conf", e.NginxConf, "--nginx-bin", testedge.NginxBin,
 			"--nginx-unit", e.NginxUnit, "--unit", e.AppUnit, "--health-path", "/health",
-			"--ports", fmt.Sprintf("%d,%d", e.Ports[0], e.Ports[1]), "--state-dir", e.StateDir)
+			"--ports", fmt.Sprintf("%d,%d", e.Ports[0], e.Ports[1]), "--state-dir", e.StateDir, "--mode", mode)
+		if mode == "socket" {
+			args = append(args, "--socket", e.SocketPattern, "--socket-link", e.SocketLink)
+		}
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = append(os.Environ(), e.Env...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
@@ -65,8 +82,12 @@ func demo(ctx context.Context, bin string, switches, clients int) error {
 	if err := run("switch", "--dry-run"); err != nil {
 		return err
 	}
-	fmt.Printf("\n== %d clients with keep-alive send GETs through nginx; switching %d times\n", clients, switches)
-	load := testedge.RunLoad(ctx, testedge.LoadOptions{URL: e.URL(""), Clients: clients, Method: http.MethodGet})
+	fmt.Printf("\n== %d clients with keep-alive send %ss through nginx; switching %d times\n", clients, method, switches)
+	var body []byte
+	if method == http.MethodPost {
+		body = []byte(`{"order": 42}`)
+	}
+	load := testedge.RunLoad(ctx, testedge.LoadOptions{URL: e.URL(""), Clients: clients, Method: method, Body: body})
 	time.Sleep(300 * time.Millisecond)
 	for i := range switches {
 		fmt.Printf("\n-- switch %d: edgeswitch switch\n", i+1)
