@@ -38,6 +38,7 @@ type Socket struct {
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
 	workers    *creds    // who nginx's workers run as, once looked up
+	reverted   Drained   // how Revert's wait for the new slot's connections ended
 }
 
 // Read finds the upstream block and says which slot gets traffic: the one
@@ -264,23 +265,28 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 		old = strings.TrimPrefix(s.Sockets[1], "unix:")
 	}
 	left, err := s.waitClosed(ctx, old)
+	return s.drained(old, left, err)
+}
+
+// drained says how a wait for the connections to socket ended.
+func (s *Socket) drained(socket string, left int, err error) Drained {
 	switch {
 	case err != nil:
 		// Stopping the slot may cut what could not be counted: say so.
-		return Drained{Detail: "connections to " + old + " unknown", Left: 1,
-			Warn: fmt.Sprintf("connections to %s could not be counted (%v); stopping the slot cuts any still open", old, err)}
+		return Drained{Detail: "connections to " + socket + " unknown", Left: 1,
+			Warn: fmt.Sprintf("connections to %s could not be counted (%v); stopping the slot cuts any still open", socket, err)}
 	case left > 0:
 		them := "them"
 		if left == 1 {
 			them = "it"
 		}
 		return Drained{
-			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", plural(left, "connection"), old, shortDur(s.Reload.DrainTimeout)),
+			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", plural(left, "connection"), socket, shortDur(s.Reload.DrainTimeout)),
 			Left:   left,
-			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot now cuts %s", plural(left, "connection"), old, them),
+			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot now cuts %s", plural(left, "connection"), socket, them),
 		}
 	}
-	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", old, elapsed(time.Since(s.moved)))}
+	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", socket, elapsed(time.Since(s.moved)))}
 }
 
 // waitClosed polls the kernel's socket table until no connection is open
@@ -332,11 +338,21 @@ func (s *Socket) Revert(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s still points at %s: %w", s.Link, s.to, err)
 	}
-	s.linked = false
+	s.linked, s.moved = false, time.Now()
 	if !s.converting {
-		_, err = s.waitClosed(ctx, s.to)
+		left, err := s.waitClosed(ctx, s.to)
+		s.reverted = s.drained(s.to, left, err)
 	}
-	return err
+	return nil
+}
+
+// Reverted says how Revert's wait for the connections to the new slot
+// ended, as Drain does for the old one.
+func (s *Socket) Reverted() Drained {
+	if s.converting {
+		return s.Reload.Reverted()
+	}
+	return s.reverted
 }
 
 // UpstreamFailures counts the failed requests nginx logged since the link

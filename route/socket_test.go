@@ -150,6 +150,9 @@ func TestSocketSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.wantLink(w.sockA, "after Revert")
+	if d := w.s.Reverted(); d.Left != 0 || !strings.Contains(d.Detail, "no connection open to "+w.sockB) {
+		t.Errorf("Reverted = %+v; want the new slot's connection gone", d)
+	}
 	if n, _ := os.ReadFile(filepath.Join(w.proc.root, "net", "unix")); strings.Count(string(n), "\n") != 2 {
 		t.Errorf("Revert returned while the new slot still had a connection:\n%s", n)
 	}

@@ -226,6 +226,7 @@ type fakeRouter struct {
 	fail     map[string]error  // step name -> its error
 	during   map[string]func() // step name -> run at the start of the step
 	drained  route.Drained
+	reverted route.Drained // what Revert's wait left
 	revErr   error
 	ran      []string          // step names, and "revert", in order
 	failures map[string]int    // failed requests logged per address
@@ -350,6 +351,8 @@ func (r *fakeRouter) Revert(context.Context) error {
 	r.config = slices.Clone(r.read)
 	return nil
 }
+
+func (r *fakeRouter) Reverted() route.Drained { return r.reverted }
 
 func (r *fakeRouter) listing() []string {
 	r.mu.Lock()

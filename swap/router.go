@@ -30,6 +30,9 @@ type Router interface {
 	// the proxy has taken the change, that moves the traffic back and
 	// waits until nothing serves the new slot any more.
 	Revert(ctx context.Context) error
+	// Reverted says how Revert's wait for what served the new slot ended:
+	// when Left is not 0, stopping the new slot cuts it.
+	Reverted() route.Drained
 	// UpstreamFailures counts the requests to addr that the proxy logged
 	// as failed since the change, with the last such line: a bake watches
 	// them.

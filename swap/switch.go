@@ -473,6 +473,9 @@ func (s *switcher) revert(ctx context.Context) error {
 	if err := s.router.Revert(ctx); err != nil {
 		return fmt.Errorf("%w; run edgeswitch switch --to %d to finish", err, s.res.To.Port)
 	}
+	if d := s.router.Reverted(); d.Left > 0 {
+		s.env.report(Event{Step: "revert", Warn: true, Detail: d.Warn})
+	}
 	return nil
 }
 

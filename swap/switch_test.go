@@ -765,6 +765,20 @@ func TestSwitchWithABake(t *testing.T) {
 		reverted: true,
 		history:  "rolled-back a->b",
 	}, {
+		name: "rolled back with a stream still open to the new slot: a warning says stopping it cuts it",
+		setup: baking(func(r *rig) {
+			r.slots[b].answer(http.StatusServiceUnavailable)
+			r.rt.reverted = route.Drained{Left: 1, Warn: "1 connection still open to the new slot; stopping the slot now cuts it"}
+		}),
+		exit:     1,
+		says:     []string{"rolled back: the new slot failed its bake"},
+		jobs:     "start b, stop b",
+		running:  [2]bool{true, false},
+		listed:   "a",
+		reverted: true,
+		history:  "rolled-back a->b",
+		warn:     "revert",
+	}, {
 		name:     "the new slot's unit dies: rolled back",
 		setup:    baking(func(r *rig) { r.sd.set(r.unit(b), unitFailed) }),
 		exit:     1,
