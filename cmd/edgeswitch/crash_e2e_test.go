@@ -36,16 +36,19 @@ exec %s "$@"
 	return path
 }
 
+// killCase is one point at which a switch is killed.
+type killCase struct {
+	name    string
+	hold    string // file that makes the nginx wrapper hold, if any
+	after   string // or: kill when this step's progress line appears
+	pending bool   // status must report an unfinished switch
+}
+
 // TestKilledSwitchConverges kills a switch with SIGKILL at each point in
 // turn, under load, then checks that status tells the half-done state and
 // that running the switch again finishes it, with or without --to.
 func TestKilledSwitchConverges(t *testing.T) {
-	tests := []struct {
-		name    string
-		hold    string // file that makes the nginx wrapper hold, if any
-		after   string // or: kill when this step's progress line appears
-		pending bool   // status must report an unfinished switch
-	}{
+	killSwitches(t, testedge.Options{AppArgs: []string{"-ready-after=1s"}}, []killCase{
 		{name: "during start", after: "preflight"},
 		{name: "during health polling", after: "start"},
 		// No command runs between validate and the reload signal, so this
@@ -54,8 +57,23 @@ func TestKilledSwitchConverges(t *testing.T) {
 		{name: "after the write, before nginx -t", hold: "hold-t2", pending: true},
 		{name: "after the reload, before the drain ends", after: "confirm", pending: true},
 		{name: "before the old unit stops", after: "drain", pending: true},
-	}
-	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=1s"}})
+	})
+}
+
+// TestKilledSocketSwitchConverges is the same in socket mode: killed once
+// the link moved, the next run finds it moved and finishes.
+func TestKilledSocketSwitchConverges(t *testing.T) {
+	killSwitches(t, testedge.Options{Socket: true, AppArgs: []string{"-ready-after=1s"}}, []killCase{
+		{name: "during health polling", after: "start"},
+		{name: "after the link moved, before the drain ends", after: "link", pending: true},
+		{name: "before the old unit stops", after: "drain", pending: true},
+	})
+}
+
+// killSwitches kills a switch on an edge of o at each of tests' points in
+// turn, under load, and runs it again each time.
+func killSwitches(t *testing.T, o testedge.Options, tests []killCase) {
+	e := testedge.New(t, o)
 	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=50ms")
 	tools := t.TempDir()
 	nginxBin := slowNginx(t, tools)
@@ -119,7 +137,7 @@ func assertNoStrayFiles(t *testing.T, e *testedge.Edge) {
 	t.Helper()
 	entries, _ := os.ReadDir(e.StateDir)
 	for _, d := range entries {
-		if n := d.Name(); n != "app.lock" && n != "nginx.lock" && n != "history.jsonl" {
+		if n := d.Name(); n != "app.lock" && n != "nginx.lock" && n != "history.jsonl" && filepath.Join(e.StateDir, n) != e.SocketLink {
 			t.Errorf("stray file in the state dir: %s", n)
 		}
 	}
