@@ -43,7 +43,7 @@ type strategy struct {
 }
 
 var strategies = []strategy{
-	{name: "socket", socket: true, prepare: benchSocketSwitch, move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSocketSwitch(b, e) }},
+	{name: "socket", socket: true, move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSocketSwitch(b, e) }},
 	{name: "edgeswitch", move: func(b *testing.B, e *testedge.Edge, _, _ int) { benchSwitch(b, e) }},
 	{name: "careful-script", move: script("careful")},
 	{name: "naive", move: script("naive")},
@@ -53,11 +53,10 @@ var strategies = []strategy{
 
 // BenchmarkFailedRequests counts the requests that fail while 32 keep-alive
 // clients send GETs or POSTs through nginx and each strategy switches b.N
-// times. socket is edgeswitch's socket mode, which moves a link and never
-// reloads nginx; its edge's first switch (prepare) is the one that turns
-// the upstream into the link, before the load. bare-reload only reloads
-// nginx: the floor for POSTs of this nginx unit, which a reload that
-// closes idle keep-alive connections can cut.
+// times. socket is edgeswitch's socket mode, on an edge whose upstream
+// lists the link from the start: it moves the link and never reloads
+// nginx. bare-reload only reloads nginx: the floor for POSTs of this nginx
+// unit, which a reload that closes idle keep-alive connections can cut.
 func BenchmarkFailedRequests(b *testing.B) {
 	for _, s := range strategies {
 		for _, method := range []string{http.MethodGet, http.MethodPost} {
@@ -124,26 +123,20 @@ func BenchmarkSwitchOverhead(b *testing.B) {
 // wall time minus the app's own time to become healthy. An op is one switch
 // on each edge, alternating which goes first, both with the same app
 // readiness; ratio is the median of the per-op ratios, socket over reload.
-// The socket edge's first switch, the one that turns its upstream into the
-// link (with the one reload of socket mode), comes before the clock.
 func BenchmarkSocketOverhead(b *testing.B) {
 	reload, socket := benchEdge(b, false), benchEdge(b, true)
-	benchSocketSwitch(b, socket)
-	// Each edge's live slot after n switches is Ports[n%2].
-	reloads, sockets := 0, 1
 	var rel, sock, ratio []float64
 	b.ResetTimer()
 	for i := range b.N {
 		setReadyAfter(b, reload, i)
 		setReadyAfter(b, socket, i)
+		// Both edges start on Ports[0]; op i moves each to Ports[(i+1)%2].
 		var r, s float64
 		reloadSwitch := func() {
-			r = overhead(b, reload, func() { benchSwitch(b, reload) }, reload.Ports[(reloads+1)%2])
-			reloads++
+			r = overhead(b, reload, func() { benchSwitch(b, reload) }, reload.Ports[(i+1)%2])
 		}
 		socketSwitch := func() {
-			s = overhead(b, socket, func() { benchSocketSwitch(b, socket) }, socket.Ports[(sockets+1)%2])
-			sockets++
+			s = overhead(b, socket, func() { benchSocketSwitch(b, socket) }, socket.Ports[(i+1)%2])
 		}
 		if i%2 == 0 {
 			reloadSwitch()
@@ -241,15 +234,12 @@ func benchSocketFlags(e *testedge.Edge) []string {
 // sockets, for edgeswitch's socket mode.
 func benchEdge(b *testing.B, socket bool) *testedge.Edge {
 	b.Helper()
-	if socket {
-		b.Skip("socket mode: waiting for testedge.Options.Socket (Edge.SocketPattern, Edge.SocketLink)")
-	}
-	return testedge.New(b, testedge.Options{})
+	return testedge.New(b, testedge.Options{Socket: socket})
 }
 
 // socketFlags are the settings of socket mode on the edge.
 func socketFlags(e *testedge.Edge) []string {
-	return nil
+	return []string{"--mode", "socket", "--socket", e.SocketPattern, "--socket-link", e.SocketLink}
 }
 
 // healthDoneAt runs `edgeswitch switch --json` and returns when its health

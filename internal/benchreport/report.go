@@ -33,7 +33,7 @@ type report struct {
 }
 
 var strategies = []struct{ name, desc string }{
-	{"socket", "`edgeswitch switch --mode socket`: start the new slot on its unix socket, poll its health, point the link that nginx's upstream lists at the new slot's socket (a new symlink renamed over the old one), wait until nginx holds no connection to the old slot, stop it. No reload: the edge's first switch, before the load, turned the upstream into the link."},
+	{"socket", "`edgeswitch switch --mode socket`: start the new slot on its unix socket, poll its health, point the link that nginx's upstream lists at the new slot's socket (a new symlink renamed over the old one), wait until nginx holds no connection to the old slot, stop it. No reload: the sandbox edge's upstream lists the link from the start; on the machine a first switch, before the load, turned the upstream's server into the link."},
 	{"edgeswitch", "`edgeswitch switch` (reload mode): start the new slot, poll its health, rewrite the upstream, `nginx -t`, reload over D-Bus, wait for the old workers to exit, stop the old slot."},
 	{"careful-script", "`handswitch.sh careful`: the same steps written by hand in bash (systemctl, curl, sed, pgrep); the switch of section 2."},
 	{"naive", "`handswitch.sh naive`: the careful script without the wait: the old slot is stopped right after the reload."},
@@ -55,7 +55,7 @@ var edges = []edge{
 	{
 		bench: "BenchmarkFailedRequests", title: "On the sandbox edge", where: "sandbox edge",
 		unit:       "the sandbox edge's own unit (user manager, `nginx -s reload`, 2 workers as root)",
-		about:      "A systemd user manager (internal/testedge) runs nginx as a unit of the edge's own (`Type=forking`, `ExecReload=nginx -s reload`), 2 workers, the upstream with `keepalive 16`, and the slots as a template unit. Socket mode runs on an edge of the same kind whose slots listen on unix sockets, with no upstream `keepalive`.",
+		about:      "A systemd user manager (internal/testedge) runs nginx as a unit of the edge's own (`Type=forking`, `ExecReload=nginx -s reload`), 2 workers, the upstream with `keepalive 16`, and the slots as a template unit. Socket mode runs on an edge of the same kind whose slots listen on unix sockets and whose upstream lists one server, `unix:` the link, with no `keepalive`.",
 		strategies: []string{"socket", "edgeswitch", "careful-script", "naive", "both-listed-kill", "bare-reload"},
 	},
 	{
@@ -131,7 +131,11 @@ func (r *report) summary() string {
 	}
 	b.WriteString("\n")
 	for _, t := range missed {
-		fmt.Fprintf(&b, "**Missed: %s.** %s\n\n", t.what, t.gap)
+		gap := t.gap
+		if t.figure == notMeasured {
+			gap = "Not measured: its benchmark did not run or did not finish; the raw output says which."
+		}
+		fmt.Fprintf(&b, "**Missed: %s.** %s\n\n", t.what, gap)
 	}
 	return b.String()
 }
@@ -258,7 +262,7 @@ func (r *report) socketOverhead() string {
 		measured(ok1, withCI(sock, fixed(0), " ms")), measured(ok2, withCI(rel, fixed(0), " ms")), measured(ok3, withCI(ratio, fixed(2), "")))
 	b.WriteString("Reload mode waits for nginx: `nginx -t`, the reload, its new workers and the exit of the old ones. Socket mode renames a link and waits until nginx holds no connection to the old slot; with no upstream `keepalive`, that is the requests in flight.\n\n")
 	r.add(fmt.Sprintf("switch overhead, socket mode over reload mode, ≤ %.1f", maxSocketRatio), measured(ok3, withCI(ratio, fixed(2), "")), ok3 && ratio.Center <= maxSocketRatio,
-		"The step lines of `edgeswitch switch --mode socket` on stderr give each step's time: the drain (until nginx holds no connection to the old slot) and the stop of the old slot are where socket mode can still wait; `go test -run '^$' -bench SocketOverhead -benchtime 20x -v ./cmd/edgeswitch` repeats it.")
+		"Socket mode's own steps (the link, the drain until nginx holds no connection to the old slot) are short; most of its overhead is what it shares with reload mode: starting the process, the decide step's unit queries, the preflight `nginx -t` (which a switch that touches no nginx file could skip) and the units' start and stop. The step lines of `edgeswitch switch --mode socket` on stderr give each step's time; `go test -run '^$' -bench SocketOverhead -benchtime 20x -v ./cmd/edgeswitch` repeats it.")
 	return b.String()
 }
 
