@@ -835,6 +835,7 @@ func TestMachineSocketMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	setUpAsREADME(t, m, "edgeswitch")
+	noStartLimit(t, m)
 	toSocketMode(t, m)
 	installIn(t, m, machineConfig, machineSettings+"mode = \"socket\"\nsocket = \""+machineSocket+"\"\n")
 	if r := inMachine(t, m, "edgeswitch", "check"); r.code != 0 {
