@@ -79,7 +79,12 @@ func (r *Reload) Checks(ctx context.Context) []Check {
 	if errors.Is(test.Err, nginx.ErrInvalid) {
 		test.Err = fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", test.Err)
 	}
-	return []Check{test, {Name: r.NginxUnit + " active", OK: "active", Err: r.active(ctx)}}
+	return []Check{test, r.activeCheck(ctx)}
+}
+
+// activeCheck is the check that nginx's unit is active.
+func (r *Reload) activeCheck(ctx context.Context) Check {
+	return Check{Name: r.NginxUnit + " active", OK: "active", Err: r.active(ctx)}
 }
 
 func (r *Reload) active(ctx context.Context) error {

@@ -112,11 +112,17 @@ func fileKind(m fs.FileMode) string {
 	return "special file"
 }
 
-// Checks are the reload router's (nginx -t passes, nginx runs), and what
-// socket mode needs: no upstream keepalive, and directories nginx's
-// workers can reach the link and the sockets through.
+// Checks are that nginx runs, and what socket mode needs: no upstream
+// keepalive, and directories nginx's workers can reach the link and the
+// sockets through. nginx -t passes too before a conversion, which writes
+// nginx's config and reloads it; after it, a switch touches no nginx file
+// and reloads nothing, so what nginx -t would say of the files is not its
+// business (and not worth its time).
 func (s *Socket) Checks(ctx context.Context) []Check {
-	checks := s.Reload.Checks(ctx)
+	checks := []Check{s.Reload.activeCheck(ctx)}
+	if s.converting {
+		checks = s.Reload.Checks(ctx)
+	}
 	keep := Check{Name: "no upstream keepalive", OK: "none"}
 	if b := s.Reload.orig; b != nil {
 		if d, ok := b.Directive("keepalive"); ok {
@@ -289,15 +295,21 @@ func (s *Socket) drained(socket string, left int, err error) Drained {
 	return Drained{Detail: fmt.Sprintf("no connection open to %s, %s after the link moved", socket, elapsed(time.Since(s.moved)))}
 }
 
+// connPoll is how often the kernel's socket table is read while a drain
+// waits: a read costs well under a millisecond, and most drains end at
+// the first looks.
+const connPoll = 5 * time.Millisecond
+
 // waitClosed polls the kernel's socket table until no connection is open
 // to socket, or drain-timeout passes, and returns how many are left. The
 // first look comes one poll after the move, so that a connect nginx began
-// just before it is seen, and it takes two looks in a row that see none
-// (a table read while sockets come and go can miss one).
+// just before it is seen (a connect takes microseconds), and it takes two
+// looks in a row that see none (a table read while sockets come and go
+// can miss one).
 func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
 	deadline := time.NewTimer(s.Reload.DrainTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
+	tick := time.NewTicker(connPoll)
 	defer tick.Stop()
 	for zeros := 0; ; {
 		select {

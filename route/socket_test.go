@@ -143,7 +143,7 @@ func TestSocketSwitch(t *testing.T) {
 	w.conns(w.sockB, 1) // the new slot serves a request while the link goes back
 	w.r.DrainTimeout = time.Minute
 	go func() {
-		time.Sleep(3 * pollInterval)
+		time.Sleep(3 * connPoll)
 		w.conns(w.sockB, 0)
 	}()
 	if err := w.s.Revert(t.Context()); err != nil {
@@ -253,6 +253,16 @@ func TestSocketChecks(t *testing.T) {
 		got := failed(w.s.Checks(t.Context()))["no upstream keepalive"]
 		if !strings.Contains(got, "app.conf:3: upstream app has keepalive") || !strings.Contains(got, "remove the keepalive line") {
 			t.Errorf("keepalive check: %q", got)
+		}
+	})
+	t.Run("nginx -t only before the conversion", func(t *testing.T) {
+		for _, tcp := range []bool{false, true} {
+			w := newSocketWorld(t, tcp)
+			w.s.Read()
+			w.s.Checks(t.Context())
+			if want := map[bool]int{false: 0, true: 1}[tcp]; w.run.tests != want {
+				t.Errorf("converting %t: nginx -t ran %d times, want %d", tcp, w.run.tests, want)
+			}
 		}
 	})
 	t.Run("workers cannot reach the socket", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/route"
@@ -345,10 +346,12 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 // preflight refuses to touch a stopped or broken proxy, and a slot unit
 // systemd does not know. It never starts or restarts nginx.
 func (s *switcher) preflight(ctx context.Context) (string, error) {
+	var passed []string
 	for _, c := range s.router.Checks(ctx) {
 		if c.Err != nil {
 			return "", Usage(c.Err)
 		}
+		passed = append(passed, c.Name)
 	}
 	if err := slotInstalled(ctx, s.o, s.env, s.res.To); err != nil {
 		return "", Usage(err)
@@ -356,7 +359,7 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 	if err := s.o.checkHooks(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s active, nginx -t ok", s.o.NginxUnit), nil
+	return strings.Join(passed, ", ") + ": ok", nil
 }
 
 // start brings the target's unit up. A target that is already running and
