@@ -138,26 +138,26 @@ func parseUnix(line string) (unixEntry, bool) {
 // same base name, the same once symlinks are resolved.
 func pathMatcher(path string) func(string) bool {
 	want := filepath.Clean(path)
-	var real string // want with symlinks resolved, when first needed
+	// A link to a socket (socket mode's link) counts the connections of
+	// the socket it points at now.
+	real, err := filepath.EvalSymlinks(want)
+	if err != nil {
+		real = want
+	}
 	resolved := map[string]bool{}
 	return func(p string) bool {
 		if p == "" || p[0] == '@' {
 			return false
 		}
 		p = filepath.Clean(p)
-		if p == want {
+		if p == want || p == real {
 			return true
 		}
-		if !filepath.IsAbs(p) || filepath.Base(p) != filepath.Base(want) {
+		if !filepath.IsAbs(p) || filepath.Base(p) != filepath.Base(real) {
 			return false
 		}
 		if same, ok := resolved[p]; ok {
 			return same
-		}
-		if real == "" {
-			if real, _ = filepath.EvalSymlinks(want); real == "" {
-				real = want
-			}
 		}
 		r, err := filepath.EvalSymlinks(p)
 		resolved[p] = err == nil && r == real

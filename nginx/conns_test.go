@@ -285,6 +285,12 @@ func TestConnsOnTheKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 		want(t, "unix:"+filepath.Join(link, filepath.Base(path)), n)
+		// A link to the socket (socket mode's): the socket's connections.
+		sockLink := filepath.Join(t.TempDir(), "app.sock")
+		if err := os.Symlink(path, sockLink); err != nil {
+			t.Fatal(err)
+		}
+		want(t, "unix:"+sockLink, n)
 
 		// The table shows no peer's close: an accepted connection the
 		// client closed counts until the app closes it.

@@ -101,6 +101,11 @@ func (r *Reload) active(ctx context.Context) error {
 	return nil
 }
 
+// Resume needs to do nothing: a plan always reloads nginx, also when the
+// file already lists the backends (an earlier switch wrote it and stopped
+// before the reload took).
+func (r *Reload) Resume(string) {}
+
 // Plan computes the byte-minimal edit that lists the backends (one, or
 // several with their weights: a canary), and the steps that write it, test
 // it and reload nginx. It needs Read first. Plans chain: each starts from
@@ -337,7 +342,9 @@ func (r *Reload) drain(ctx context.Context, workers []int, lost []string) Draine
 	if len(workers) == 1 {
 		d.Detail = "1 old worker still running " + when
 	}
-	if len(lost) == 0 {
+	if len(lost) == 0 { // the file lists the same slots as before (a rerun): the slot to retire is not known here
+		d.Left = len(left)
+		d.Warn = fmt.Sprintf("%s may still proxy to the slot that lost the traffic; stopping it now may cut a request", plural(len(left), "old nginx worker"))
 		return d
 	}
 	n, open, err := openConns(r.Procs.Root, lost)

@@ -1140,6 +1140,16 @@ func TestDrain(t *testing.T) {
 			dumped: true,
 		},
 		{
+			name:    "a rerun whose file listed the new slot already: the old workers are what is known",
+			prepare: func(w *world) { write(t, w.app, w.edited) },
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 50ms",
+				Left:   2,
+				Warn:   "2 old nginx workers may still proxy to the slot that lost the traffic; stopping it now may cut a request",
+			},
+			dumped: true,
+		},
+		{
 			name:    "a wait cut short says so",
 			prepare: func(w *world) { w.conns(1) },
 			cancel:  true,

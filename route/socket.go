@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
+	"github.com/edgeswitch/edgeswitch/internal/trusted"
 	"github.com/edgeswitch/edgeswitch/nginx"
 )
 
@@ -34,7 +35,8 @@ type Socket struct {
 
 	from       string    // the socket the link pointed at when Read found it; "" for none
 	to         string    // the socket the planned change points it at
-	converting bool      // the block lists ports: the change rewrites it to list the link
+	converting bool      // the block lists ports (or did, for a resumed switch): the change makes it list the link
+	byPort     []string  // before the conversion, the sockets of the slots the block lists by port
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
 	workers    *creds    // who nginx's workers run as, once looked up
@@ -68,8 +70,19 @@ func (s *Socket) Read() (Listing, error) {
 		for i, a := range l.Addrs {
 			l.Addrs[i] = s.Sockets[slices.Index(s.Reload.Slots, a)]
 		}
+		s.byPort = slices.Clone(l.Addrs)
 	}
 	return l, nil
+}
+
+// Resume is told that an earlier switch, which was changing file, did not
+// finish. When that was nginx's config (a conversion), nginx may still run
+// the config from before it, sending traffic to the old slot's port: the
+// reload is done again, and the drain waits for the workers from before.
+func (s *Socket) Resume(file string) {
+	if file != s.Link {
+		s.converting = true
+	}
 }
 
 // readLink returns the socket the link points at ("" when there is no
@@ -92,6 +105,7 @@ func (s *Socket) readLink() (string, error) {
 	if !filepath.IsAbs(target) {
 		target = filepath.Join(filepath.Dir(s.Link), target)
 	}
+	target = filepath.Clean(target)
 	if !slices.Contains(s.Sockets, "unix:"+target) {
 		return "", fmt.Errorf("socket-link %s points at %s, which is not a slot's socket (%s); point it at the live slot's (ln -sfn SOCKET %s) or fix the socket setting",
 			s.Link, target, strings.Join(s.Sockets, " or "), s.Link)
@@ -132,7 +146,21 @@ func (s *Socket) Checks(ctx context.Context) []Check {
 	}
 	reach := Check{Name: "nginx can reach the sockets"}
 	reach.OK, reach.Err = s.reachable(ctx, "")
-	return append(checks, keep, reach)
+	return append(checks, keep, reach, s.linkDirCheck())
+}
+
+// linkDirCheck refuses a link in a directory someone other than root may
+// write: whoever can re-point the link sends the site's traffic where they
+// like. As for the state dir, it matters when edgeswitch runs as root.
+func (s *Socket) linkDirCheck() Check {
+	dir := filepath.Dir(s.Link)
+	c := Check{Name: "socket-link's directory root's", OK: dir}
+	if os.Geteuid() == 0 {
+		if err := trusted.Check(dir); err != nil {
+			c.Err = fmt.Errorf("socket-link %s: %w", s.Link, err)
+		}
+	}
+	return c
 }
 
 // reachable checks that nginx's workers can search every directory on the
@@ -181,8 +209,11 @@ func (s *Socket) workerCreds(ctx context.Context) (creds, error) {
 		return creds{}, err
 	}
 	workers, err := r.Procs.Children(master)
-	if err != nil || len(workers) == 0 {
-		return creds{}, fmt.Errorf("nginx master %d shows no workers in /proc (%v); run edgeswitch as root", master, err)
+	if err != nil {
+		return creds{}, fmt.Errorf("nginx's workers: %w", err)
+	}
+	if len(workers) == 0 {
+		return creds{}, fmt.Errorf("nginx master %d shows no workers in /proc (mounted with hidepid?), so who they run as is unknown; run edgeswitch as root", master)
 	}
 	c, err := readCreds(r.Procs.Root, workers[0])
 	if err == nil {
@@ -201,6 +232,10 @@ func (s *Socket) Plan(to []Backend) (*Change, error) {
 	target := strings.TrimPrefix(to[0].Addr, "unix:")
 	if !slices.Contains(s.Sockets, to[0].Addr) {
 		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, strings.Join(s.Sockets, " or "))
+	}
+	if slices.Contains(s.byPort, to[0].Addr) {
+		return nil, fmt.Errorf("upstream %s lists that slot by its port, and it was started to listen there, not on %s; switch to the other slot first: it starts on its socket, and the switch turns the upstream to the link",
+			s.Reload.Upstream, target)
 	}
 	c := &Change{
 		File:    s.Link,
@@ -271,11 +306,15 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 		old = strings.TrimPrefix(s.Sockets[1], "unix:")
 	}
 	left, err := s.waitClosed(ctx, old)
-	return s.drained(old, left, err)
+	return s.drained(ctx, old, left, err)
 }
 
 // drained says how a wait for the connections to socket ended.
-func (s *Socket) drained(socket string, left int, err error) Drained {
+func (s *Socket) drained(ctx context.Context, socket string, left int, err error) Drained {
+	when := "after drain-timeout " + shortDur(s.Reload.DrainTimeout)
+	if ctx.Err() != nil {
+		when = "when the wait was cut short"
+	}
 	switch {
 	case err != nil:
 		// Stopping the slot may cut what could not be counted: say so.
@@ -287,7 +326,7 @@ func (s *Socket) drained(socket string, left int, err error) Drained {
 			them = "it"
 		}
 		return Drained{
-			Detail: fmt.Sprintf("%s still open to %s after drain-timeout %s", plural(left, "connection"), socket, shortDur(s.Reload.DrainTimeout)),
+			Detail: fmt.Sprintf("%s still open to %s %s", plural(left, "connection"), socket, when),
 			Left:   left,
 			Warn:   fmt.Sprintf("%s still open to %s (a stream or long request); stopping the slot now cuts %s", plural(left, "connection"), socket, them),
 		}
@@ -341,6 +380,10 @@ func (s *Socket) Revert(ctx context.Context) error {
 	if !s.linked {
 		return nil
 	}
+	if cur, err := s.readLink(); err == nil && cur == s.from { // the link step failed before its rename
+		s.linked = false
+		return nil
+	}
 	var err error
 	if s.from == "" {
 		err = os.Remove(s.Link)
@@ -353,7 +396,7 @@ func (s *Socket) Revert(ctx context.Context) error {
 	s.linked, s.moved = false, time.Now()
 	if !s.converting {
 		left, err := s.waitClosed(ctx, s.to)
-		s.reverted = s.drained(s.to, left, err)
+		s.reverted = s.drained(ctx, s.to, left, err)
 	}
 	return nil
 }

@@ -310,3 +310,72 @@ func TestSocketUpstreamFailuresAreTheLinksTarget(t *testing.T) {
 		t.Errorf("UpstreamFailures(old slot) = %d, want 0: the link no longer points at it", n)
 	}
 }
+
+// TestSocketResumedConversion: an earlier switch wrote the block to list
+// the link and stopped before the reload took; told so, the plan reloads
+// nginx again (the file needs no write).
+func TestSocketResumedConversion(t *testing.T) {
+	w := newSocketWorld(t, false) // the file lists the link already
+	if _, err := w.s.Read(); err != nil {
+		t.Fatal(err)
+	}
+	w.s.Resume(w.app)
+	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepNames(ch); !slices.Equal(got, []string{"link", "validate", "reload", "confirm"}) {
+		t.Fatalf("steps %v; want the reload again", got)
+	}
+	if _, failed, err := w.steps(ch); err != nil {
+		t.Fatalf("step %s: %v", failed, err)
+	}
+	w.wantReloads(1)
+	w.wantFile(w.orig, "after the resumed conversion")
+}
+
+// TestSocketLinkStepFailsBeforeTheRename: nothing moved, so Revert has
+// nothing to undo and does not fail.
+func TestSocketLinkStepFailsBeforeTheRename(t *testing.T) {
+	w := newSocketWorld(t, true)
+	w.s.Link = filepath.Join(t.TempDir(), "missing", "app.sock")
+	w.r.Slots[2] = "unix:" + w.s.Link
+	_, failed, err := w.steps(w.plan(w.sockB))
+	if failed != "link" || err == nil {
+		t.Fatalf("step %q failed with %v; want the link step to fail", failed, err)
+	}
+	if err := w.s.Revert(t.Context()); err != nil {
+		t.Errorf("Revert after a link that never moved: %v", err)
+	}
+	w.wantReloads(0)
+}
+
+// TestSocketConversionGoesToTheOtherSlot: the slot the block lists by its
+// port listens there, not on its socket: converting to it is refused.
+func TestSocketConversionGoesToTheOtherSlot(t *testing.T) {
+	w := newSocketWorld(t, true)
+	if _, err := w.s.Read(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}})
+	wantErr(t, err, nil, "lists that slot by its port", "switch to the other slot first")
+}
+
+func TestSocketLinkDirMustBeRoots(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the link's directory is checked when edgeswitch runs as root")
+	}
+	w := newSocketWorld(t, false)
+	dir := filepath.Dir(w.link)
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	w.s.Read()
+	for _, c := range w.s.Checks(t.Context()) {
+		if c.Name == "socket-link's directory root's" {
+			wantErr(t, c.Err, nil, "writable by group or others", "chmod go-w "+dir)
+			return
+		}
+	}
+	t.Error("no check of the link's directory")
+}

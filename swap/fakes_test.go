@@ -354,6 +354,8 @@ func (r *fakeRouter) Revert(context.Context) error {
 
 func (r *fakeRouter) Reverted() route.Drained { return r.reverted }
 
+func (r *fakeRouter) Resume(string) {}
+
 func (r *fakeRouter) listing() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

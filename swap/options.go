@@ -151,6 +151,8 @@ func (o Options) checkSocket() error {
 		return bad("socket-link %q must be an absolute path, e.g. /var/lib/edgeswitch/app.sock", o.SocketLink)
 	case strings.ContainsAny(strings.ReplaceAll(o.Socket, "{port}", "")+o.link(), " \t\r\n;{}'\""):
 		return bad("socket %q and socket-link %q go into nginx's config unquoted: use paths without blanks, quotes, ';' or braces", o.Socket, o.link())
+	case filepath.Dir(o.link()) == filepath.Dir(o.Socket):
+		return bad("socket-link %s is in the sockets' directory, which the app's unit makes (its user may write there, and at a reboot it is gone with the link): keep the default in the state dir, or another directory of root's", o.link())
 	case o.Canary > 0:
 		return bad("canary %d%%: socket mode has one link and no weights; drop canary (a bake alone watches the new slot) or set mode = \"reload\"", o.Canary)
 	}

@@ -20,6 +20,10 @@ type Router interface {
 	// Checks are what must hold before the router may act (the proxy runs,
 	// its config passes as it is); they change nothing.
 	Checks(ctx context.Context) []route.Check
+	// Resume is told, before Plan, that an earlier switch that was changing
+	// file did not finish, so that the plan redoes what may not have taken
+	// effect.
+	Resume(file string)
 	// Plan computes the change that gives the traffic to the backends,
 	// touching nothing. It follows Read.
 	Plan(to []route.Backend) (*route.Change, error)

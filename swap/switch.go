@@ -294,6 +294,7 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 		// either slot, so neither is restarted, and by default the switch
 		// is finished in the direction it was going.
 		s.req.Reuse = true
+		s.router.Resume(resumed.File)
 		if to == 0 {
 			to = resumed.To
 		}

@@ -944,6 +944,7 @@ func TestSocketModeSettings(t *testing.T) {
 		refused("a socket without {port}", socket(func(o *Options) { o.Socket = "/run/app/app.sock" }), "absolute path with {port}"),
 		refused("a relative socket-link", socket(func(o *Options) { o.SocketLink = "app.sock" }), "socket-link", "absolute"),
 		refused("a socket nginx would misread", socket(func(o *Options) { o.Socket = "/run/my app/{port}.sock" }), "unquoted"),
+		refused("a link among the sockets", socket(func(o *Options) { o.SocketLink = "/run/app/app.sock" }), "in the sockets' directory", "state dir"),
 		refused("a canary in socket mode", socket(func(o *Options) { o.Canary, o.Bake = 10, time.Second }), "one link and no weights", `mode = "reload"`),
 		refused("socket settings in reload mode", func(r *rig) { r.o.Socket = "/run/app/{port}.sock" }, `for mode = "socket"`),
 	})
