@@ -66,23 +66,31 @@ func BenchmarkFailedRequests(b *testing.B) {
 					s.prepare(b, e)
 				}
 				load := startLoad(b, e, benchClients, method, benchPath)
-				time.Sleep(benchGap)
-				b.ResetTimer()
-				for i := range b.N {
-					s.move(b, e, e.Ports[i%2], e.Ports[(i+1)%2])
-					b.StopTimer()
-					time.Sleep(benchGap)
-					b.StartTimer()
-				}
-				b.StopTimer()
-				st := load.Stop()
-				b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
-				b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
-				if st.Failed > 0 {
-					b.Logf("%s %s, %d switches: %s", s.name, method, b.N, st)
-				}
+				countFailures(b, load, s.name+" "+method, func(i int) { s.move(b, e, e.Ports[i%2], e.Ports[(i+1)%2]) })
 			})
 		}
+	}
+}
+
+// countFailures switches b.N times (move) under load, with a gap after
+// each that is not timed, then stops the load and reports the failed and
+// sent requests per switch.
+func countFailures(b *testing.B, load *testedge.Load, what string, move func(i int)) {
+	b.Helper()
+	time.Sleep(benchGap)
+	b.ResetTimer()
+	for i := range b.N {
+		move(i)
+		b.StopTimer()
+		time.Sleep(benchGap)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	st := load.Stop()
+	b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
+	b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
+	if st.Failed > 0 {
+		b.Logf("%s, %d switches: %s", what, b.N, st)
 	}
 }
 

@@ -25,21 +25,8 @@ const (
 // socket. Both instances share /run/app: without RuntimeDirectoryPreserve,
 // stopping one would remove the other's socket with the directory. The
 // demo app makes its socket 0666, for nginx's www-data workers.
-const machineSocketUnit = `[Unit]
-Description=app on port %i
-After=network.target
-
-[Service]
-Type=exec
-ExecStart=/usr/local/bin/demoapp -port %i -socket /run/app/%i.sock
-RuntimeDirectory=app
-RuntimeDirectoryPreserve=yes
-Restart=on-failure
-TimeoutStopSec=30
-
-[Install]
-WantedBy=multi-user.target
-`
+var machineSocketUnit = strings.Replace(machineUnit, "ExecStart=/usr/local/bin/demoapp -port %i\n",
+	"ExecStart=/usr/local/bin/demoapp -port %i -socket /run/app/%i.sock\nRuntimeDirectory=app\nRuntimeDirectoryPreserve=yes\n", 1)
 
 // machineBareReload is handswitch.sh reload for Debian's nginx.service:
 // `systemctl reload nginx` and a wait for its old workers.
@@ -95,21 +82,7 @@ func BenchmarkMachineFailedRequests(b *testing.B) {
 				}
 				machineLive(b, m)
 				load := machineBenchLoad(b, m, method)
-				time.Sleep(benchGap)
-				b.ResetTimer()
-				for range b.N {
-					s.move(b, m)
-					b.StopTimer()
-					time.Sleep(benchGap)
-					b.StartTimer()
-				}
-				b.StopTimer()
-				st := load.Stop()
-				b.ReportMetric(float64(st.Failed)/float64(b.N), "failed/op")
-				b.ReportMetric(float64(st.Requests)/float64(b.N), "requests/op")
-				if st.Failed > 0 {
-					b.Logf("%s %s on the machine, %d switches: %s", s.name, method, b.N, st)
-				}
+				countFailures(b, load, s.name+" "+method+" on the machine", func(int) { s.move(b, m) })
 			})
 		}
 	}

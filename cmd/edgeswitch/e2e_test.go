@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,21 +298,29 @@ func startLoad(t testing.TB, e *testedge.Edge, clients int, method, path string)
 	return testedge.RunLoad(ctx, testedge.LoadOptions{URL: e.URL(""), Clients: clients, Method: method, Path: path, Body: body})
 }
 
+// TestSwitchUnderLoad switches 20 times under 32 keep-alive clients: no
+// request fails, traffic alternates, the old slot stops. In socket mode
+// the clients send POSTs, which a reload can lose: a link swap closes no
+// client connection, so none fails, and nginx keeps its workers and its
+// files.
 func TestSwitchUnderLoad(t *testing.T) {
 	for _, tt := range []struct {
-		name, path string
-		switches   int
+		name, method, path string
+		socket             bool
 	}{
-		{"20 switches with 32 keep-alive GET clients", "/", 20},
-		{"20 switches with 200 ms requests in flight", "/?sleep=200ms", 20},
+		{"20 switches with 32 keep-alive GET clients", http.MethodGet, "/", false},
+		{"20 switches with 200 ms requests in flight", http.MethodGet, "/?sleep=200ms", false},
+		{"20 socket-mode switches with 32 keep-alive POST clients", http.MethodPost, "/", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := testedge.New(t, testedge.Options{})
-			load := startLoad(t, e, 32, http.MethodGet, tt.path)
+			e := testedge.New(t, testedge.Options{Socket: tt.socket})
+			procs := nginxWorkers(t, e)
+			files := hashTree(t, e.Dir+"/nginx")
+			load := startLoad(t, e, 32, tt.method, tt.path)
 			// Deliberate load, not a wait for progress: the first switch
 			// meets connections in use and requests in flight.
 			time.Sleep(200 * time.Millisecond)
-			for i := range tt.switches {
+			for i := range 20 {
 				to, from := e.Ports[(i+1)%2], e.Ports[i%2]
 				r := edgeswitch(t, e, "switch")
 				if r.code != 0 {
@@ -327,6 +337,15 @@ func TestSwitchUnderLoad(t *testing.T) {
 			t.Logf("load: %s", stats)
 			if stats.Failed != 0 || stats.Requests < 100 {
 				t.Errorf("want 0 failed of many requests, got %s", stats)
+			}
+			if !tt.socket {
+				return
+			}
+			if got := nginxWorkers(t, e); !slices.Equal(got, procs) {
+				t.Errorf("nginx's master and workers went from %v to %v: socket mode must not reload", procs, got)
+			}
+			if got := hashTree(t, e.Dir+"/nginx"); !maps.Equal(got, files) {
+				t.Errorf("nginx's files changed: socket mode touches none after the conversion")
 			}
 		})
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,44 +36,6 @@ func nginxWorkers(t *testing.T, e *testedge.Edge) []int {
 		t.Fatal(err)
 	}
 	return append([]int{master}, workers...)
-}
-
-// TestSocketSwitchUnderPOSTLoad: POSTs on keep-alive client connections are
-// what a reload loses; a link swap closes no client connection, so none
-// fails, and nginx keeps its workers and its files.
-func TestSocketSwitchUnderPOSTLoad(t *testing.T) {
-	e := testedge.New(t, testedge.Options{Socket: true})
-	procs := nginxWorkers(t, e)
-	files := hashTree(t, e.Dir+"/nginx")
-	load := startLoad(t, e, 32, http.MethodPost, "/")
-	time.Sleep(200 * time.Millisecond) // deliberate load: the first swap meets requests in flight
-	for i := range 20 {
-		to, from := e.Ports[(i+1)%2], e.Ports[i%2]
-		r := edgeswitch(t, e, "switch")
-		if r.code != 0 {
-			t.Fatalf("switch %d to %d: exit %d\n%s", i+1, to, r.code, r.stderr)
-		}
-		if got := slotOf(t, e); got != strconv.Itoa(to) {
-			t.Errorf("after switch %d nginx answers from slot %s, want %d", i+1, got, to)
-		}
-		if st := unitState(t, e, from); st != "inactive" {
-			t.Errorf("after switch %d the old slot %d is %s, want inactive", i+1, from, st)
-		}
-		if i == 0 {
-			t.Logf("first switch:\n%s", r.stderr)
-		}
-	}
-	stats := load.Stop()
-	t.Logf("load: %s", stats)
-	if stats.Failed != 0 || stats.Requests < 1000 {
-		t.Errorf("want 0 failed of many POSTs, got %s", stats)
-	}
-	if got := nginxWorkers(t, e); !slices.Equal(got, procs) {
-		t.Errorf("nginx's master and workers went from %v to %v: socket mode must not reload", procs, got)
-	}
-	if got := hashTree(t, e.Dir+"/nginx"); !maps.Equal(got, files) {
-		t.Errorf("nginx's files changed: socket mode touches none after the conversion")
-	}
 }
 
 // TestSocketSwitchWaitsForARequestInFlight: a request that takes 2 s,
@@ -236,4 +198,50 @@ func TestConvertingToSocketMode(t *testing.T) {
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+// TestConversionKilledBeforeItsReload: the first switch into socket mode
+// is killed after it wrote the upstream (listing the link) and before
+// nginx reloaded it; nginx still sends the traffic to the old slot's port.
+// The rerun reloads nginx and only then stops that slot: no GET fails.
+func TestConversionKilledBeforeItsReload(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=50ms")
+	must(t)("", e.UseSockets(t.Context()))
+	conf := must(t)(readFile(e.UpstreamFile))
+	writeConf(t, e, "app.conf", strings.Replace(conf, "    keepalive 16;\n", "", 1))
+	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
+
+	tools := t.TempDir()
+	must(t)("", os.WriteFile(filepath.Join(tools, "hold-t2"), nil, 0o644))
+	sw := startSwitch(t, e, "--nginx-bin", slowNginx(t, tools))
+	held := filepath.Join(tools, "hold-t2.held")
+	sw.waitUntil(t, "nginx -t held by the wrapper", func() bool {
+		_, err := os.Stat(held)
+		return err == nil
+	})
+	sw.cmd.Process.Kill()
+	sw.wait(t)
+	if conf := must(t)(readFile(e.UpstreamFile)); !strings.Contains(conf, "server unix:"+e.SocketLink+";") {
+		t.Fatalf("the killed switch did not write the link into the upstream:\n%s", conf)
+	}
+
+	r := edgeswitch(t, e, "switch")
+	if r.code != 0 {
+		t.Fatalf("switch again: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "reload ") {
+		t.Errorf("the rerun did not reload nginx, which still ran the config from before the write:\n%s", r.stderr)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[1]) {
+		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[1])
+	}
+	if st := unitState(t, e, e.Ports[0]); st != "inactive" {
+		t.Errorf("the old slot is %s, want inactive", st)
+	}
+	if stats := load.Stop(); stats.Failed != 0 {
+		t.Errorf("want 0 failed GETs, got %s", stats)
+	} else {
+		t.Logf("load: %s", stats)
+	}
 }
