@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/wsframe"
 )
 
 // streamParams reads seconds=N (default 3) and every=D (default 100ms) of
@@ -68,23 +67,6 @@ func serveEvents(w http.ResponseWriter, r *http.Request, slot string, n int, eve
 	}
 }
 
-// wsGUID is the key suffix of RFC 6455's handshake (section 1.3).
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-// WebSocket opcodes (RFC 6455 section 5.2).
-const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-)
-
-// wsAccept is the Sec-WebSocket-Accept answer to a Sec-WebSocket-Key.
-func wsAccept(key string) string {
-	sum := sha1.Sum([]byte(key + wsGUID))
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
 // serveWebSocket upgrades to a WebSocket and sends n text frames
 // "slot P seq i" like serveEvents, then "end <n>" and a close frame (1000),
 // and waits a moment for the client's close. The connection is counted in
@@ -118,12 +100,12 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, slot string, n int, 
 		mu.Lock()
 		defer mu.Unlock()
 		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_, err := conn.Write(appendFrame(nil, op, payload))
+		_, err := conn.Write(wsframe.Append(nil, op, payload, nil))
 		return err
 	}
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Accept: %s\r\nX-Slot: %s\r\n\r\n", wsAccept(key), slot); err != nil {
+		"Sec-WebSocket-Accept: %s\r\nX-Slot: %s\r\n\r\n", wsframe.Accept(key), slot); err != nil {
 		return
 	}
 
@@ -133,12 +115,12 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, slot string, n int, 
 	go func() {
 		defer close(closed)
 		for {
-			op, payload, err := readFrame(brw.Reader)
-			if err != nil || op == opClose {
+			op, payload, err := wsframe.Read(brw.Reader, true)
+			if err != nil || op == wsframe.Close {
 				return
 			}
-			if op == opPing {
-				write(opPong, payload)
+			if op == wsframe.Ping {
+				write(wsframe.Pong, payload)
 			}
 		}
 	}()
@@ -150,7 +132,7 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, slot string, n int, 
 			select {
 			case <-tick.C:
 			case <-closed:
-				write(opClose, closePayload(1000))
+				write(wsframe.Close, closePayload(1000))
 				return
 			}
 		}
@@ -158,11 +140,11 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, slot string, n int, 
 		if i > n {
 			msg = fmt.Sprintf("end %d", n)
 		}
-		if write(opText, []byte(msg)) != nil {
+		if write(wsframe.Text, []byte(msg)) != nil {
 			return
 		}
 	}
-	if write(opClose, closePayload(1000)) != nil {
+	if write(wsframe.Close, closePayload(1000)) != nil {
 		return
 	}
 	select {
@@ -185,63 +167,3 @@ func hasToken(h http.Header, name, token string) bool {
 
 // closePayload is a close frame's body: the status code.
 func closePayload(code uint16) []byte { return binary.BigEndian.AppendUint16(nil, code) }
-
-// appendFrame appends one unmasked, final frame, as a server sends them.
-func appendFrame(b []byte, op byte, payload []byte) []byte {
-	b = append(b, 0x80|op)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, byte(n))
-	case n <= math.MaxUint16:
-		b = append(b, 126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, payload...)
-}
-
-// maxFrame bounds what readFrame accepts from a client.
-const maxFrame = 1 << 16
-
-// readFrame reads one frame from a client, which must mask it, and
-// returns its opcode and unmasked payload.
-func readFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	if h[1]&0x80 == 0 {
-		return 0, nil, errors.New("unmasked frame from a client")
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		_, err = io.ReadFull(r, l[:])
-		n = uint64(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		_, err = io.ReadFull(r, l[:])
-		n = binary.BigEndian.Uint64(l[:])
-	}
-	if err != nil {
-		return 0, nil, err
-	}
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes, more than %d", n, maxFrame)
-	}
-	var mask [4]byte
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(r, mask[:]); err != nil {
-		return 0, nil, err
-	}
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, err
-	}
-	for i := range payload {
-		payload[i] ^= mask[i%4]
-	}
-	return h[0] & 0x0f, payload, nil
-}

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/hex"
 	"io"
 	"io/fs"
 	"net"
@@ -165,67 +163,6 @@ func TestWebSocketRefusals(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.want {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
-			}
-		})
-	}
-}
-
-func TestAppendFrame(t *testing.T) {
-	tests := []struct {
-		name    string
-		op      byte
-		size    int
-		wantHdr string // hex
-	}{
-		{"RFC example: text Hello", opText, 5, "8105"},
-		{"125 bytes in the first length", opText, 125, "817d"},
-		{"126 bytes take 16 bits", opText, 126, "817e007e"},
-		{"64 KiB - 1 take 16 bits", opText, 65535, "817effff"},
-		{"64 KiB take 64 bits", opText, 65536, "817f0000000000010000"},
-		{"a close frame", opClose, 2, "8802"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			payload := bytes.Repeat([]byte("x"), tt.size)
-			got := appendFrame(nil, tt.op, payload)
-			hdr := hex.EncodeToString(got[:len(got)-tt.size])
-			if hdr != tt.wantHdr || !bytes.Equal(got[len(got)-tt.size:], payload) {
-				t.Errorf("header %s, want %s", hdr, tt.wantHdr)
-			}
-		})
-	}
-}
-
-func TestReadFrame(t *testing.T) {
-	long := bytes.Repeat([]byte("y"), 300)
-	masked := []byte{0x81, 0x80 | 126, 0x01, 0x2c, 1, 2, 3, 4}
-	for i, c := range long {
-		masked = append(masked, c^byte(i%4+1))
-	}
-	tests := []struct {
-		name    string
-		in      []byte
-		wantOp  byte
-		want    string
-		wantErr string
-	}{
-		{"RFC example: masked Hello", []byte{0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58}, opText, "Hello", ""},
-		{"a 16-bit length", masked, opText, string(long), ""},
-		{"an unmasked frame is refused", []byte{0x81, 0x05, 'H', 'e', 'l', 'l', 'o'}, 0, "", "unmasked"},
-		{"a frame over 64 KiB is refused", []byte{0x81, 0xff, 0, 0, 0, 0, 0, 2, 0, 0}, 0, "", "more than"},
-		{"a cut frame is an error", []byte{0x81, 0x85, 0x37, 0xfa}, 0, "", "EOF"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			op, payload, err := readFrame(bufio.NewReader(bytes.NewReader(tt.in)))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("err %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || op != tt.wantOp || string(payload) != tt.want {
-				t.Errorf("got %#x %q %v, want %#x %q", op, payload, err, tt.wantOp, tt.want)
 			}
 		})
 	}

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/wsframe"
 )
 
 // StreamResult is what a stream client saw of one of demoapp's streams
@@ -229,23 +229,22 @@ func (s *streamReader) websocket(ctx context.Context, dial Dialer, rawURL string
 		return err
 	}
 	s.slot(resp.Header.Get("X-Slot"))
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	switch {
 	case resp.StatusCode != http.StatusSwitchingProtocols:
 		return fmt.Errorf("handshake answered %s, want 101", resp.Status)
 	case !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket"):
 		return fmt.Errorf("handshake answered Upgrade %q, want websocket", resp.Header.Get("Upgrade"))
-	case resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]):
+	case resp.Header.Get("Sec-WebSocket-Accept") != wsframe.Accept(key):
 		return fmt.Errorf("handshake answered Sec-WebSocket-Accept %q, not the one for its key", resp.Header.Get("Sec-WebSocket-Accept"))
 	}
 
 	for {
-		op, payload, err := readServerFrame(br)
+		op, payload, err := wsframe.Read(br, false)
 		if err != nil {
 			return fmt.Errorf("websocket stream without a close frame: %w", err)
 		}
 		switch op {
-		case wsText:
+		case wsframe.Text:
 			msg := string(payload)
 			if count, ok := strings.CutPrefix(msg, "end "); ok {
 				err = s.end(count)
@@ -255,11 +254,11 @@ func (s *streamReader) websocket(ctx context.Context, dial Dialer, rawURL string
 			if err != nil {
 				return err
 			}
-		case wsClose:
-			var m [4]byte
-			rand.Read(m[:])
+		case wsframe.Close:
+			var mask [4]byte
+			rand.Read(mask[:])
 			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(appendMaskedFrame(nil, wsClose, payload, m)); err != nil {
+			if _, err := conn.Write(wsframe.Append(nil, wsframe.Close, payload, &mask)); err != nil {
 				return fmt.Errorf("answering the close frame: %w", err)
 			}
 			if len(payload) >= 2 {
@@ -272,65 +271,4 @@ func (s *streamReader) websocket(ctx context.Context, dial Dialer, rawURL string
 			return fmt.Errorf("unexpected frame of opcode %#x", op)
 		}
 	}
-}
-
-// WebSocket opcodes (RFC 6455 section 5.2).
-const (
-	wsText  = 0x1
-	wsClose = 0x8
-)
-
-// appendMaskedFrame appends one final frame masked with mask, as a client
-// sends them.
-func appendMaskedFrame(b []byte, op byte, payload []byte, mask [4]byte) []byte {
-	b = append(b, 0x80|op)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i%4])
-	}
-	return b
-}
-
-// readServerFrame reads one frame from a server: unmasked, unfragmented
-// and at most 64 KiB, as demoapp sends them.
-func readServerFrame(r *bufio.Reader) (op byte, payload []byte, err error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
-	}
-	if h[0]&0x80 == 0 || h[0]&0x70 != 0 || h[1]&0x80 != 0 {
-		return 0, nil, fmt.Errorf("frame header %#x %#x: want a final, unmasked frame without extensions", h[0], h[1])
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		_, err = io.ReadFull(r, l[:])
-		n = uint64(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		_, err = io.ReadFull(r, l[:])
-		n = binary.BigEndian.Uint64(l[:])
-	}
-	if err != nil {
-		return 0, nil, err
-	}
-	if n > 1<<16 {
-		return 0, nil, fmt.Errorf("frame of %d bytes, more than 64 KiB", n)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, err
-	}
-	return h[0] & 0x0f, payload, nil
 }

@@ -1,10 +1,6 @@
 package testedge
 
 import (
-	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/wsframe"
 )
 
 func TestSSEClient(t *testing.T) {
@@ -98,8 +96,7 @@ func wsServer(t *testing.T, accept string, frames []byte) (url string, got chan 
 	got = make(chan []byte, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if accept == "" {
-			sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-			accept = base64.StdEncoding.EncodeToString(sum[:])
+			accept = wsframe.Accept(r.Header.Get("Sec-WebSocket-Key"))
 		}
 		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("Sec-WebSocket-Version") != "13" {
 			http.Error(w, "no websocket", http.StatusBadRequest)
@@ -172,26 +169,5 @@ func TestWebSocketClientRefusesAPlainAnswer(t *testing.T) {
 	defer srv.Close()
 	if r := WebSocket(t.Context(), nil, srv.URL+"/ws"); r.Err == nil || !strings.Contains(r.Err.Error(), "want 101") {
 		t.Errorf("got %v, want an error about the 200", r)
-	}
-}
-
-func TestAppendMaskedFrame(t *testing.T) {
-	// RFC 6455 section 5.7: a masked "Hello".
-	if got := hex.EncodeToString(appendMaskedFrame(nil, wsText, []byte("Hello"), [4]byte{0x37, 0xfa, 0x21, 0x3d})); got != "818537fa213d7f9f4d5158" {
-		t.Errorf("masked Hello: %s", got)
-	}
-	for _, tt := range []struct {
-		size int
-		hdr  string
-	}{{125, "81fd"}, {126, "81fe007e"}, {65535, "81feffff"}, {65536, "81ff0000000000010000"}} {
-		f := appendMaskedFrame(nil, wsText, make([]byte, tt.size), [4]byte{1, 2, 3, 4})
-		if hdr := hex.EncodeToString(f[:len(f)-tt.size-4]); hdr != tt.hdr || len(f) != len(tt.hdr)/2+4+tt.size {
-			t.Errorf("%d bytes: header %s, want %s", tt.size, hdr, tt.hdr)
-		}
-	}
-	// What readServerFrame reads back of an unmasked frame.
-	op, p, err := readServerFrame(bufio.NewReader(strings.NewReader("\x81\x7e\x01\x00" + strings.Repeat("z", 256))))
-	if err != nil || op != wsText || len(p) != 256 {
-		t.Errorf("16-bit length: %#x %d %v", op, len(p), err)
 	}
 }
