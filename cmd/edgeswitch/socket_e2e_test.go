@@ -245,3 +245,39 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 		t.Logf("load: %s", stats)
 	}
 }
+
+// TestSocketBakeAndRollback: in socket mode a bake that finds the new slot
+// sick points the link back (the old slot never stopped), and a rollback
+// after --keep-old is a link move back to the slot still running.
+func TestSocketBakeAndRollback(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Socket: true})
+	load := startLoad(t, e, 32, http.MethodPost, "/")
+	setAppArgs(t, e, "-sick-after=1s")
+	r := edgeswitch(t, e, "switch", "--bake", "4s")
+	if r.code != 1 || !strings.Contains(r.stderr, "rolled back") {
+		t.Fatalf("a bake of a build that turns sick: exit %d, want 1, rolled back\n%s", r.code, r.stderr)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
+		t.Errorf("after the rolled-back bake nginx answers from slot %s, want %d", got, e.Ports[0])
+	}
+	if st := unitState(t, e, e.Ports[1]); st != "inactive" {
+		t.Errorf("the sick slot is %s after the rollback, want inactive", st)
+	}
+
+	setAppArgs(t, e)
+	if r := edgeswitch(t, e, "switch", "--keep-old"); r.code != 0 {
+		t.Fatalf("switch --keep-old: exit %d\n%s", r.code, r.stderr)
+	}
+	r = edgeswitch(t, e, "rollback")
+	if r.code != 0 || !strings.Contains(r.stderr, "already running") {
+		t.Fatalf("rollback to the slot kept running: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
+		t.Errorf("after the rollback nginx answers from slot %s, want %d", got, e.Ports[0])
+	}
+	if stats := load.Stop(); stats.Failed != 0 {
+		t.Errorf("want 0 failed POSTs through the bake, its rollback and a rollback, got %s", stats)
+	} else {
+		t.Logf("load: %s", stats)
+	}
+}
