@@ -31,8 +31,8 @@ type step struct {
 	commit bool
 }
 
-// unitJobTimeout bounds a stop job after the point of no return or during a
-// rollback, which run even after Ctrl-C. It is above systemd's default
+// unitJobTimeout bounds a stop job after the point of no return, and each
+// undo of a rollback, which run even after Ctrl-C. It is above systemd's default
 // TimeoutStopSec (90 s), after which systemd kills the unit itself.
 const unitJobTimeout = 120 * time.Second
 
@@ -87,11 +87,14 @@ func (s *switcher) act(ctx context.Context, steps []step) error {
 // done. Then the switch is stuck, and the error says what state things are
 // in and what to run.
 func (s *switcher) unwind(cause error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), unitJobTimeout)
-	defer cancel()
 	defer s.unlockNginx()
 	for i := len(s.undos) - 1; i >= 0; i-- {
-		if err := s.undos[i](ctx); err != nil {
+		// Each undo has its own bound: a revert that waits out a long
+		// drain-timeout must leave the stop of the new slot its time.
+		ctx, cancel := context.WithTimeout(context.Background(), unitJobTimeout)
+		err := s.undos[i](ctx)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("%w: %w (after: %w)", ErrStuck, err, cause)
 		}
 	}
