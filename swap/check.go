@@ -64,7 +64,7 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 		if listed := o.byAddr(l.Addrs); len(listed) != 1 {
 			err = fmt.Errorf("upstream %s lists both slots: no single live slot yet; the first switch picks one", o.Upstream)
 		} else if firstDeploy(ctx, o, env, listed[0]) {
-			answer = fmt.Sprintf("slot %d is not started yet: the first switch starts it (edgeswitch switch --to %d)", listed[0].Port, listed[0].Port)
+			answer = fmt.Sprintf("slot %d is not started yet: the first switch starts it (%s --to %d)", listed[0].Port, o.command("switch"), listed[0].Port)
 		} else if healthy, a := newHealthCheck(o, o.servingAt(listed[0]), env.HTTP).probe(ctx); !healthy {
 			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.systemctl(), listed[0].Unit)
 		} else {

@@ -82,6 +82,15 @@ func (o Options) describe() string {
 	return "app " + o.App + " (upstream " + o.Upstream + ")"
 }
 
+// command is edgeswitch's command verb for this app, for the hints in
+// messages: with several apps, the app is its first argument.
+func (o Options) command(verb string) string {
+	if o.App != "" {
+		return "edgeswitch " + verb + " " + o.App
+	}
+	return "edgeswitch " + verb
+}
+
 // systemctl and journalctl name the commands for the manager in use, for
 // the hints in messages.
 func (o Options) systemctl() string  { return o.withUser("systemctl") }

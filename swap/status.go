@@ -145,11 +145,11 @@ func problems(o Options, st *Status, untrusted error) []string {
 		return ps
 	}
 	if pd := st.Pending; pd != nil {
-		ps = append(ps, fmt.Sprintf("a switch %d -> %d did not finish (since %s): nginx may route to either slot; run edgeswitch switch to finish it", pd.From, pd.To, pd.Time))
+		ps = append(ps, fmt.Sprintf("a switch %d -> %d did not finish (since %s): nginx may route to either slot; run %s to finish it", pd.From, pd.To, pd.Time, o.command("switch")))
 	}
 	if st.Live == nil {
 		if !slices.ContainsFunc(st.Slots, func(s SlotStatus) bool { return slices.Contains(st.Listed, s.Port) && s.Healthy }) {
-			ps = append(ps, fmt.Sprintf("no slot that upstream %s lists is healthy: start one (%s start UNIT), then edgeswitch switch --to its port", st.Upstream, o.systemctl()))
+			ps = append(ps, fmt.Sprintf("no slot that upstream %s lists is healthy: start one (%s start UNIT), then %s --to its port", st.Upstream, o.systemctl(), o.command("switch")))
 		}
 		return ps
 	}
@@ -160,7 +160,7 @@ func problems(o Options, st *Status, untrusted error) []string {
 		case live && !running(s.Active):
 			ps = append(ps, fmt.Sprintf("slot %d is live but %s is %s: start it (%s start %s)", s.Port, s.Unit, s.Active, o.systemctl(), s.Unit))
 		case live && !s.Healthy:
-			ps = append(ps, fmt.Sprintf("slot %d is live but answers %s on %s: see %s -u %s, or go back with edgeswitch rollback", s.Port, s.Answer, o.HealthPath, o.journalctl(), s.Unit))
+			ps = append(ps, fmt.Sprintf("slot %d is live but answers %s on %s: see %s -u %s, or go back with %s", s.Port, s.Answer, o.HealthPath, o.journalctl(), s.Unit, o.command("rollback")))
 		}
 		bootRight = bootRight && s.Enabled == live
 	}

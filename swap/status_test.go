@@ -279,3 +279,19 @@ func TestStatusInSocketMode(t *testing.T) {
 		t.Errorf("slot a: %s; want it asked on its port while it has no socket", st.Slots[a].Answer)
 	}
 }
+
+// TestHintsNameTheApp: with several apps, the commands a message names
+// take the app as their first argument.
+func TestHintsNameTheApp(t *testing.T) {
+	r := newRig(t)
+	r.o.App = "api"
+	r.sd.set(r.unit(a), unitDown)
+	r.list(a, b)
+	st, err := ReadStatus(r.ctx, r.o, r.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Problems) == 0 || !strings.Contains(st.Problems[0], "then edgeswitch switch api --to its port") {
+		t.Errorf("problems %q; want the hint to name app api", st.Problems)
+	}
+}

@@ -124,15 +124,15 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 	for i := len(hist) - 1; i >= 0; i-- {
 		if r := hist[i]; r.Result == "switched" && r.From != nil {
 			if bad := lastSwitchTo(hist, *r.From); bad != nil && bad.Result != "switched" && bad.Result != "unchanged" {
-				return Result{}, Usage(fmt.Errorf("slot %d holds the build whose switch %s at %s; install a good build in it and run edgeswitch switch --to %d",
-					*r.From, bad.Result, bad.Time, *r.From))
+				return Result{}, Usage(fmt.Errorf("slot %d holds the build whose switch %s at %s; install a good build in it and run %s --to %d",
+					*r.From, bad.Result, bad.Time, o.command("switch"), *r.From))
 			}
 			req.To, req.Reuse = *r.From, true
 			return Switch(ctx, o, req, env)
 		}
 	}
-	return Result{}, Usage(fmt.Errorf("no switch of %s in the history in %s: nothing to roll back to; use edgeswitch switch --to PORT",
-		o.describe(), o.StateDir))
+	return Result{}, Usage(fmt.Errorf("no switch of %s in the history in %s: nothing to roll back to; use %s --to PORT",
+		o.describe(), o.StateDir, o.command("switch")))
 }
 
 // lastSwitchTo returns the last attempt to switch to port that started
@@ -330,8 +330,8 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 	if resumed != nil && resumed.BakeUntil != "" && o.Bake == 0 {
 		// It went live untested: finishing it without a bake would retire
 		// the slot that still holds the good build.
-		return "", Usage(fmt.Errorf("the switch %d -> %d that did not finish was baking slot %d: run edgeswitch switch --to %d --bake D to bake it again, or --to %d to go back",
-			resumed.From, resumed.To, resumed.To, resumed.To, resumed.From))
+		return "", Usage(fmt.Errorf("the switch %d -> %d that did not finish was baking slot %d: run %s --to %d --bake D to bake it again, or --to %d to go back",
+			resumed.From, resumed.To, resumed.To, o.command("switch"), resumed.To, resumed.From))
 	}
 	// The change is computed now so that a config the router cannot handle
 	// stops the switch before anything starts.
@@ -470,12 +470,12 @@ func (s *switcher) revert(ctx context.Context) error {
 	if s.unlock == nil {
 		unlock, err := lockNginx(ctx, s.o.StateDir)
 		if err != nil {
-			return fmt.Errorf("%w; traffic is on slot %d: run edgeswitch switch --to %d to finish, or --to %d to go back", err, s.res.To.Port, s.res.To.Port, s.o.other(s.res.To).Port)
+			return fmt.Errorf("%w; traffic is on slot %d: run %s --to %d to finish, or --to %d to go back", err, s.res.To.Port, s.o.command("switch"), s.res.To.Port, s.o.other(s.res.To).Port)
 		}
 		s.unlock = unlock
 	}
 	if err := s.router.Revert(ctx); err != nil {
-		return fmt.Errorf("%w; run edgeswitch switch --to %d to finish", err, s.res.To.Port)
+		return fmt.Errorf("%w; run %s --to %d to finish", err, s.o.command("switch"), s.res.To.Port)
 	}
 	if d := s.router.Reverted(); d.Left > 0 {
 		s.env.report(Event{Step: "revert", Warn: true, Detail: d.Warn})
