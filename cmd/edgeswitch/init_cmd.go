@@ -98,14 +98,19 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 		d.out.line(map[string]any{"wrote": wrote})
 		return nil
 	}
-	nextSteps(d.out.stdout, dir, data, files)
+	nextSteps(d.out.stdout, dir, data, files, c.App != "")
 	return nil
 }
 
 // nextSteps tells where each file goes. cp -n, because an existing unit,
-// upstream or config on the host is the user's and wins.
-func nextSteps(w io.Writer, dir string, data templates.Data, files []initFile) {
+// upstream or config on the host is the user's and wins. With named (init
+// --app), the commands take the app as their first argument.
+func nextSteps(w io.Writer, dir string, data templates.Data, files []initFile, named bool) {
 	config, unit, upstream := files[0], files[1], files[2]
+	app := ""
+	if named {
+		app = " " + data.App
+	}
 	src := func(f initFile) string { return filepath.Join(dir, f.name) }
 	// What socket mode says differently: where the app listens, what the
 	// upstream lists, the proxy lines, what the first switch does.
@@ -144,10 +149,10 @@ does, compare it with the new one.
        cp -n %[1]s %[8]s
 4. Install the first build in /srv/%[5]s/%[9]d/current, check the setup and
    put slot %[9]d live %[12]s:
-       edgeswitch check
-       edgeswitch switch --to %[9]d
+       edgeswitch check%[13]s
+       edgeswitch switch%[13]s --to %[9]d
 `, src(config), src(unit), src(upstream), unit.dest, data.App, upstream.dest,
-		filepath.Dir(config.dest), config.dest, data.Ports[0], lists, proxy, first)
+		filepath.Dir(config.dest), config.dest, data.Ports[0], lists, proxy, first, app)
 }
 
 // addApp returns the settings file at path with data's app added as an

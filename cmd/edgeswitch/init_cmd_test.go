@@ -115,7 +115,7 @@ func TestInitNamesAndPorts(t *testing.T) {
 		server string // the server line of the upstream
 		first  string // the first switch in the next steps
 	}{
-		{"--app names the files", []string{"init", "--app", "shop"}, "shop", "server 127.0.0.1:4000;", "switch --to 4000"},
+		{"--app names the files and the commands", []string{"init", "--app", "shop"}, "shop", "server 127.0.0.1:4000;", "edgeswitch check shop\n       edgeswitch switch shop --to 4000"},
 		{"the upstream setting is the default app", []string{"--upstream", "web", "init"}, "web", "server 127.0.0.1:4000;", "switch --to 4000"},
 		{"the host and ports settings shape the files", []string{"init", "--host", "::1", "--ports", "5000,5001"}, "app", "server [::1]:5000;", "switch --to 5000"},
 	}
