@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,8 +17,7 @@ import (
 )
 
 // lock takes the switch lock of one app, named what in messages: an flock
-// on a file in the
-// state dir, held until release. The kernel drops it when the process dies,
+// on a file in the state dir, held until release. The kernel drops it when the process dies,
 // so a crashed switch never leaves a stale lock. The file keeps the holder's
 // PID so a second switch can name it.
 func lock(stateDir, name, what string) (release func(), err error) {
@@ -25,6 +25,39 @@ func lock(stateDir, name, what string) (release func(), err error) {
 		return nil, err
 	}
 	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0)
+	return lockResult(release, holder, err, what)
+}
+
+// lockToLook is lock for a dry run, which writes nothing: a shared lock
+// on the file, opened read-only (a user who is not root may look), and
+// none when there is no lock file yet (no switch ever ran). A switch
+// running now still makes it fail fast.
+func lockToLook(stateDir, name, what string) (release func(), err error) {
+	if _, err := os.Stat(stateDir); err == nil {
+		if err := stateDirTrusted(stateDir); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(stateDir, lockFile(name))
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return func() {}, nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, Usage(fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink))
+	case err != nil:
+		return nil, Usage(fmt.Errorf("lock: %w", err))
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		return lockResult(nil, strings.TrimSpace(string(pid)), fmt.Errorf("lock %s: %w", path, err), what)
+	}
+	return func() { f.Close() }, nil
+}
+
+// lockResult says why a switch lock was not taken.
+func lockResult(release func(), holder string, err error, what string) (func(), error) {
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, Usage(fmt.Errorf("another switch of %s is running (pid %s); wait for it to finish", what, holder))
 	}
@@ -43,7 +76,10 @@ const sharedWait = 2 * time.Minute
 // confirmation. It waits for another switch to be done with them.
 func lockNginx(ctx context.Context, stateDir string) (release func(), err error) {
 	release, holder, err := takeLock(ctx, filepath.Join(stateDir, nginxLockFile), sharedWait)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK) && ctx.Err() != nil:
+		return nil, fmt.Errorf("interrupted (%v) while another switch (pid %s) held nginx's config", context.Cause(ctx), holder)
+	case errors.Is(err, syscall.EWOULDBLOCK):
 		return nil, fmt.Errorf("another switch (pid %s) has held nginx's config for %s; try again once it is done", holder, sharedWait)
 	}
 	return release, err

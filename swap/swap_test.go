@@ -157,6 +157,37 @@ func TestLockNamesTheHolder(t *testing.T) {
 	again()
 }
 
+// TestADryRunLooksWithoutWriting: a dry run creates no state dir and no
+// lock file, takes a shared lock on one that is there, and fails fast,
+// naming the holder, while a switch runs.
+func TestADryRunLooksWithoutWriting(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	release, err := lockToLook(dir, "app", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a dry run made the state dir (%v)", err)
+	}
+	held, err := lock(dir, "app", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockToLook(dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("dry run beside a switch = %v, want exit 2 naming pid %d", err, os.Getpid())
+	}
+	held()
+	if err := os.Chmod(filepath.Join(dir, "app.lock"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	look, err := lockToLook(dir, "app", "app")
+	if err != nil {
+		t.Fatalf("dry run with a lock file it may only read: %v", err)
+	}
+	look()
+}
+
 func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
 	dir := t.TempDir()
 	for _, r := range []Record{

@@ -61,7 +61,11 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	var release func()
 	err := s.step("lock", func() (string, error) {
 		var err error
-		release, err = lock(o.StateDir, o.app(), o.describe())
+		take := lock
+		if req.DryRun {
+			take = lockToLook
+		}
+		release, err = take(o.StateDir, o.app(), o.describe())
 		return o.StateDir, err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package swap
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -687,6 +688,12 @@ func TestSwitchesTakeTurnsAtNginx(t *testing.T) {
 	again, err := lockNginx(t.Context(), r.o.StateDir)
 	if err != nil {
 		t.Fatalf("nginx lock after the switch: %v", err)
+	}
+	// Ctrl-C while waiting for it says so, not that the wait ran out.
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := lockNginx(ctx, r.o.StateDir); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("nginx lock cut short while held: %v, want interrupted", err)
 	}
 	again()
 }
