@@ -1150,6 +1150,18 @@ func TestDrain(t *testing.T) {
 			dumped: true,
 		},
 		{
+			name: "drain-timeout 0: no wait, and no nginx -T to delay the stop",
+			prepare: func(w *world) {
+				w.conns(1)
+				w.r.DrainTimeout = 0
+			},
+			want: Drained{
+				Detail: "2 of 2 old workers still running after drain-timeout 0s",
+				Left:   1,
+				Warn:   "1 connection still open to 127.0.0.1:4000 (a stream or long request held by an old nginx worker); stopping the slot now cuts it",
+			},
+		},
+		{
 			name:    "a wait cut short says so",
 			prepare: func(w *world) { w.conns(1) },
 			cancel:  true,
