@@ -320,7 +320,7 @@ func (r *Reload) lost(from, to *upstream.Block) []string {
 func (r *Reload) drain(ctx context.Context, workers []int, lost []string) Drained {
 	start := time.Now()
 	left := r.Procs.WaitGone(ctx, workers, min(drainQuick, r.DrainTimeout), pollInterval)
-	var st *shutdownTimeout // read only for a slow drain: nginx -T takes time
+	var st *shutdownTimeout                                      // read only for a slow drain: nginx -T takes time
 	if len(left) > 0 && ctx.Err() == nil && r.DrainTimeout > 0 { // 0: the old slot is to stop at once
 		st = r.shutdownTimeout(ctx)
 		left = r.Procs.WaitGone(ctx, left, r.DrainTimeout-time.Since(start), pollInterval)
