@@ -396,7 +396,10 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 // what the zero-failure tests say is not there.
 func TestWithoutTheDrainRequestsFail(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
-	load := startLoad(t, e, 32, http.MethodGet, "/")
+	// Requests of 10 ms, as the benchmarks send: old workers still have
+	// some to proxy when the old slot stops (with answers of a few
+	// microseconds, too few are left for three switches to show).
+	load := startLoad(t, e, 32, http.MethodGet, benchPath)
 	// Deliberate load, not waits for progress: the switches must meet
 	// requests in flight, and the gap lets the clients reconnect.
 	time.Sleep(200 * time.Millisecond)
