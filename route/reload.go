@@ -285,7 +285,7 @@ func (r *Reload) Answers(addr string) (total, fiveXX int) {
 // slot (what stopping it would cut), or the old workers when they cannot
 // be counted.
 func (r *Reload) Drain(ctx context.Context) Drained {
-	return r.drain(ctx, r.old.Workers, r.lost(r.orig, r.base))
+	return r.drain(ctx, r.old.Workers, lostSlots(r.orig, r.base))
 }
 
 // drainQuick is how long a drain takes when no long-lived connection (a
@@ -300,9 +300,9 @@ type shutdownTimeout struct {
 	err error
 }
 
-// lost returns the slots that from lists and to does not: those whose
+// lostSlots returns the slots that from lists and to does not: those whose
 // connections a drain from the one to the other waits for.
-func (r *Reload) lost(from, to *upstream.Block) []string {
+func lostSlots(from, to *upstream.Block) []string {
 	if from == nil || to == nil {
 		return nil
 	}
@@ -466,7 +466,7 @@ func (r *Reload) Revert(ctx context.Context) error {
 			if _, err := r.Procs.WaitNewGeneration(ctx, serving, r.ReloadTimeout, pollInterval, nil); err != nil {
 				return fmt.Errorf("nginx may be running the new config: reloading it back did not take: %w", err)
 			}
-			r.reverted = r.drain(ctx, serving.Workers, r.lost(r.base, r.orig))
+			r.reverted = r.drain(ctx, serving.Workers, lostSlots(r.base, r.orig))
 		}
 		return nil
 	}

@@ -24,7 +24,7 @@ func lock(stateDir, name, what string) (release func(), err error) {
 	if err := prepareStateDir(stateDir); err != nil {
 		return nil, err
 	}
-	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0)
+	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0, false)
 	return lockResult(release, holder, err, what)
 }
 
@@ -38,22 +38,11 @@ func lockToLook(stateDir, name, what string) (release func(), err error) {
 			return nil, err
 		}
 	}
-	path := filepath.Join(stateDir, lockFile(name))
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	release, holder, err := takeLock(context.Background(), filepath.Join(stateDir, lockFile(name)), 0, true)
+	if errors.Is(err, fs.ErrNotExist) {
 		return func() {}, nil
-	case errors.Is(err, syscall.ELOOP):
-		return nil, Usage(fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink))
-	case err != nil:
-		return nil, Usage(fmt.Errorf("lock: %w", err))
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		pid, _ := os.ReadFile(path)
-		f.Close()
-		return lockResult(nil, strings.TrimSpace(string(pid)), fmt.Errorf("lock %s: %w", path, err), what)
-	}
-	return func() { f.Close() }, nil
+	return lockResult(release, holder, err, what)
 }
 
 // lockResult says why a switch lock was not taken.
@@ -75,7 +64,7 @@ const sharedWait = 2 * time.Minute
 // they share: the config file's write, nginx -t, the reload and its
 // confirmation. It waits for another switch to be done with them.
 func lockNginx(ctx context.Context, stateDir string) (release func(), err error) {
-	release, holder, err := takeLock(ctx, filepath.Join(stateDir, nginxLockFile), sharedWait)
+	release, holder, err := takeLock(ctx, filepath.Join(stateDir, nginxLockFile), sharedWait, false)
 	switch {
 	case errors.Is(err, syscall.EWOULDBLOCK) && ctx.Err() != nil:
 		return nil, fmt.Errorf("interrupted (%v) while another switch (pid %s) held nginx's config", context.Cause(ctx), holder)
@@ -88,11 +77,17 @@ func lockNginx(ctx context.Context, stateDir string) (release func(), err error)
 const nginxLockFile = "nginx.lock"
 
 // takeLock flocks path, created if missing and never through a symlink,
-// waiting up to wait for another holder (0: not at all). A lock still
-// taken then is an error wrapping EWOULDBLOCK, with the holder's PID as
-// the file records it.
-func takeLock(ctx context.Context, path string, wait time.Duration) (release func(), holder string, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+// waiting up to wait for another holder (0: not at all), and records this
+// process's PID in it. A lock still taken then is an error wrapping
+// EWOULDBLOCK, with the holder's PID as the file records it. shared is the
+// lock of one who only looks: the file opened read-only, not created (an
+// error wrapping fs.ErrNotExist), a shared lock, no PID written.
+func takeLock(ctx context.Context, path string, wait time.Duration, shared bool) (release func(), holder string, err error) {
+	flags, how := os.O_RDWR|os.O_CREATE, syscall.LOCK_EX
+	if shared {
+		flags, how = os.O_RDONLY, syscall.LOCK_SH
+	}
+	f, err := os.OpenFile(path, flags|syscall.O_NOFOLLOW, 0o644)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, "", fmt.Errorf("lock: %s %w: remove it", path, atomicfile.ErrSymlink)
 	}
@@ -101,7 +96,7 @@ func takeLock(ctx context.Context, path string, wait time.Duration) (release fun
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if !errors.Is(err, syscall.EWOULDBLOCK) || !time.Now().Before(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -114,6 +109,9 @@ func takeLock(ctx context.Context, path string, wait time.Duration) (release fun
 			return nil, strings.TrimSpace(string(pid)), err
 		}
 		return nil, "", fmt.Errorf("lock %s: %w", path, err)
+	}
+	if shared {
+		return func() { f.Close() }, "", nil
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
