@@ -280,7 +280,7 @@ func (s *Socket) link(ctx context.Context) (string, error) {
 		return "", err
 	}
 	r := s.Reload
-	if !r.reloaded && r.errlog.Path == "" { // failed requests count from the move on
+	if r.errlog.Path == "" { // failed requests count from the move on
 		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
 		r.firstMark = r.errlog.Mark()
 	}
