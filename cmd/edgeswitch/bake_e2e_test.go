@@ -36,32 +36,22 @@ func mainPID(t *testing.T, e *testedge.Edge, port int) int {
 	return pid
 }
 
-// watchStop polls slot port's unit from now on and returns a function
-// that stops the polling and says when the unit was first seen not active
-// (zero if never).
+// watchStop watches slot port's unit from now on and returns a function
+// that ends the watch and says when the unit was first seen not active
+// (zero if never); it looks once more as it ends, so a stop that falls
+// between two polls is still seen.
 func watchStop(e *testedge.Edge, port int) func() time.Time {
-	done, seen := make(chan struct{}), make(chan time.Time, 1)
-	go func() {
-		var at time.Time
-		defer func() { seen <- at }()
-		for {
-			// is-active exits non-zero for any state but active; an
-			// answer that is no state (no bus) is no stop.
-			out, _ := e.Systemctl(context.Background(), "is-active", e.SlotUnit(port))
-			if st := strings.TrimSpace(out); st != "active" && st != "" && !strings.ContainsAny(st, " \n") {
-				at = time.Now()
-				return
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	stop := testedge.Watch(func() bool {
+		// is-active exits non-zero for any state but active; an answer
+		// that is no state (no bus) is no stop.
+		out, _ := e.Systemctl(context.Background(), "is-active", e.SlotUnit(port))
+		st := strings.TrimSpace(out)
+		return st != "active" && st != "" && !strings.ContainsAny(st, " \n")
+	}, tick.C, time.Now)
 	return func() time.Time {
-		close(done)
-		return <-seen
+		defer tick.Stop()
+		return stop()
 	}
 }
 
