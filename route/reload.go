@@ -87,18 +87,47 @@ func (r *Reload) activeCheck(ctx context.Context) Check {
 	return Check{Name: r.NginxUnit + " active", OK: "active", Err: r.active(ctx)}
 }
 
+// active returns nil once nginx's unit is active. Another app's switch
+// may be reloading nginx at this very moment: a reload is nginx at work,
+// not a fault, so the check waits it out, bounded by reload-timeout.
 func (r *Reload) active(ctx context.Context) error {
 	if r.Systemd == nil {
 		return errors.New("D-Bus not reachable")
 	}
-	props, err := r.Systemd.GetUnitPropertiesContext(ctx, r.NginxUnit)
-	if err != nil {
-		return fmt.Errorf("state of %s: %w", r.NginxUnit, err)
+	deadline := time.Now().Add(r.ReloadTimeout)
+	for {
+		props, err := r.Systemd.GetUnitPropertiesContext(ctx, r.NginxUnit)
+		if err != nil {
+			return fmt.Errorf("state of %s: %w", r.NginxUnit, err)
+		}
+		state, _ := props["ActiveState"].(string)
+		if state == "active" {
+			return nil
+		}
+		if state != "reloading" || !time.Now().Before(deadline) {
+			return r.notActive(state)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to finish reloading: %w", r.NginxUnit, ctx.Err())
+		case <-time.After(pollInterval):
+		}
 	}
-	if state, _ := props["ActiveState"].(string); state != "active" {
-		return fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", r.NginxUnit, state, r.Systemctl, r.NginxUnit)
+}
+
+// notActive says what nginx's unit is doing instead of running, and what
+// to do about it; edgeswitch never starts nginx itself.
+func (r *Reload) notActive(state string) error {
+	status := r.Systemctl + " status " + r.NginxUnit
+	switch state {
+	case "reloading":
+		return fmt.Errorf("%s is still reloading after %s (reload-timeout); see %s, and switch once it says active", r.NginxUnit, r.ReloadTimeout, status)
+	case "activating":
+		return fmt.Errorf("%s is starting; switch once %s says active", r.NginxUnit, status)
+	case "deactivating":
+		return fmt.Errorf("%s is stopping; edgeswitch never starts nginx: once it has stopped, start it (%s start %s), then switch", r.NginxUnit, r.Systemctl, r.NginxUnit)
 	}
-	return nil
+	return fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", r.NginxUnit, state, r.Systemctl, r.NginxUnit)
 }
 
 // Resume needs to do nothing: a plan always reloads nginx, also when the

@@ -102,8 +102,9 @@ func (f *fakeRunner) run(ctx context.Context, name string, args ...string) ([]by
 // on the channel ("" for none), or returns its error.
 type fakeSystemd struct {
 	mainPID  uint32
-	state    string // ActiveState
-	err      error  // returned by the property calls
+	state    string   // ActiveState
+	then     []string // ActiveStates of later calls, in turn; state once they run out
+	err      error    // returned by the property calls
 	onReload func(n int) (job string, err error)
 	reloads  int
 	calls    []string
@@ -135,7 +136,11 @@ func (f *fakeSystemd) GetUnitPropertiesContext(ctx context.Context, unit string)
 	if f.err != nil {
 		return nil, f.err
 	}
-	return map[string]interface{}{"Id": unit, "ActiveState": f.state}, nil
+	state := f.state
+	if len(f.then) > 0 {
+		f.state, f.then = f.then[0], f.then[1:]
+	}
+	return map[string]interface{}{"Id": unit, "ActiveState": state}, nil
 }
 
 // fakeProc is a /proc tree. Every change is a rename or a removal, so that
@@ -431,6 +436,27 @@ func TestChecks(t *testing.T) {
 			name:    "an inactive unit is started by hand, with the systemctl of its manager",
 			prepare: func(w *world) { w.sd.state, w.r.Systemctl = "inactive", "systemctl --user" },
 			unit:    "nginx.service is inactive; edgeswitch never starts nginx: start it (systemctl --user start nginx.service), then switch",
+		},
+		{
+			name:    "a unit that another switch is reloading is waited for",
+			prepare: func(w *world) { w.sd.state, w.sd.then = "reloading", []string{"reloading", "active"} },
+		},
+		{
+			name: "a reload that does not end within reload-timeout is named as such, not as a stopped nginx",
+			prepare: func(w *world) {
+				w.sd.state, w.r.ReloadTimeout, w.r.Systemctl = "reloading", 50*time.Millisecond, "systemctl --user"
+			},
+			unit: "nginx.service is still reloading after 50ms (reload-timeout); see systemctl --user status nginx.service, and switch once it says active",
+		},
+		{
+			name:    "a starting unit is not started again",
+			prepare: func(w *world) { w.sd.state, w.r.Systemctl = "activating", "systemctl" },
+			unit:    "nginx.service is starting; switch once systemctl status nginx.service says active",
+		},
+		{
+			name:    "a stopping unit is started once it has stopped",
+			prepare: func(w *world) { w.sd.state, w.r.Systemctl = "deactivating", "systemctl" },
+			unit:    "nginx.service is stopping; edgeswitch never starts nginx: once it has stopped, start it (systemctl start nginx.service), then switch",
 		},
 		{
 			name:    "a unit whose state cannot be read says why",

@@ -135,8 +135,13 @@ func readState(o Options, env Env, st *Status) error {
 // switch running now is shown, not counted: the slots are meant to move.
 func problems(o Options, st *Status, untrusted error) []string {
 	ps := []string{}
-	if st.Nginx.Active != "active" {
-		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", st.Nginx.Unit, st.Nginx.Active, o.systemctl(), st.Nginx.Unit))
+	// reloading is nginx at work (another app's switch, say): it serves.
+	switch ng := st.Nginx; ng.Active {
+	case "active", "reloading":
+	case "activating":
+		ps = append(ps, fmt.Sprintf("%s is starting, so nothing is served yet; see %s status %s", ng.Unit, o.systemctl(), ng.Unit))
+	default:
+		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", ng.Unit, ng.Active, o.systemctl(), ng.Unit))
 	}
 	if untrusted != nil {
 		ps = append(ps, untrusted.Error()+"; switch and rollback refuse it, and status does not read it, until then")

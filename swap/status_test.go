@@ -100,6 +100,12 @@ func TestReadStatusNamesWhatPutsTrafficAtRisk(t *testing.T) {
 		{"the live slot stopped by hand", slotIs(a, unitDown), []string{"is live but app@", "is inactive: start it (systemctl start app@"}},
 		{"the live slot unhealthy", func(r *rig) { r.slots[a].answer(http.StatusServiceUnavailable) }, []string{"is live but answers 503", "edgeswitch rollback"}},
 		{"nginx stopped", func(r *rig) { r.sd.set(r.o.NginxUnit, unitDown) }, []string{"nginx.service is inactive, so nothing is served: start it"}},
+		{"nginx reloading for another app's switch is no problem", func(r *rig) {
+			r.sd.set(r.o.NginxUnit, unitState{"reloading", "reload", "loaded"})
+		}, nil},
+		{"nginx starting is not started again", func(r *rig) {
+			r.sd.set(r.o.NginxUnit, unitState{"activating", "start", "loaded"})
+		}, []string{"nginx.service is starting, so nothing is served yet; see systemctl status nginx.service"}},
 		{"a switch left unfinished", func(r *rig) { r.writePending(a, b) }, []string{"did not finish", "run edgeswitch switch to finish it"}},
 		{"a switch running now is no problem", func(r *rig) {
 			r.writePending(a, b)
