@@ -240,7 +240,7 @@ func textBlocks(t *testing.T, out string) map[string]string {
 	return blocks
 }
 
-// TestAppsSwitchedConcurrentlyUnderLoad switches api and tpi 10 times each
+// TestAppsSwitchedConcurrentlyUnderLoad switches api and tpi 20 times each
 // at the same time, each app under 32 keep-alive GET clients through its
 // own nginx server, with both upstreams in one nginx file and then in two.
 // No switch may fail, no request may fail, no app's traffic may reach the
@@ -249,7 +249,7 @@ func textBlocks(t *testing.T, out string) map[string]string {
 // health steps (300 ms each: the slots are ready 300 ms after they start)
 // overlap.
 func TestAppsSwitchedConcurrentlyUnderLoad(t *testing.T) {
-	const rounds = 10
+	const rounds = 20
 	for _, tt := range []struct{ name, file string }{
 		{"both upstreams in one nginx file", ""},
 		{"the upstreams in two nginx files", "tpi.conf"},

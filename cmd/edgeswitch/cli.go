@@ -375,11 +375,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exit
 	}
+	// refuse reports bad usage or config found before the command runs, in
+	// the command's own form: with --json, one JSON value on stdout.
+	refuse := func(err error) int {
+		newPrinter(stdout, stderr, first.JSON).fail(swap.Usage(err))
+		return 2
+	}
 	acts := actsOnSettings(fctx.Command())
 	if acts && underSudo() {
 		if err := sudoConfig(first.Config); err != nil {
-			fmt.Fprintln(stderr, "edgeswitch:", err)
-			return 2
+			return refuse(err)
 		}
 	}
 	conf, err := loadConfig(configPath(first.Config))
@@ -387,8 +392,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = conf.trusted()
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "edgeswitch:", err)
-		return 2
+		return refuse(err)
 	}
 	// One parse per app of the file, each with that app's settings; the
 	// command runs on the last one parsed of those it names.
@@ -409,8 +413,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = sudoFlags(kctx)
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "edgeswitch:", err)
-			return 2
+			return refuse(err)
 		}
 		all[name] = c
 	}
@@ -420,8 +423,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = distinctApps(all)
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "edgeswitch:", err)
-			return 2
+			return refuse(err)
 		}
 		if c = apps[len(apps)-1].set; len(all) > 1 {
 			// Run binds the command to the parse of the app it names.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,26 @@ func TestBadInput(t *testing.T) {
 			code := run(t.Context(), tt.args, &stdout, &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tt.says) {
 				t.Errorf("exit %d, want 2 with %q in:\n%s", code, tt.says, stderr.String())
+			}
+		})
+	}
+}
+
+// TestJSONErrorsAreOneValue: with --json, a refusal before the command
+// runs is one JSON object on stdout, as a script parsing it expects.
+func TestJSONErrorsAreOneValue(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.toml")
+	for _, cmd := range []string{"status", "check", "switch"} {
+		t.Run(cmd, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), []string{"-c", missing, cmd, "--json"}, &stdout, &stderr)
+			var got struct {
+				Error string
+				Exit  int
+			}
+			dec := json.NewDecoder(&stdout)
+			if err := dec.Decode(&got); err != nil || code != 2 || got.Exit != 2 || !strings.Contains(got.Error, "nope.toml: no such file") || dec.More() {
+				t.Errorf("exit %d (%v), want 2 and one object {error, exit: 2}; stdout:\n%s", code, err, stdout.String())
 			}
 		})
 	}

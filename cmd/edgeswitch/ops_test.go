@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -112,6 +113,16 @@ func TestStatusAndCheck(t *testing.T) {
 	r = edgeswitch(t, e, "status")
 	if want := "problem   slot 4301 is live but " + live + " is inactive: start it (systemctl --user start " + live + ")"; r.code != 1 || !strings.Contains(r.stdout, want) {
 		t.Errorf("status with the live slot stopped: exit %d, want 1 with %q in:\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+	// --json at risk: one object, the problem in it, nothing after it.
+	r = edgeswitch(t, e, "status", "--json")
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var risky swap.Status
+	if err := dec.Decode(&risky); err != nil || r.code != 1 || len(risky.Problems) != 1 || !strings.Contains(risky.Problems[0], live+" is inactive") {
+		t.Errorf("status --json with the live slot stopped: exit %d (%v), want 1 with its problem in the object:\n%s", r.code, err, r.stdout)
+	}
+	if rest, _ := io.ReadAll(dec.Buffered()); strings.TrimSpace(string(rest)) != "" || dec.More() {
+		t.Errorf("status --json printed more than one JSON value:\n%s", r.stdout)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -201,7 +202,9 @@ func (p *printer) checklist(items []swap.CheckItem) {
 }
 
 func (p *printer) fail(err error) {
-	if p.json {
+	// status's object already holds its problems: a second JSON value
+	// would break a script that reads stdout as one document.
+	if p.json && !errors.Is(err, errAtRisk) {
 		p.line(map[string]any{"error": err.Error(), "exit": swap.ExitCode(err)})
 	}
 	fmt.Fprintln(p.stderr, "edgeswitch:", err)
