@@ -20,9 +20,9 @@ import (
 
 // cli is the kong grammar: global settings, then one command.
 type cli struct {
-	Config  string           `short:"c" placeholder:"FILE" help:"TOML file with the settings below as keys (default /etc/edgeswitch/edgeswitch.toml, or EDGESWITCH_CONFIG)."`
-	Version kong.VersionFlag `help:"Print the version and exit."`
-	JSON    bool             `help:"Print JSON lines on stdout instead of text."`
+	Config  string           `group:"global" short:"c" placeholder:"FILE" help:"TOML file with the settings below as keys (default /etc/edgeswitch/edgeswitch.toml, or EDGESWITCH_CONFIG)."`
+	Version kong.VersionFlag `group:"global" help:"Print the version and exit."`
+	JSON    bool             `group:"global" help:"Print JSON lines on stdout instead of text."`
 
 	settings `embed:""`
 
@@ -41,34 +41,34 @@ type cli struct {
 // settings are the options every command shares; their names are the keys
 // of the config file.
 type settings struct {
-	Upstream       string        `default:"${upstream}" help:"Name of the nginx upstream block to manage."`
-	NginxConf      string        `default:"${nginx_conf}" help:"Main nginx config; the upstream is found in it or its includes."`
-	NginxBin       string        `default:"${nginx_bin}" help:"nginx binary used for nginx -t -c <nginx-conf>."`
-	NginxUnit      string        `default:"${nginx_unit}" help:"systemd unit that is reloaded (never restarted)."`
-	Unit           string        `default:"${unit}" help:"systemd template unit of the app; the instance is the port."`
-	Host           string        `default:"${host}" help:"Address of the slots."`
-	Ports          []int         `default:"${ports}" help:"The two slot ports."`
-	HealthPath     string        `default:"${health_path}" help:"Path polled on the starting slot."`
-	HealthStatus   string        `default:"${health_status}" help:"Accepted status codes, e.g. 200-299,301."`
-	HealthInterval time.Duration `default:"${health_interval}" help:"Time between health polls."`
-	HealthTimeout  time.Duration `default:"${health_timeout}" help:"Give up on the new slot after this."`
-	HealthHost     string        `placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
-	HealthScheme   string        `default:"${health_scheme}" placeholder:"http|https" help:"https for slots that only speak TLS."`
-	HealthInsecure bool          `help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
-	HealthBody     *string       `placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
-	ReloadTimeout  time.Duration `default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
-	DrainTimeout   time.Duration `default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
-	Bake           time.Duration `default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
-	Canary         int           `default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
-	BakeMax5xx     string        `name:"bake-max-5xx" default:"${bake_max_5xx}" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
-	Mode           string        `default:"${mode}" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
-	Socket         string        `placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
-	SocketLink     string        `placeholder:"PATH" help:"Socket mode: the symlink the upstream lists as server unix:PATH, pointed at the live slot's socket (default: <state-dir>/<upstream>.sock)."`
-	StateDir       string        `default:"${state_dir}" help:"Directory for the lock and the history."`
-	User           bool          `help:"Talk to the per-user systemd manager (systemctl --user)."`
-	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
-	PostSwitch     []string      `sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
-	OnFailure      []string      `sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
+	Upstream       string        `group:"nginx" default:"${upstream}" help:"Name of the nginx upstream block to manage."`
+	NginxConf      string        `group:"nginx" default:"${nginx_conf}" help:"Main nginx config; the upstream is found in it or its includes."`
+	NginxBin       string        `group:"nginx" default:"${nginx_bin}" help:"nginx binary used for nginx -t -c <nginx-conf>."`
+	NginxUnit      string        `group:"nginx" default:"${nginx_unit}" help:"systemd unit that is reloaded (never restarted)."`
+	ReloadTimeout  time.Duration `group:"nginx" default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
+	DrainTimeout   time.Duration `group:"nginx" default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
+	Unit           string        `group:"slots" default:"${unit}" help:"systemd template unit of the app; the instance is the port."`
+	Host           string        `group:"slots" default:"${host}" help:"Address of the slots."`
+	Ports          []int         `group:"slots" default:"${ports}" help:"The two slot ports."`
+	HealthPath     string        `group:"slots" default:"${health_path}" help:"Path polled on the starting slot."`
+	HealthStatus   string        `group:"slots" default:"${health_status}" help:"Accepted status codes, e.g. 200-299,301."`
+	HealthInterval time.Duration `group:"slots" default:"${health_interval}" help:"Time between health polls."`
+	HealthTimeout  time.Duration `group:"slots" default:"${health_timeout}" help:"Give up on the new slot after this."`
+	HealthHost     string        `group:"slots" placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
+	HealthScheme   string        `group:"slots" default:"${health_scheme}" placeholder:"http|https" help:"https for slots that only speak TLS."`
+	HealthInsecure bool          `group:"slots" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
+	HealthBody     *string       `group:"slots" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
+	Bake           time.Duration `group:"bake" default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
+	Canary         int           `group:"bake" default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
+	BakeMax5xx     string        `group:"bake" name:"bake-max-5xx" default:"${bake_max_5xx}" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
+	Mode           string        `group:"socket" default:"${mode}" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
+	Socket         string        `group:"socket" placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
+	SocketLink     string        `group:"socket" placeholder:"PATH" help:"Socket mode: the symlink the upstream lists as server unix:PATH, pointed at the live slot's socket (default: <state-dir>/<upstream>.sock)."`
+	PreStart       []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
+	PostSwitch     []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
+	OnFailure      []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
+	StateDir       string        `group:"state" default:"${state_dir}" help:"Directory for the lock and the history."`
+	User           bool          `group:"state" help:"Talk to the per-user systemd manager (systemctl --user)."`
 }
 
 // options turns the settings into swap's options.
@@ -319,6 +319,18 @@ func (d *deps) offline() swap.Env {
 	}
 }
 
+// settingGroups orders the settings in --help after a command's own flags,
+// the ones a person running it looks for first.
+var settingGroups = kong.ExplicitGroups([]kong.Group{
+	{Key: "nginx", Title: "nginx:"},
+	{Key: "slots", Title: "Slots and health:"},
+	{Key: "bake", Title: "Bake and canary:"},
+	{Key: "socket", Title: "Socket mode:"},
+	{Key: "hooks", Title: "Hooks:"},
+	{Key: "state", Title: "State and systemd:"},
+	{Key: "global", Title: "Config file and output:"},
+})
+
 // defaultVars gives kong the defaults of swap.Defaults, so that they are
 // written down once.
 func defaultVars() kong.Vars {
@@ -354,6 +366,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			kong.Name("edgeswitch"),
 			kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
 			kong.UsageOnError(),
+			settingGroups,
 			defaultVars(),
 			kong.Writers(stdout, stderr),
 			kong.Exit(func(code int) { exit = code }),

@@ -201,3 +201,25 @@ func TestATopLevelUpstreamWithAppsIsRefused(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, stderr.String())
 	}
 }
+
+// TestSwitchHelpLeadsWithItsOwnFlags: a person running switch looks for
+// --to, --dry-run and --keep-old, so they come before the settings, which
+// follow in their groups.
+func TestSwitchHelpLeadsWithItsOwnFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"-c", os.DevNull, "switch", "--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("switch --help: exit %d\n%s", code, stderr.String())
+	}
+	help := stdout.String()
+	order := []string{"--to=PORT", "--dry-run", "--keep-old",
+		"nginx:", "--upstream=", "Slots and health:", "--health-path=", "Bake and canary:", "--bake=",
+		"Socket mode:", "--socket=", "Hooks:", "--pre-start=", "State and systemd:", "--state-dir="}
+	at := 0
+	for _, want := range order {
+		i := strings.Index(help[at:], want)
+		if i < 0 {
+			t.Fatalf("switch --help has no %q after %q:\n%s", want, help[:at], help)
+		}
+		at += i
+	}
+}

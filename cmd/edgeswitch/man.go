@@ -113,6 +113,18 @@ func manFlags(b *bytes.Buffer, flags []*kong.Flag) {
 	}
 }
 
+// manFlagGroups writes flags under the titles of their --help groups.
+func manFlagGroups(b *bytes.Buffer, flags []*kong.Flag) {
+	title := ""
+	for _, f := range flags {
+		if f.Group != nil && f.Group.Title != title {
+			title = f.Group.Title
+			fmt.Fprintf(b, ".SS %s\n", roff(strings.TrimSuffix(title, ":")))
+		}
+		manFlags(b, []*kong.Flag{f})
+	}
+}
+
 // writeMan writes the man page, section 1. It has no date and no version,
 // so that the page generated into docs/ changes only when the grammar does.
 func writeMan(b *bytes.Buffer, app *kong.Application) {
@@ -152,7 +164,7 @@ func writeMan(b *bytes.Buffer, app *kong.Application) {
 		`\fB`+roff(name+" COMMAND --help")+`\fR`)
 
 	b.WriteString(".SH OPTIONS\nThese apply to every command and may be given before or after it.\n")
-	manFlags(b, ownFlags(app.Node))
+	manFlagGroups(b, ownFlags(app.Node))
 
 	b.WriteString(".SH COMMANDS\n")
 	for _, c := range cmds {
