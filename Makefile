@@ -29,6 +29,19 @@ deps:
 test: deps
 	$(GO) test -count=1 -p 1 -timeout 30m ./...
 
+# test-repeat runs the tests that TEST matches COUNT times in a row and
+# stops at the first failure, for whoever changes an end-to-end test (not in
+# CI): make test-repeat TEST=TestBakeOfAHealthyBuild COUNT=30. Keep the CPU
+# busy beside it (stress-ng --cpu 2) to find a test that only passes on an
+# idle machine.
+TEST  ?=
+COUNT ?= 10
+PKG   ?= ./cmd/edgeswitch/
+.PHONY: test-repeat
+test-repeat: deps
+	@[ -n "$(TEST)" ] || { echo "usage: make test-repeat TEST=NAME [COUNT=10] [PKG=./cmd/edgeswitch/]"; exit 2; }
+	$(GO) test -count=$(COUNT) -failfast -timeout 0 -run '$(TEST)' -v $(PKG)
+
 # test-short runs what needs no nginx or systemd: under -short every
 # end-to-end test skips (internal/testedge.New), installed or not.
 .PHONY: test-short
