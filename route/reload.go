@@ -31,35 +31,18 @@ type Systemd interface {
 // block and reloading nginx. A value serves one switch: it keeps what it
 // read, wrote and reloaded, so that Revert can undo exactly that.
 type Reload struct {
-	Upstream      string   // name of the upstream block
-	Slots         []string // the addresses the block may list
-	NginxConf     string   // main config; the block is in it or its includes
-	NginxBin      string   // for nginx -t
-	NginxUnit     string   // reloaded, never restarted
-	ReloadTimeout time.Duration
-	DrainTimeout  time.Duration
-	Systemctl     string // "systemctl" or "systemctl --user", for hints
+	*Nginx
+	Upstream string   // name of the upstream block
+	Slots    []string // the addresses the block may list
 
-	Systemd Systemd // nil when D-Bus cannot be reached (check reports it)
-	Run     nginx.Runner
-	Procs   nginx.Procs
-
-	orig      *upstream.Block  // as Read found it: what Revert puts back
-	base      *upstream.Block  // what the next Plan starts from: orig, then each plan's result
-	written   []*upstream.Edit // the edits written to the file, in order
-	reloaded  bool             // a reload was asked for: nginx may run the new config
-	old       nginx.Generation
-	took      bool // a reload of this switch took: nginx runs a config of ours
-	errlog    nginx.ErrorLog
-	mark      int64 // the error log's size at the latest reload
-	firstMark int64 // and at the first
-	// access are the access logs that record each answer's upstream and
-	// status, with their sizes when Answers first looked.
-	access      []nginx.AccessLog
-	accessMarks []int64
-	accessFound bool
-	shutdown    *shutdownTimeout // nginx's worker_shutdown_timeout, once a drain is slow
-	reverted    Drained          // how Revert's wait for the workers it moved back ended
+	orig     *upstream.Block  // as Read found it: what Revert puts back
+	base     *upstream.Block  // what the next Plan starts from: orig, then each plan's result
+	written  []*upstream.Edit // the edits written to the file, in order
+	reloaded bool             // a reload was asked for: nginx may run the new config
+	old      nginx.Generation
+	took     bool             // a reload of this switch took: nginx runs a config of ours
+	mark     int64            // the error log's size at the latest reload
+	shutdown *shutdownTimeout // nginx's worker_shutdown_timeout, once a drain is slow
 }
 
 // Read finds the upstream block in the config tree.
@@ -72,75 +55,30 @@ func (r *Reload) Read() (Listing, error) {
 	return Listing{File: b.File, Line: b.Line, Addrs: b.Listed()}, nil
 }
 
+// directive returns the first directive called name in the block as Read
+// found it, with the block's file.
+func (r *Reload) directive(name string) (string, upstream.Directive, bool) {
+	if r.orig == nil {
+		return "", upstream.Directive{}, false
+	}
+	d, ok := r.orig.Directive(name)
+	return r.orig.File, d, ok
+}
+
 // Checks reports whether nginx's config passes nginx -t as it is and its
 // unit is active. It never starts or restarts nginx.
 func (r *Reload) Checks(ctx context.Context) []Check {
-	test := Check{Name: "nginx -t", OK: r.NginxConf + " ok", Err: nginx.Test(ctx, r.Run, r.NginxBin, r.NginxConf)}
-	if errors.Is(test.Err, nginx.ErrInvalid) {
-		test.Err = fmt.Errorf("%w; fix the config first, edgeswitch changes nothing while nginx -t fails", test.Err)
-	}
-	return []Check{test, r.activeCheck(ctx)}
+	return []Check{r.testCheck(ctx), r.activeCheck(ctx)}
 }
-
-// activeCheck is the check that nginx's unit is active.
-func (r *Reload) activeCheck(ctx context.Context) Check {
-	return Check{Name: r.NginxUnit + " active", OK: "active", Err: r.active(ctx)}
-}
-
-// active returns nil once nginx's unit is active. Another app's switch
-// may be reloading nginx at this very moment: a reload is nginx at work,
-// not a fault, so the check waits it out, bounded by reload-timeout.
-func (r *Reload) active(ctx context.Context) error {
-	if r.Systemd == nil {
-		return errors.New("D-Bus not reachable")
-	}
-	deadline := time.Now().Add(r.ReloadTimeout)
-	for {
-		props, err := r.Systemd.GetUnitPropertiesContext(ctx, r.NginxUnit)
-		if err != nil {
-			return fmt.Errorf("state of %s: %w", r.NginxUnit, err)
-		}
-		state, _ := props["ActiveState"].(string)
-		if state == "active" {
-			return nil
-		}
-		if state != "reloading" || !time.Now().Before(deadline) {
-			return r.notActive(state)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s to finish reloading: %w", r.NginxUnit, ctx.Err())
-		case <-time.After(pollInterval):
-		}
-	}
-}
-
-// notActive says what nginx's unit is doing instead of running, and what
-// to do about it; edgeswitch never starts nginx itself.
-func (r *Reload) notActive(state string) error {
-	status := r.Systemctl + " status " + r.NginxUnit
-	switch state {
-	case "reloading":
-		return fmt.Errorf("%s is still reloading after %s (reload-timeout); see %s, and switch once it says active", r.NginxUnit, r.ReloadTimeout, status)
-	case "activating":
-		return fmt.Errorf("%s is starting; switch once %s says active", r.NginxUnit, status)
-	case "deactivating":
-		return fmt.Errorf("%s is stopping; edgeswitch never starts nginx: once it has stopped, start it (%s start %s), then switch", r.NginxUnit, r.Systemctl, r.NginxUnit)
-	}
-	return fmt.Errorf("%s is %s; edgeswitch never starts nginx: start it (%s start %s), then switch", r.NginxUnit, state, r.Systemctl, r.NginxUnit)
-}
-
-// Resume needs to do nothing: a plan always reloads nginx, also when the
-// file already lists the backends (an earlier switch wrote it and stopped
-// before the reload took).
-func (r *Reload) Resume(string) {}
 
 // Plan computes the byte-minimal edit that lists the backends (one, or
 // several with their weights: a canary), and the steps that write it, test
 // it and reload nginx. It needs Read first. Plans chain: each starts from
 // the file as the one before leaves it, so a canary's weights and then the
-// new slot alone are two plans of one switch.
-func (r *Reload) Plan(to []Backend) (*Change, error) {
+// new slot alone are two plans of one switch. A plan always reloads
+// nginx, also when the file already lists the backends (an earlier switch
+// wrote it and stopped before the reload took), so resume changes nothing.
+func (r *Reload) Plan(to []Backend, resume string) (*Change, error) {
 	c := &change{r: r, block: r.base, to: to}
 	e, err := c.edit(r.base)
 	if err != nil {
@@ -252,11 +190,7 @@ func (r *Reload) reload(ctx context.Context) (string, error) {
 	if len(r.old.Workers) == 0 {
 		return "", fmt.Errorf("%w: nginx master %d shows no workers in /proc (mounted with hidepid?), so a reload could not be confirmed; run edgeswitch as root", nginx.ErrNotActive, master)
 	}
-	if !r.reloaded { // failed requests count from the switch's first reload on
-		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
-		r.firstMark = r.errlog.Mark()
-	}
-	r.mark = r.errlog.Mark() // a refusal of this reload comes after it
+	r.mark = r.errorLog(ctx).Mark() // a refusal of this reload comes after it
 	ctx, cancel := context.WithTimeout(ctx, r.ReloadTimeout)
 	defer cancel()
 	r.reloaded = true
@@ -267,46 +201,21 @@ func (r *Reload) reload(ctx context.Context) (string, error) {
 // the config; a master that keeps its old workers rejected it, and its
 // error log says why.
 func (r *Reload) confirm(ctx context.Context) (string, error) {
-	refused := func() string { return r.errlog.Refusal(r.mark) }
+	errlog := r.errorLog(ctx)
+	refused := func() string { return errlog.Refusal(r.mark) }
 	gen, err := r.Procs.WaitNewGeneration(ctx, r.old, r.ReloadTimeout, pollInterval, refused)
 	if errors.Is(err, nginx.ErrRejected) {
-		if line := r.errlog.LastEmerg(r.mark); line != "" && !strings.Contains(err.Error(), line) {
+		if line := errlog.LastEmerg(r.mark); line != "" && !strings.Contains(err.Error(), line) {
 			err = fmt.Errorf("%w: %s", err, line)
 		}
-		return "", fmt.Errorf("%w (see %s)", err, r.errlog.Path)
+		return "", fmt.Errorf("%w (see %s)", err, errlog.Path)
 	}
 	r.took = r.took || err == nil
 	return fmt.Sprintf("%d new workers", len(gen.Workers)), err
 }
 
-// UpstreamFailures counts the requests to addr that nginx logged as failed
-// since the reload, with the last such line.
-func (r *Reload) UpstreamFailures(addr string) (int, string) {
-	return r.errlog.UpstreamFailures(r.firstMark, addr)
-}
-
-// Answers counts the answers from addr that the access logs recorded since
-// it was first asked (before the switch's first reload, when it bakes),
-// and those that were 5xx. Both
-// are 0 when no access log records $upstream_addr and $upstream_status.
-// The logs are looked for then, not at every reload: nginx -T reads the
-// whole config, and only a bake needs them.
-func (r *Reload) Answers(addr string) (total, fiveXX int) {
-	if !r.accessFound {
-		r.accessFound = true
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		r.access, _ = nginx.AccessLogs(ctx, r.Run, r.NginxBin, r.NginxConf) // none: no 5xx watch
-		for _, l := range r.access {
-			r.accessMarks = append(r.accessMarks, l.Mark())
-		}
-	}
-	for i, l := range r.access {
-		t, f := l.Answers(r.accessMarks[i], addr)
-		total, fiveXX = total+t, fiveXX+f
-	}
-	return total, fiveXX
-}
+// Watch counts from now what nginx logs of addr.
+func (r *Reload) Watch(ctx context.Context, addr string) Watch { return r.watch(ctx, addr) }
 
 // Drain waits until every worker from before the reload has exited: until
 // then they may still proxy requests to the slot that lost the traffic.
@@ -469,18 +378,20 @@ func shortDur(d time.Duration) string {
 // Revert puts the original bytes back. If nginx may have taken the new
 // config (a reload was asked for and a new generation appeared, or nginx
 // could not be looked at), it is reloaded again on the restored file, so
-// that it never keeps pointing at a slot that is about to stop. The errors
-// say what state nginx and the file are in.
-func (r *Reload) Revert(ctx context.Context) error {
+// that it never keeps pointing at a slot that is about to stop, and Revert
+// waits, like Drain, for the workers that proxied to the new slot: when
+// the Drained it returns has Left, stopping that slot cuts what is still
+// open to it. The errors say what state nginx and the file are in.
+func (r *Reload) Revert(ctx context.Context) (Drained, error) {
 	if len(r.written) == 0 {
-		return nil
+		return Drained{}, nil
 	}
 	file := r.orig.File
 	// After a reload that took (a canary's, before its promotion failed),
 	// or one that may have, nginx must be reloaded back.
 	if r.took || r.reloaded && r.old.Master != 0 && r.tookNew() {
 		if err := r.restore(); err != nil {
-			return fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", file, err)
+			return Drained{}, fmt.Errorf("nginx may be running the new config and %s could not be restored: %w", file, err)
 		}
 		r.written = nil
 		// The workers running now proxy to the new slot: once nginx runs
@@ -489,28 +400,22 @@ func (r *Reload) Revert(ctx context.Context) error {
 		serving, err := r.Procs.Snapshot(r.old.Master)
 		watch := err == nil && r.Procs.Alive(r.old.Master) // else there is no generation to watch
 		if err := nginx.Reload(ctx, r.Systemd, r.NginxUnit); err != nil {
-			return fmt.Errorf("nginx may be running the new config and reloading it back failed: %w", err)
+			return Drained{}, fmt.Errorf("nginx may be running the new config and reloading it back failed: %w", err)
 		}
-		if watch {
-			if _, err := r.Procs.WaitNewGeneration(ctx, serving, r.ReloadTimeout, pollInterval, nil); err != nil {
-				return fmt.Errorf("nginx may be running the new config: reloading it back did not take: %w", err)
-			}
-			r.reverted = r.drain(ctx, serving.Workers, lostSlots(r.base, r.orig))
+		if !watch {
+			return Drained{}, nil
 		}
-		return nil
+		if _, err := r.Procs.WaitNewGeneration(ctx, serving, r.ReloadTimeout, pollInterval, nil); err != nil {
+			return Drained{}, fmt.Errorf("nginx may be running the new config: reloading it back did not take: %w", err)
+		}
+		return r.drain(ctx, serving.Workers, lostSlots(r.base, r.orig)), nil
 	}
 	if err := r.restore(); err != nil {
-		return fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", file, err)
+		return Drained{}, fmt.Errorf("restore %s: %w; nginx still runs the old config, but the file lists the new slot", file, err)
 	}
 	r.written = nil
-	return nil
+	return Drained{}, nil
 }
-
-// Reverted says how Revert's wait for the workers that proxied to the new
-// slot ended, like Drain for a switch: when Left is not 0, stopping the new
-// slot cuts what is still open to it. It is the zero Drained when Revert
-// did not reload nginx back.
-func (r *Reload) Reverted() Drained { return r.reverted }
 
 // restore undoes this switch's own edits on the file as it is now: the
 // block's body goes back to what Read found, and a change someone made

@@ -243,17 +243,19 @@ http {
 		return "done", nil
 	}}
 	w.r = &Reload{
-		Upstream:      "app",
-		Slots:         []string{slotA, slotB},
-		NginxConf:     w.conf,
-		NginxBin:      "nginx",
-		NginxUnit:     unit,
-		ReloadTimeout: 100 * time.Millisecond,
-		DrainTimeout:  50 * time.Millisecond,
-		Systemctl:     "systemctl",
-		Systemd:       w.sd,
-		Run:           w.run.run,
-		Procs:         nginx.Procs{Root: w.proc.root},
+		Nginx: &Nginx{
+			NginxConf:     w.conf,
+			NginxBin:      "nginx",
+			NginxUnit:     unit,
+			ReloadTimeout: 100 * time.Millisecond,
+			DrainTimeout:  50 * time.Millisecond,
+			Systemctl:     "systemctl",
+			Systemd:       w.sd,
+			Run:           w.run.run,
+			Procs:         nginx.Procs{Root: w.proc.root},
+		},
+		Upstream: "app",
+		Slots:    []string{slotA, slotB},
 	}
 	return w
 }
@@ -297,7 +299,7 @@ func (w *world) plan() *Change {
 	if _, err := w.r.Read(); err != nil {
 		w.t.Fatal(err)
 	}
-	ch, err := w.r.Plan([]Backend{{Addr: slotB}})
+	ch, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -543,7 +545,7 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		ch, err := w.r.Plan([]Backend{{Addr: slotA}})
+		ch, err := w.r.Plan([]Backend{{Addr: slotA}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,7 +556,7 @@ func TestPlan(t *testing.T) {
 		if err != nil || detail != "unchanged" {
 			t.Errorf("validate: %q, %v; want unchanged", detail, err)
 		}
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Errorf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after validate and Revert")
@@ -565,7 +567,7 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		ch, err := w.r.Plan(nil)
+		ch, err := w.r.Plan(nil, "")
 		wantErr(t, err, nil, "upstream app: a plan lists at least one slot")
 		if ch != nil {
 			t.Errorf("got change %+v", ch)
@@ -576,11 +578,11 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}})
+		canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		alone, err := w.r.Plan([]Backend{{Addr: slotB}})
+		alone, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -595,7 +597,7 @@ func TestPlan(t *testing.T) {
 			t.Fatalf("step %s: %v", failed, err)
 		}
 		w.wantFile([]byte(strings.Replace(appConf, "127.0.0.1:4000 max_fails=0;", "127.0.0.1:4001 max_fails=0;", 1)), "with the new slot alone, as a plain switch leaves it")
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -605,7 +607,7 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := w.r.Plan([]Backend{{Addr: "127.0.0.1:5000"}})
+		_, err := w.r.Plan([]Backend{{Addr: "127.0.0.1:5000"}}, "")
 		wantErr(t, err, upstream.ErrTarget)
 	})
 }
@@ -684,7 +686,7 @@ func TestSwitch(t *testing.T) {
 		}
 		wantErr(t, err, nil, w.app+" changed while the new slot started", "run the switch again")
 		w.wantFile(theirs, "after validate")
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Errorf("revert: %v", err)
 		}
 		w.wantFile(theirs, "after Revert")
@@ -700,7 +702,7 @@ func TestSwitch(t *testing.T) {
 		}
 		_, _, err := w.steps(ch)
 		wantErr(t, err, nil, w.app+" changed while the new slot started (open "+w.app+": no such file or directory)")
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Errorf("revert: %v", err)
 		}
 		if _, err := os.Stat(w.app); !errors.Is(err, os.ErrNotExist) {
@@ -723,13 +725,13 @@ func TestSwitch(t *testing.T) {
 		}
 		wantErr(t, err, nginx.ErrInvalid, `host not found in upstream "app"`)
 		w.wantFile(w.edited, "after validate") // nginx -t ran on the new bytes
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
 		w.wantTests(2)
 		w.wantReloads(0)
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Errorf("second revert: %v", err)
 		}
 		w.wantFile(w.orig, "after a second Revert")
@@ -768,7 +770,7 @@ func TestSwitch(t *testing.T) {
 				t.Fatalf("step %q failed, want reload", failed)
 			}
 			wantErr(t, err, tt.is, tt.msg)
-			if err := w.r.Revert(t.Context()); err != nil {
+			if _, err := w.r.Revert(t.Context()); err != nil {
 				t.Fatalf("revert: %v", err)
 			}
 			w.wantFile(w.orig, "after Revert")
@@ -799,7 +801,7 @@ func TestSwitch(t *testing.T) {
 		if strings.Contains(err.Error(), oldEmerg) {
 			t.Errorf("error %q blames the line from before the reload", err)
 		}
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -827,7 +829,7 @@ func TestSwitch(t *testing.T) {
 		if diff := cmp.Diff([]string{"nginx -t -q -c " + w.conf, "nginx -V"}, w.run.calls); diff != "" {
 			t.Errorf("nginx runs (-want +got):\n%s", diff)
 		}
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -839,7 +841,7 @@ func TestSwitch(t *testing.T) {
 		w.sd.onReload = func(int) (string, error) { return "done", nil }
 		_, _, err := w.steps(w.plan())
 		wantErr(t, err, nginx.ErrRejected, "nginx did not apply the new config: no new workers under master 800 after 100ms (see "+w.errLog+")")
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -860,7 +862,7 @@ func TestSwitch(t *testing.T) {
 		if errors.Is(err, nginx.ErrRejected) {
 			t.Errorf("error %q says nginx rejected the config", err)
 		}
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -873,12 +875,12 @@ func TestSwitch(t *testing.T) {
 		}
 		w.wantFile(w.edited, "after the steps")
 		// Something later in the switch failed: the caller reverts.
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
 		w.wantReloads(2)
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Errorf("second revert: %v", err)
 		}
 		w.wantReloads(2)
@@ -898,7 +900,7 @@ func TestSwitch(t *testing.T) {
 			t.Fatalf("step %q failed, want reload", failed)
 		}
 		wantErr(t, err, nginx.ErrReload)
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -913,7 +915,7 @@ func TestSwitch(t *testing.T) {
 		if err := os.RemoveAll(w.proc.root); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -932,7 +934,7 @@ func TestSwitch(t *testing.T) {
 		if _, failed, err := w.steps(w.plan()); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
-		err := w.r.Revert(t.Context())
+		_, err := w.r.Revert(t.Context())
 		wantErr(t, err, nginx.ErrReload, "nginx may be running the new config and reloading it back failed")
 		w.wantFile(w.orig, "after Revert")
 		w.wantReloads(2)
@@ -948,7 +950,7 @@ func TestSwitch(t *testing.T) {
 		if err := os.RemoveAll(filepath.Dir(w.app)); err != nil {
 			t.Fatal(err)
 		}
-		err := w.r.Revert(t.Context())
+		_, err := w.r.Revert(t.Context())
 		wantErr(t, err, os.ErrNotExist, "nginx may be running the new config and "+w.app+" could not be restored")
 		w.wantReloads(1) // not reloaded onto a file that still lists the new slot
 	})
@@ -962,7 +964,7 @@ func TestSwitch(t *testing.T) {
 		if err := os.RemoveAll(filepath.Dir(w.app)); err != nil {
 			t.Fatal(err)
 		}
-		err := w.r.Revert(t.Context())
+		_, err := w.r.Revert(t.Context())
 		wantErr(t, err, os.ErrNotExist, "restore "+w.app+": ", "nginx still runs the old config, but the file lists the new slot")
 		w.wantReloads(0)
 	})
@@ -993,7 +995,7 @@ func TestSwitch(t *testing.T) {
 				t.Fatalf("step %q failed, want reload", failed)
 			}
 			wantErr(t, err, tt.is, tt.says...)
-			if err := w.r.Revert(t.Context()); err != nil {
+			if _, err := w.r.Revert(t.Context()); err != nil {
 				t.Fatalf("revert: %v", err)
 			}
 			w.wantFile(w.orig, "after Revert")
@@ -1004,7 +1006,7 @@ func TestSwitch(t *testing.T) {
 	t.Run("Revert before any step changes nothing", func(t *testing.T) {
 		w := newWorld(t)
 		w.plan()
-		if err := w.r.Revert(t.Context()); err != nil {
+		if _, err := w.r.Revert(t.Context()); err != nil {
 			t.Fatalf("revert: %v", err)
 		}
 		w.wantFile(w.orig, "after Revert")
@@ -1026,7 +1028,7 @@ func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 		t.Fatalf("validate on a file changed elsewhere: %v", err)
 	}
 	w.wantFile([]byte(strings.Replace(theirs, "127.0.0.1:4000 max_fails", "127.0.0.1:4001 max_fails", 1)), "after validate")
-	if err := w.r.Revert(t.Context()); err != nil {
+	if _, err := w.r.Revert(t.Context()); err != nil {
 		t.Fatalf("revert: %v", err)
 	}
 	w.wantFile([]byte(theirs), "after Revert")
@@ -1040,7 +1042,7 @@ func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 	now, _ := os.ReadFile(w.app)
 	touched := strings.Replace(string(now), "keepalive 8", "keepalive 16", 1)
 	write(t, w.app, []byte(touched))
-	if err := w.r.Revert(t.Context()); err == nil || !strings.Contains(err.Error(), "changed by someone else") {
+	if _, err := w.r.Revert(t.Context()); err == nil || !strings.Contains(err.Error(), "changed by someone else") {
 		t.Errorf("revert over someone's change to the block = %v, want it refused", err)
 	}
 	w.wantFile([]byte(touched), "after the refused Revert")
@@ -1051,7 +1053,7 @@ func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 // records $upstream_addr and $upstream_status; none such, no count.
 func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	w := newWorld(t)
-	if total, bad := w.r.Answers(slotB); total != 0 || bad != 0 {
+	if total, bad := w.r.Watch(t.Context(), slotB).Answers(); total != 0 || bad != 0 {
 		t.Errorf("Answers without an access log that records upstreams = %d, %d; want 0, 0", total, bad)
 	}
 	log := filepath.Join(t.TempDir(), "access.log")
@@ -1063,7 +1065,8 @@ func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	w.run.dump = "# configuration file " + w.conf + ":\nhttp {\n" +
 		`log_format edgeswitch '$remote_addr [$time_local] "$request" $status $upstream_addr $upstream_status $request_time';` + "\n" +
 		"access_log " + log + " edgeswitch;\n}\n"
-	if total, _ := w.r.Answers(slotB); total != 0 {
+	watch := w.r.Watch(t.Context(), slotB)
+	if total, _ := watch.Answers(); total != 0 {
 		t.Errorf("first look counted %d answers from before it", total)
 	}
 	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
@@ -1072,7 +1075,7 @@ func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	}
 	f.WriteString(line(slotB, "200") + line(slotB, "502") + line(slotA, "500") + line(slotB, "200"))
 	f.Close()
-	if total, bad := w.r.Answers(slotB); total != 3 || bad != 1 {
+	if total, bad := watch.Answers(); total != 3 || bad != 1 {
 		t.Errorf("Answers(%s) = %d, %d; want 3 answers, 1 of them 5xx", slotB, total, bad)
 	}
 }
@@ -1293,11 +1296,11 @@ func TestAFailedPromotionIsReloadedBack(t *testing.T) {
 	if _, err := w.r.Read(); err != nil {
 		t.Fatal(err)
 	}
-	canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}})
+	canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	alone, err := w.r.Plan([]Backend{{Addr: slotB}})
+	alone, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1313,7 +1316,8 @@ func TestAFailedPromotionIsReloadedBack(t *testing.T) {
 	if _, failed, err := w.steps(alone); failed != "confirm" || !errors.Is(err, nginx.ErrRejected) {
 		t.Fatalf("promotion failed at %q with %v, want confirm rejected", failed, err)
 	}
-	if err := w.r.Revert(t.Context()); err != nil {
+	got, err := w.r.Revert(t.Context())
+	if err != nil {
 		t.Fatalf("revert: %v", err)
 	}
 	w.wantFile(w.orig, "after Revert")
@@ -1325,9 +1329,8 @@ func TestAFailedPromotionIsReloadedBack(t *testing.T) {
 		Left:   4,
 		Warn:   "4 old nginx workers may still proxy to 127.0.0.1:4001 (the connections could not be counted: count connections to 127.0.0.1:4001: open PROC/net/tcp: no such file or directory); stopping the slot now may cut a request; without worker_shutdown_timeout, old nginx workers keep streams open until they end (setting it bounds that)",
 	}
-	got := w.r.Reverted()
 	got.Warn = strings.ReplaceAll(got.Warn, w.proc.root, "PROC")
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Reverted (-want +got):\n%s", diff)
+		t.Errorf("Revert's wait (-want +got):\n%s", diff)
 	}
 }

@@ -48,6 +48,17 @@ type Step struct {
 	Do    func(ctx context.Context) (detail string, err error)
 }
 
+// Watch counts what nginx logged of one backend since the watch began: a
+// bake watches the new slot through it.
+type Watch interface {
+	// Failures counts the requests to the backend that nginx logged as
+	// failed, with the last such line.
+	Failures() (n int, last string)
+	// Answers counts the backend's answers, and those that were 5xx, where
+	// an access log records them (else 0, 0).
+	Answers() (total, fiveXX int)
+}
+
 // Drained is how the wait for old connections to the previous slot ended.
 type Drained struct {
 	Detail string // for the progress line

@@ -26,12 +26,11 @@ import (
 // first switch: the link is made, the block rewritten to list it, and nginx
 // reloaded once.
 type Socket struct {
-	Link    string   // the path the upstream lists
-	Sockets []string // the slots' sockets, "unix:/run/app/4000.sock", in the order of the ports
-	// Reload reads the block, checks nginx and carries out a conversion.
-	// Its Slots are what the block may list: the slots' host:port
-	// addresses, in the order of Sockets, then "unix:"+Link.
-	Reload *Reload
+	*Nginx
+	Link     string       // the path the upstream lists
+	Slots    []SocketSlot // the slots, in the order of their ports
+	upstream string
+	conv     *Reload // reads the block, and converts it from the ports to the link
 
 	from       string    // the socket the link pointed at when Read found it; "" for none
 	to         string    // the socket the planned change points it at
@@ -39,15 +38,40 @@ type Socket struct {
 	byPort     []string  // before the conversion, the sockets of the slots the block lists by port
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
-	workers    *creds    // who nginx's workers run as, once looked up
-	reverted   Drained   // how Revert's wait for the new slot's connections ended
+}
+
+// SocketSlot is one slot of socket mode: the socket it listens on, and
+// the port it listened on before the block was converted.
+type SocketSlot struct {
+	Port   string // host:port, as the block listed it before the conversion
+	Socket string // unix:/run/app/4000.sock
+}
+
+// NewSocket returns the socket router of upstream, whose block lists
+// "server unix:LINK;" (or, before the conversion, the slots' ports).
+func NewSocket(n *Nginx, upstream, link string, slots []SocketSlot) *Socket {
+	var listable []string
+	for _, sl := range slots {
+		listable = append(listable, sl.Port)
+	}
+	listable = append(listable, "unix:"+link)
+	return &Socket{Nginx: n, Link: link, Slots: slots, upstream: upstream, conv: &Reload{Nginx: n, Upstream: upstream, Slots: listable}}
+}
+
+// sockets are the slots' sockets, as nginx lists them.
+func (s *Socket) sockets() []string {
+	var out []string
+	for _, sl := range s.Slots {
+		out = append(out, sl.Socket)
+	}
+	return out
 }
 
 // Read finds the upstream block and says which slot gets traffic: the one
 // whose socket the link points at, or, before the conversion, the ones
 // whose ports the block lists.
 func (s *Socket) Read() (Listing, error) {
-	l, err := s.Reload.Read()
+	l, err := s.conv.Read()
 	if err != nil {
 		return Listing{}, err
 	}
@@ -64,25 +88,15 @@ func (s *Socket) Read() (Listing, error) {
 		}
 	case slices.Contains(l.Addrs, link):
 		return Listing{}, fmt.Errorf("%s:%d: upstream %s lists %s beside the slots' ports; in socket mode it lists only \"server %s;\": remove the other server lines",
-			l.File, l.Line, s.Reload.Upstream, link, link)
+			l.File, l.Line, s.upstream, link, link)
 	default:
 		s.converting = true
 		for i, a := range l.Addrs {
-			l.Addrs[i] = s.Sockets[slices.Index(s.Reload.Slots, a)]
+			l.Addrs[i] = s.Slots[slices.IndexFunc(s.Slots, func(sl SocketSlot) bool { return sl.Port == a })].Socket
 		}
 		s.byPort = slices.Clone(l.Addrs)
 	}
 	return l, nil
-}
-
-// Resume is told that an earlier switch, which was changing file, did not
-// finish. When that was nginx's config (a conversion), nginx may still run
-// the config from before it, sending traffic to the old slot's port: the
-// reload is done again, and the drain waits for the workers from before.
-func (s *Socket) Resume(file string) {
-	if file != s.Link {
-		s.converting = true
-	}
 }
 
 // readLink returns the socket the link points at ("" when there is no
@@ -106,9 +120,9 @@ func (s *Socket) readLink() (string, error) {
 		target = filepath.Join(filepath.Dir(s.Link), target)
 	}
 	target = filepath.Clean(target)
-	if !slices.Contains(s.Sockets, "unix:"+target) {
+	if !slices.Contains(s.sockets(), "unix:"+target) {
 		return "", fmt.Errorf("socket-link %s points at %s, which is not a slot's socket (%s); point it at the live slot's (ln -sfn SOCKET %s) or fix the socket setting",
-			s.Link, target, strings.Join(s.Sockets, " or "), s.Link)
+			s.Link, target, strings.Join(s.sockets(), " or "), s.Link)
 	}
 	return target, nil
 }
@@ -133,16 +147,14 @@ func fileKind(m fs.FileMode) string {
 // and reloads nothing, so what nginx -t would say of the files is not its
 // business (and not worth its time).
 func (s *Socket) Checks(ctx context.Context) []Check {
-	checks := []Check{s.Reload.activeCheck(ctx)}
+	checks := []Check{s.activeCheck(ctx)}
 	if s.converting {
-		checks = s.Reload.Checks(ctx)
+		checks = s.conv.Checks(ctx)
 	}
 	keep := Check{Name: "no upstream keepalive", OK: "none"}
-	if b := s.Reload.orig; b != nil {
-		if d, ok := b.Directive("keepalive"); ok {
-			keep.Err = fmt.Errorf("%s:%d: upstream %s has keepalive: nginx would go on reusing its cached connections to the old slot after the link moves, and stopping that slot would cut them; remove the keepalive line (connecting to a unix socket is cheap)",
-				b.File, d.Line, s.Reload.Upstream)
-		}
+	if file, d, ok := s.conv.directive("keepalive"); ok {
+		keep.Err = fmt.Errorf("%s:%d: upstream %s has keepalive: nginx would go on reusing its cached connections to the old slot after the link moves, and stopping that slot would cut them; remove the keepalive line (connecting to a unix socket is cheap)",
+			file, d.Line, s.upstream)
 	}
 	reach := Check{Name: "nginx can reach the sockets"}
 	reach.OK, reach.Err = s.reachable(ctx, "")
@@ -177,7 +189,7 @@ func (s *Socket) reachable(ctx context.Context, socket string) (string, error) {
 	if socket != "" {
 		paths = append(paths, socket)
 	} else {
-		dir := filepath.Dir(strings.TrimPrefix(s.Sockets[0], "unix:"))
+		dir := filepath.Dir(strings.TrimPrefix(s.Slots[0].Socket, "unix:"))
 		for ; ; dir = filepath.Dir(dir) {
 			if _, err := os.Stat(dir); err == nil || dir == "/" {
 				break
@@ -193,49 +205,27 @@ func (s *Socket) reachable(ctx context.Context, socket string) (string, error) {
 	return fmt.Sprintf("workers run as %s", who), nil
 }
 
-// workerCreds returns who nginx's workers run as, read from the first
-// worker's /proc status when first asked (the checks, before the slot
-// starts): the link step then costs no D-Bus call.
-func (s *Socket) workerCreds(ctx context.Context) (creds, error) {
-	if s.workers != nil {
-		return *s.workers, nil
-	}
-	r := s.Reload
-	if r.Systemd == nil {
-		return creds{}, errors.New("D-Bus not reachable")
-	}
-	master, err := nginx.MainPID(ctx, r.Systemd, r.NginxUnit)
-	if err != nil {
-		return creds{}, err
-	}
-	workers, err := r.Procs.Children(master)
-	if err != nil {
-		return creds{}, fmt.Errorf("nginx's workers: %w", err)
-	}
-	if len(workers) == 0 {
-		return creds{}, fmt.Errorf("nginx master %d shows no workers in /proc (mounted with hidepid?), so who they run as is unknown; run edgeswitch as root", master)
-	}
-	c, err := readCreds(r.Procs.Root, workers[0])
-	if err == nil {
-		s.workers = &c
-	}
-	return c, err
-}
-
 // Plan computes the change that points the link at the one backend's
 // socket (after converting the block, the first time). Socket mode has one
-// link and no weights.
-func (s *Socket) Plan(to []Backend) (*Change, error) {
+// link and no weights. resume names the file an earlier switch was
+// changing when it stopped: when that was nginx's config (a conversion),
+// nginx may still run the config from before it, sending traffic to the
+// old slot's port, so the reload is done again and the drain waits for the
+// workers from before.
+func (s *Socket) Plan(to []Backend, resume string) (*Change, error) {
+	if resume != "" && resume != s.Link {
+		s.converting = true
+	}
 	if len(to) != 1 || to[0].Weight != 0 {
 		return nil, errors.New("socket mode has one link and no weights: a canary needs mode = \"reload\"")
 	}
 	target := strings.TrimPrefix(to[0].Addr, "unix:")
-	if !slices.Contains(s.Sockets, to[0].Addr) {
-		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, strings.Join(s.Sockets, " or "))
+	if !slices.Contains(s.sockets(), to[0].Addr) {
+		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, strings.Join(s.sockets(), " or "))
 	}
 	if slices.Contains(s.byPort, to[0].Addr) {
 		return nil, fmt.Errorf("upstream %s lists that slot by its port, and it was started to listen there, not on %s; switch to the other slot first: it starts on its socket, and the switch turns the upstream to the link",
-			s.Reload.Upstream, target)
+			s.upstream, target)
 	}
 	c := &Change{
 		File:    s.Link,
@@ -247,7 +237,7 @@ func (s *Socket) Plan(to []Backend) (*Change, error) {
 	if !s.converting {
 		return c, nil
 	}
-	conv, err := s.Reload.Plan([]Backend{{Addr: "unix:" + s.Link}})
+	conv, err := s.conv.Plan([]Backend{{Addr: "unix:" + s.Link}}, resume)
 	if err != nil {
 		return nil, err
 	}
@@ -279,11 +269,6 @@ func (s *Socket) link(ctx context.Context) (string, error) {
 	if _, err := s.reachable(ctx, s.to); err != nil {
 		return "", err
 	}
-	r := s.Reload
-	if r.errlog.Path == "" { // failed requests count from the move on
-		r.errlog = nginx.ErrorLog{Path: nginx.ErrorLogPath(ctx, r.Run, r.NginxBin, r.NginxConf)}
-		r.firstMark = r.errlog.Mark()
-	}
 	s.linked = true // before: an error after the rename leaves the new link
 	if err := atomicfile.Link(s.Link, s.to); err != nil {
 		return "", err
@@ -299,11 +284,11 @@ func (s *Socket) link(ctx context.Context) (string, error) {
 // (they proxied to the old slot's port).
 func (s *Socket) Drain(ctx context.Context) Drained {
 	if s.converting {
-		return s.Reload.Drain(ctx)
+		return s.conv.Drain(ctx)
 	}
-	old := strings.TrimPrefix(s.Sockets[0], "unix:")
+	old := strings.TrimPrefix(s.Slots[0].Socket, "unix:")
 	if old == s.to {
-		old = strings.TrimPrefix(s.Sockets[1], "unix:")
+		old = strings.TrimPrefix(s.Slots[1].Socket, "unix:")
 	}
 	left, err := s.waitClosed(ctx, old)
 	return s.drained(ctx, old, left, err)
@@ -311,7 +296,7 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 
 // drained says how a wait for the connections to socket ended.
 func (s *Socket) drained(ctx context.Context, socket string, left int, err error) Drained {
-	when := "after drain-timeout " + shortDur(s.Reload.DrainTimeout)
+	when := "after drain-timeout " + shortDur(s.DrainTimeout)
 	if ctx.Err() != nil {
 		when = "when the wait was cut short"
 	}
@@ -346,7 +331,7 @@ const connPoll = 5 * time.Millisecond
 // looks in a row that see none (a table read while sockets come and go
 // can miss one).
 func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
-	deadline := time.NewTimer(s.Reload.DrainTimeout)
+	deadline := time.NewTimer(s.DrainTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(connPoll)
 	defer tick.Stop()
@@ -355,7 +340,7 @@ func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
 		case <-ctx.Done():
 		case <-deadline.C:
 		case <-tick.C:
-			n, err := nginx.Conns(s.Reload.Procs.Root, "unix:"+socket)
+			n, err := nginx.Conns(s.Procs.Root, "unix:"+socket)
 			if err != nil {
 				return 0, err
 			}
@@ -366,66 +351,52 @@ func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
 			}
 			continue
 		}
-		return nginx.Conns(s.Reload.Procs.Root, "unix:"+socket)
+		return nginx.Conns(s.Procs.Root, "unix:"+socket)
 	}
 }
 
 // Revert points the link back (or removes the one this switch made) and
 // undoes a conversion, then waits until nginx holds no connection to the
-// new slot, so that the caller may stop it.
-func (s *Socket) Revert(ctx context.Context) error {
-	if err := s.Reload.Revert(ctx); err != nil {
-		return err
-	}
-	if !s.linked {
-		return nil
+// new slot, so that the caller may stop it; the Drained it returns says
+// how that wait ended, as Drain does for the old slot.
+func (s *Socket) Revert(ctx context.Context) (Drained, error) {
+	reverted, err := s.conv.Revert(ctx)
+	if err != nil || !s.linked {
+		return reverted, err
 	}
 	if cur, err := s.readLink(); err == nil && cur == s.from { // the link step failed before its rename
 		s.linked = false
-		return nil
+		return reverted, nil
 	}
-	var err error
 	if s.from == "" {
 		err = os.Remove(s.Link)
 	} else {
 		err = atomicfile.Link(s.Link, s.from)
 	}
 	if err != nil {
-		return fmt.Errorf("%s still points at %s: %w", s.Link, s.to, err)
+		return reverted, fmt.Errorf("%s still points at %s: %w", s.Link, s.to, err)
 	}
 	s.linked, s.moved = false, time.Now()
-	if !s.converting {
-		left, err := s.waitClosed(ctx, s.to)
-		s.reverted = s.drained(ctx, s.to, left, err)
+	if s.converting { // the conversion's revert waited for the workers
+		return reverted, nil
 	}
-	return nil
+	left, err := s.waitClosed(ctx, s.to)
+	return s.drained(ctx, s.to, left, err), nil
 }
 
-// Reverted says how Revert's wait for the connections to the new slot
-// ended, as Drain does for the old one.
-func (s *Socket) Reverted() Drained {
-	if s.converting {
-		return s.Reload.Reverted()
-	}
-	return s.reverted
-}
-
-// UpstreamFailures counts the failed requests nginx logged since the link
-// moved. nginx names the link, not the socket, in its log: once the link
-// points at addr, they were all addr's.
-func (s *Socket) UpstreamFailures(addr string) (int, string) {
+// Watch counts from now what nginx logs of the link, as addr's: nginx
+// names the link in its logs, not the socket, and once the link points at
+// addr, what it logs of the link was addr's.
+func (s *Socket) Watch(ctx context.Context, addr string) Watch {
 	if addr != "unix:"+s.to {
-		return 0, ""
+		return quiet{}
 	}
-	return s.Reload.UpstreamFailures("unix:" + s.Link)
+	return s.watch(ctx, "unix:"+s.Link)
 }
 
-// Answers counts the answers logged for the link since it was first asked
-// (before the link moved, when the switch bakes), as addr's: see
-// UpstreamFailures.
-func (s *Socket) Answers(addr string) (total, fiveXX int) {
-	if addr != "unix:"+s.to {
-		return 0, 0
-	}
-	return s.Reload.Answers("unix:" + s.Link)
-}
+// quiet is the watch of a slot the link does not point at: nginx logs
+// nothing of it.
+type quiet struct{}
+
+func (quiet) Failures() (int, string) { return 0, "" }
+func (quiet) Answers() (int, int)     { return 0, 0 }

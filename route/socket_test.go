@@ -45,8 +45,7 @@ func newSocketWorld(t *testing.T, tcp bool) *socketWorld {
 			t.Fatal(err)
 		}
 	}
-	w.r.Slots = append(w.r.Slots, "unix:"+w.link)
-	w.s = &Socket{Link: w.link, Sockets: []string{"unix:" + w.sockA, "unix:" + w.sockB}, Reload: w.r}
+	w.s = NewSocket(w.r.Nginx, "app", w.link, []SocketSlot{{Port: slotA, Socket: "unix:" + w.sockA}, {Port: slotB, Socket: "unix:" + w.sockB}})
 	w.workersRunAs(0)
 	w.conns(w.sockA, 0)
 	return w
@@ -98,7 +97,7 @@ func (w *socketWorld) plan(to string) *Change {
 	if _, err := w.s.Read(); err != nil {
 		w.t.Fatal(err)
 	}
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + to}})
+	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + to}}, "")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -146,12 +145,13 @@ func TestSocketSwitch(t *testing.T) {
 		time.Sleep(3 * connPoll)
 		w.conns(w.sockB, 0)
 	}()
-	if err := w.s.Revert(t.Context()); err != nil {
+	d, err := w.s.Revert(t.Context())
+	if err != nil {
 		t.Fatal(err)
 	}
 	w.wantLink(w.sockA, "after Revert")
-	if d := w.s.Reverted(); d.Left != 0 || !strings.Contains(d.Detail, "no connection open to "+w.sockB) {
-		t.Errorf("Reverted = %+v; want the new slot's connection gone", d)
+	if d.Left != 0 || !strings.Contains(d.Detail, "no connection open to "+w.sockB) {
+		t.Errorf("Revert's wait = %+v; want the new slot's connection gone", d)
 	}
 	if n, _ := os.ReadFile(filepath.Join(w.proc.root, "net", "unix")); strings.Count(string(n), "\n") != 2 {
 		t.Errorf("Revert returned while the new slot still had a connection:\n%s", n)
@@ -176,7 +176,7 @@ func TestSocketConversion(t *testing.T) {
 	if err != nil || !slices.Equal(l.Addrs, []string{"unix:" + w.sockA}) {
 		t.Fatalf("Read = %+v, %v; want slot A's socket for its listed port", l, err)
 	}
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockB}})
+	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockB}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestSocketConversion(t *testing.T) {
 	w.wantLink(w.sockB, "after the conversion")
 	w.wantReloads(1)
 
-	if err := w.s.Revert(t.Context()); err != nil {
+	if _, err := w.s.Revert(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	w.wantFile(w.orig, "after Revert")
@@ -231,7 +231,7 @@ func TestSocketRefusals(t *testing.T) {
 	t.Run("weights", func(t *testing.T) {
 		w := newSocketWorld(t, false)
 		w.s.Read()
-		_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA, Weight: 90}, {Addr: "unix:" + w.sockB, Weight: 10}})
+		_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA, Weight: 90}, {Addr: "unix:" + w.sockB, Weight: 10}}, "")
 		wantErr(t, err, nil, "no weights", `mode = "reload"`)
 	})
 }
@@ -299,15 +299,17 @@ func TestSocketChecks(t *testing.T) {
 
 func TestSocketUpstreamFailuresAreTheLinksTarget(t *testing.T) {
 	w := newSocketWorld(t, false)
-	if _, _, err := w.steps(w.plan(w.sockB)); err != nil {
+	ch := w.plan(w.sockB)
+	watchNew, watchOld := w.s.Watch(t.Context(), "unix:"+w.sockB), w.s.Watch(t.Context(), "unix:"+w.sockA)
+	if _, _, err := w.steps(ch); err != nil {
 		t.Fatal(err)
 	}
 	w.appendLog(`2026/01/02 03:04:06 [error] 801#801: *3 upstream prematurely closed connection while reading response header from upstream, client: 127.0.0.1, server: , request: "GET / HTTP/1.1", upstream: "http://unix:` + w.link + `:/", host: "x"`)
-	if n, _ := w.s.UpstreamFailures("unix:" + w.sockB); n != 1 {
-		t.Errorf("UpstreamFailures(new slot) = %d, want 1", n)
+	if n, _ := watchNew.Failures(); n != 1 {
+		t.Errorf("failures of the new slot = %d, want 1", n)
 	}
-	if n, _ := w.s.UpstreamFailures("unix:" + w.sockA); n != 0 {
-		t.Errorf("UpstreamFailures(old slot) = %d, want 0: the link no longer points at it", n)
+	if n, _ := watchOld.Failures(); n != 0 {
+		t.Errorf("failures of the old slot = %d, want 0: the link no longer points at it", n)
 	}
 }
 
@@ -319,8 +321,7 @@ func TestSocketResumedConversion(t *testing.T) {
 	if _, err := w.s.Read(); err != nil {
 		t.Fatal(err)
 	}
-	w.s.Resume(w.app)
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}})
+	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}}, w.app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,13 +339,12 @@ func TestSocketResumedConversion(t *testing.T) {
 // nothing to undo and does not fail.
 func TestSocketLinkStepFailsBeforeTheRename(t *testing.T) {
 	w := newSocketWorld(t, true)
-	w.s.Link = filepath.Join(t.TempDir(), "missing", "app.sock")
-	w.r.Slots[2] = "unix:" + w.s.Link
+	w.s = NewSocket(w.r.Nginx, "app", filepath.Join(t.TempDir(), "missing", "app.sock"), w.s.Slots)
 	_, failed, err := w.steps(w.plan(w.sockB))
 	if failed != "link" || err == nil {
 		t.Fatalf("step %q failed with %v; want the link step to fail", failed, err)
 	}
-	if err := w.s.Revert(t.Context()); err != nil {
+	if _, err := w.s.Revert(t.Context()); err != nil {
 		t.Errorf("Revert after a link that never moved: %v", err)
 	}
 	w.wantReloads(0)
@@ -357,7 +357,7 @@ func TestSocketConversionGoesToTheOtherSlot(t *testing.T) {
 	if _, err := w.s.Read(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}})
+	_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}}, "")
 	wantErr(t, err, nil, "lists that slot by its port", "switch to the other slot first")
 }
 

@@ -30,7 +30,7 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 			items = append(items, CheckItem{Name: name, OK: true, Detail: ok})
 		}
 	}
-	r := env.router(o)
+	r := env.Router(o)
 	l, err := r.Read()
 	found := ""
 	if err == nil {
@@ -66,7 +66,7 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 		} else if firstDeploy(ctx, o, env, listed[0]) {
 			answer = fmt.Sprintf("slot %d is not started yet: the first switch starts it (%s --to %d)", listed[0].Port, o.command("switch"), listed[0].Port)
 		} else if healthy, a := newHealthCheck(o, o.servingAt(listed[0]), env.HTTP).probe(ctx); !healthy {
-			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.systemctl(), listed[0].Unit)
+			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.Systemctl(), listed[0].Unit)
 		} else {
 			answer = fmt.Sprintf("slot %d answers %s", listed[0].Port, a)
 		}
@@ -102,7 +102,7 @@ func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 		return err
 	}
 	if u.Load != "loaded" {
-		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", slot.Unit, u.Load, o.Unit, o.systemctl())
+		return fmt.Errorf("unit %s is %s: install the template unit %s and run %s daemon-reload", slot.Unit, u.Load, o.Unit, o.Systemctl())
 	}
 	file, err := unitFile(ctx, env.Systemd, slot.Unit)
 	if err != nil {
@@ -110,7 +110,7 @@ func slotInstalled(ctx context.Context, o Options, env Env, slot Slot) error {
 	}
 	if file == "static" {
 		return fmt.Errorf("unit %s has no [Install] section, so nothing would start the live slot after a reboot: add \"[Install]\" with \"WantedBy=%s\" to it and run %s daemon-reload",
-			o.Unit, o.wantedBy(), o.systemctl())
+			o.Unit, o.wantedBy(), o.Systemctl())
 	}
 	return nil
 }

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +19,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/dbus"
-	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/edgeswitch/edgeswitch/nginx"
 	"github.com/edgeswitch/edgeswitch/route"
 )
 
@@ -54,7 +50,6 @@ type fault struct {
 type fakeSystemd struct {
 	mu     sync.Mutex
 	units  map[string]unitState
-	pids   map[string]uint32
 	faults map[string]fault // by call and unit: "start app@4001.service", "get app@4001.service"
 	jobs   []string         // the jobs asked for, in order: "start app@4001.service"
 	// enabled holds the units linked to start at boot; static the units
@@ -65,7 +60,7 @@ type fakeSystemd struct {
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
-	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{},
+	return &fakeSystemd{units: map[string]unitState{}, faults: map[string]fault{},
 		enabled: map[string]bool{}, static: map[string]bool{}}
 }
 
@@ -87,12 +82,6 @@ func (f *fakeSystemd) fail(call, unit string, ft fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults[call+" "+unit] = ft
-}
-
-func (f *fakeSystemd) setMainPID(unit string, pid uint32) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pids[unit] = pid
 }
 
 func (f *fakeSystemd) jobList() []string {
@@ -162,15 +151,6 @@ func (f *fakeSystemd) enabledUnits() map[string]bool {
 	return maps.Clone(f.enabled)
 }
 
-func (f *fakeSystemd) GetServicePropertyContext(_ context.Context, unit, name string) (*dbus.Property, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if name != "MainPID" {
-		return nil, fmt.Errorf("fake systemd: no property %s", name)
-	}
-	return &dbus.Property{Name: name, Value: godbus.MakeVariant(f.pids[unit])}, nil
-}
-
 func (f *fakeSystemd) StartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
 	return f.job("start", unit, ch, unitUp)
 }
@@ -183,13 +163,6 @@ func (f *fakeSystemd) StopUnitContext(_ context.Context, unit, _ string, ch chan
 	return f.job("stop", unit, ch, unitDown)
 }
 
-func (f *fakeSystemd) ReloadUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
-	return f.job("reload", unit, ch, f.state(unit))
-}
-
-// job records the call and, unless a fault says otherwise, leaves the unit
-// in state done and reports "done". A start that fails leaves the unit
-// failed; a stop that fails leaves it as it was.
 func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -228,6 +201,8 @@ type fakeRouter struct {
 	drained  route.Drained
 	reverted route.Drained // what Revert's wait left
 	revErr   error
+	proxy    route.Proxy // what Describe says
+	proxyErr error
 	ran      []string          // step names, and "revert", in order
 	failures map[string]int    // failed requests logged per address
 	answers  map[string][2]int // answers and 5xx answers logged per address
@@ -242,6 +217,7 @@ func newFakeRouter(listed ...string) *fakeRouter {
 	return &fakeRouter{
 		config: listed,
 		checks: []route.Check{{Name: "nginx -t", OK: "ok"}, {Name: "nginx.service active", OK: "active"}},
+		proxy:  route.Proxy{Unit: "nginx.service", Active: "active"},
 		fail:   map[string]error{},
 		during: map[string]func(){},
 	}
@@ -263,7 +239,7 @@ func (r *fakeRouter) Checks(context.Context) []route.Check {
 	return slices.Clone(r.checks)
 }
 
-func (r *fakeRouter) Plan(to []route.Backend) (*route.Change, error) {
+func (r *fakeRouter) Plan(to []route.Backend, resume string) (*route.Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.planErr != nil {
@@ -328,33 +304,46 @@ func (r *fakeRouter) Drain(context.Context) route.Drained {
 	return r.drained
 }
 
-func (r *fakeRouter) UpstreamFailures(addr string) (int, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.failures[addr], "upstream: \"http://" + addr + "/\" failed"
+// Watch watches addr in the fake's logs: what failures and answers hold
+// for it when the bake looks.
+func (r *fakeRouter) Watch(_ context.Context, addr string) route.Watch {
+	return fakeWatch{r, addr}
 }
 
-func (r *fakeRouter) Answers(addr string) (int, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	a := r.answers[addr]
+type fakeWatch struct {
+	r    *fakeRouter
+	addr string
+}
+
+func (w fakeWatch) Failures() (int, string) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	return w.r.failures[w.addr], "upstream: \"http://" + w.addr + "/\" failed"
+}
+
+func (w fakeWatch) Answers() (int, int) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	a := w.r.answers[w.addr]
 	return a[0], a[1]
 }
 
-func (r *fakeRouter) Revert(context.Context) error {
+func (r *fakeRouter) Revert(context.Context) (route.Drained, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ran = append(r.ran, "revert")
 	if r.revErr != nil {
-		return r.revErr
+		return route.Drained{}, r.revErr
 	}
 	r.config = slices.Clone(r.read)
-	return nil
+	return r.reverted, nil
 }
 
-func (r *fakeRouter) Reverted() route.Drained { return r.reverted }
-
-func (r *fakeRouter) Resume(string) {}
+func (r *fakeRouter) Describe(context.Context) (route.Proxy, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proxy, r.proxyErr
+}
 
 func (r *fakeRouter) listing() []string {
 	r.mu.Lock()
@@ -463,7 +452,6 @@ func newRig(t *testing.T) *rig {
 	r.sd.set(r.unit(a), unitUp)
 	r.sd.set(r.unit(b), unitDown)
 	r.sd.enabled[r.unit(a)] = true
-	r.sd.set(r.o.NginxUnit, unitUp)
 	r.ctx, r.cancel = context.WithCancel(t.Context())
 	t.Cleanup(r.cancel)
 	return r
@@ -485,13 +473,13 @@ func (r *rig) list(slots ...int) {
 
 func (r *rig) env() Env {
 	return Env{
-		Systemd:   r.sd,
-		Procs:     nginx.Procs{Root: r.procs},
-		HTTP:      r.client,
-		Now:       time.Now,
-		Report:    r.ev.add,
-		Login:     "tester",
-		NewRouter: func(Options) Router { return r.rt },
+		Systemd:  r.sd,
+		ProcRoot: r.procs,
+		HTTP:     r.client,
+		Now:      time.Now,
+		Report:   r.ev.add,
+		Login:    "tester",
+		Router:   func(Options) Router { return r.rt },
 	}
 }
 
@@ -607,20 +595,6 @@ func (r *rig) lastRecord() string {
 func (r *rig) appendHistory(result string, from, to int) {
 	r.t.Helper()
 	if err := appendHistory(r.o.StateDir, Record{Upstream: r.o.Upstream, From: r.o.slot(r.port(from)).port(), To: r.port(to), Result: result}); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// proc writes a fake /proc/<pid> with its parent and command line.
-func (r *rig) proc(pid, ppid int, cmdline string) {
-	r.t.Helper()
-	dir := filepath.Join(r.procs, strconv.Itoa(pid))
-	stat := fmt.Sprintf("%d (nginx) S %d %d %d 0 -1 4194560\n", pid, ppid, pid, pid)
-	if err := errors.Join(
-		os.MkdirAll(dir, 0o755),
-		os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644),
-		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(cmdline), 0o644),
-	); err != nil {
 		r.t.Fatal(err)
 	}
 }

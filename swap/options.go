@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/dbus"
-	"github.com/edgeswitch/edgeswitch/nginx"
-	"github.com/edgeswitch/edgeswitch/route"
 )
 
 // Options are the settings of a switch. The CLI fills them from flags and
@@ -91,9 +89,9 @@ func (o Options) command(verb string) string {
 	return "edgeswitch " + verb
 }
 
-// systemctl and journalctl name the commands for the manager in use, for
+// Systemctl and journalctl name the commands for the manager in use, for
 // the hints in messages.
-func (o Options) systemctl() string  { return o.withUser("systemctl") }
+func (o Options) Systemctl() string  { return o.withUser("systemctl") }
 func (o Options) journalctl() string { return o.withUser("journalctl") }
 
 // wantedBy is the target a slot's [Install] section names.
@@ -134,11 +132,11 @@ func Defaults() Options {
 	}
 }
 
-// socketMode reports whether traffic moves by a link, not a reload.
-func (o Options) socketMode() bool { return o.Mode == "socket" }
+// SocketMode reports whether traffic moves by a link, not a reload.
+func (o Options) SocketMode() bool { return o.Mode == "socket" }
 
-// link is the socket-link setting, or its default.
-func (o Options) link() string {
+// Link is the socket-link setting, or its default.
+func (o Options) Link() string {
 	return cmp.Or(o.SocketLink, filepath.Join(o.StateDir, o.Upstream+".sock"))
 }
 
@@ -148,20 +146,20 @@ func (o Options) checkSocket() error {
 	switch {
 	case o.Mode != "reload" && o.Mode != "socket":
 		return bad("mode %q: set it to \"reload\" (rewrite the upstream and reload nginx) or \"socket\" (point a link at the new slot's socket, no reload)", o.Mode)
-	case !o.socketMode() && (o.Socket != "" || o.SocketLink != ""):
+	case !o.SocketMode() && (o.Socket != "" || o.SocketLink != ""):
 		return bad("socket and socket-link are for mode = \"socket\": set mode too, or drop them")
-	case !o.socketMode():
+	case !o.SocketMode():
 		return nil
 	case o.Socket == "":
 		return bad("mode = \"socket\" needs socket, where slot PORT listens, e.g. socket = \"/run/app/{port}.sock\"")
 	case !filepath.IsAbs(o.Socket) || !strings.Contains(o.Socket, "{port}"):
 		return bad("socket %q must be an absolute path with {port} in it, e.g. /run/app/{port}.sock", o.Socket)
-	case !filepath.IsAbs(o.link()):
+	case !filepath.IsAbs(o.Link()):
 		return bad("socket-link %q must be an absolute path, e.g. /var/lib/edgeswitch/app.sock", o.SocketLink)
-	case strings.ContainsAny(strings.ReplaceAll(o.Socket, "{port}", "")+o.link(), " \t\r\n;{}'\""):
-		return bad("socket %q and socket-link %q go into nginx's config unquoted: use paths without blanks, quotes, ';' or braces", o.Socket, o.link())
-	case filepath.Dir(o.link()) == filepath.Dir(o.Socket):
-		return bad("socket-link %s is in the sockets' directory, which the app's unit makes (its user may write there, and at a reboot it is gone with the link): keep the default in the state dir, or another directory of root's", o.link())
+	case strings.ContainsAny(strings.ReplaceAll(o.Socket, "{port}", "")+o.Link(), " \t\r\n;{}'\""):
+		return bad("socket %q and socket-link %q go into nginx's config unquoted: use paths without blanks, quotes, ';' or braces", o.Socket, o.Link())
+	case filepath.Dir(o.Link()) == filepath.Dir(o.Socket):
+		return bad("socket-link %s is in the sockets' directory, which the app's unit makes (its user may write there, and at a reboot it is gone with the link): keep the default in the state dir, or another directory of root's", o.Link())
 	case o.Canary > 0:
 		return bad("canary %d%%: socket mode has one link and no weights; drop canary (a bake alone watches the new slot) or set mode = \"reload\"", o.Canary)
 	}
@@ -263,7 +261,7 @@ func parseStatus(s string) ([]statusRange, error) {
 // signatures so the real connection fits as it is. Restart appears only for
 // app slots; nginx is only ever reloaded.
 type Systemd interface {
-	route.Systemd
+	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
@@ -284,16 +282,15 @@ type Systemd interface {
 // Env holds the effects a switch has on the world, as values so tests can
 // replace any of them.
 type Env struct {
-	Systemd Systemd      // nil when D-Bus cannot be reached (check only)
-	Run     nginx.Runner // runs nginx -t; nginx.ExecRunner in production
-	Procs   nginx.Procs  // reads /proc for nginx's workers
-	HTTP    *http.Client // health polls
-	Now     func() time.Time
-	Report  func(Event) // progress; nil reports nothing
-	Login   string      // who runs the switch, for the history
-	// NewRouter gives each switch its router; nil means route.Reload on
-	// the effects above.
-	NewRouter func(Options) Router
+	Systemd  Systemd      // nil when D-Bus cannot be reached (check only)
+	ProcRoot string       // where /proc is: who holds a lock
+	HTTP     *http.Client // health polls
+	Now      func() time.Time
+	Report   func(Event) // progress; nil reports nothing
+	Login    string      // who runs the switch, for the history
+	// Router gives each switch, status or check a router of its own, for
+	// the options' mode.
+	Router func(Options) Router
 }
 
 func (e Env) report(ev Event) {

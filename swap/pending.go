@@ -25,6 +25,14 @@ type Pending struct {
 	BakeUntil string `json:"bake_until,omitempty"`
 }
 
+// file is the file the switch was changing, "" for no pending switch.
+func (p *Pending) file() string {
+	if p == nil {
+		return ""
+	}
+	return p.File
+}
+
 func pendingFile(app string) string { return app + ".pending" }
 
 func pendingPath(stateDir, app string) string {

@@ -6,8 +6,6 @@ import (
 	"os"
 	"slices"
 	"time"
-
-	"github.com/edgeswitch/edgeswitch/nginx"
 )
 
 // Status is what is live now, as `status --json` prints it.
@@ -69,15 +67,16 @@ const historyShown = 5
 // and health, nginx's unit and workers, and the recent history. It changes
 // nothing.
 func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
-	l, err := env.router(o).Read()
+	r := env.Router(o)
+	l, err := r.Read()
 	if err != nil {
 		return nil, Usage(err)
 	}
 	listed := o.byAddr(l.Addrs)
 	st := &Status{App: o.app(), Upstream: o.Upstream, File: l.File, Line: l.Line, Listed: ports(listed), Mode: o.Mode}
-	if o.socketMode() {
-		target, _ := os.Readlink(o.link()) // Read refused anything but a link to a slot's socket
-		st.Link = &LinkStatus{Path: o.link(), Target: target}
+	if o.SocketMode() {
+		target, _ := os.Readlink(o.Link()) // Read refused anything but a link to a slot's socket
+		st.Link = &LinkStatus{Path: o.Link(), Target: target}
 	}
 	if len(listed) == 1 {
 		st.Live = &listed[0].Port
@@ -85,18 +84,11 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 	for _, slot := range o.Slots() {
 		st.Slots = append(st.Slots, slotStatus(ctx, o, env, slot))
 	}
-	ng, err := getUnit(ctx, env.Systemd, o.NginxUnit)
+	p, err := r.Describe(ctx)
 	if err != nil {
 		return nil, Usage(err)
 	}
-	st.Nginx = NginxStatus{Unit: o.NginxUnit, Active: ng.Active}
-	if master, err := nginx.MainPID(ctx, env.Systemd, o.NginxUnit); err == nil {
-		st.Nginx.MasterPID = master
-		if gen, err := env.Procs.Snapshot(master); err == nil {
-			st.Nginx.Draining = len(env.Procs.ShuttingDown(gen.Workers))
-			st.Nginx.Workers = len(gen.Workers) - st.Nginx.Draining
-		}
-	}
+	st.Nginx = NginxStatus(p)
 	st.History = []Record{}
 	var untrusted error
 	if _, err := os.Stat(o.StateDir); err == nil {
@@ -119,7 +111,7 @@ func readState(o Options, env Env, st *Status) error {
 	if st.Pending, err = readPending(o.StateDir, o.app()); err != nil {
 		return err
 	}
-	st.Switching = lockHolder(env.Procs.Root, o.StateDir, o.app())
+	st.Switching = lockHolder(env.ProcRoot, o.StateDir, o.app())
 	hist, err := History(o.StateDir, o.app())
 	if err != nil {
 		return err
@@ -139,9 +131,9 @@ func problems(o Options, st *Status, untrusted error) []string {
 	switch ng := st.Nginx; ng.Active {
 	case "active", "reloading":
 	case "activating":
-		ps = append(ps, fmt.Sprintf("%s is starting, so nothing is served yet; see %s status %s", ng.Unit, o.systemctl(), ng.Unit))
+		ps = append(ps, fmt.Sprintf("%s is starting, so nothing is served yet; see %s status %s", ng.Unit, o.Systemctl(), ng.Unit))
 	default:
-		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", ng.Unit, ng.Active, o.systemctl(), ng.Unit))
+		ps = append(ps, fmt.Sprintf("%s is %s, so nothing is served: start it (%s start %s)", ng.Unit, ng.Active, o.Systemctl(), ng.Unit))
 	}
 	if untrusted != nil {
 		ps = append(ps, untrusted.Error()+"; switch and rollback refuse it, and status does not read it, until then")
@@ -154,7 +146,7 @@ func problems(o Options, st *Status, untrusted error) []string {
 	}
 	if st.Live == nil {
 		if !slices.ContainsFunc(st.Slots, func(s SlotStatus) bool { return slices.Contains(st.Listed, s.Port) && s.Healthy }) {
-			ps = append(ps, fmt.Sprintf("no slot that upstream %s lists is healthy: start one (%s start UNIT), then %s --to its port", st.Upstream, o.systemctl(), o.command("switch")))
+			ps = append(ps, fmt.Sprintf("no slot that upstream %s lists is healthy: start one (%s start UNIT), then %s --to its port", st.Upstream, o.Systemctl(), o.command("switch")))
 		}
 		return ps
 	}
@@ -163,7 +155,7 @@ func problems(o Options, st *Status, untrusted error) []string {
 		live := s.Port == *st.Live
 		switch {
 		case live && !running(s.Active):
-			ps = append(ps, fmt.Sprintf("slot %d is live but %s is %s: start it (%s start %s)", s.Port, s.Unit, s.Active, o.systemctl(), s.Unit))
+			ps = append(ps, fmt.Sprintf("slot %d is live but %s is %s: start it (%s start %s)", s.Port, s.Unit, s.Active, o.Systemctl(), s.Unit))
 		case live && !s.Healthy:
 			ps = append(ps, fmt.Sprintf("slot %d is live but answers %s on %s: see %s -u %s, or go back with %s", s.Port, s.Answer, o.HealthPath, o.journalctl(), s.Unit, o.command("rollback")))
 		}
@@ -173,7 +165,7 @@ func problems(o Options, st *Status, untrusted error) []string {
 		live := o.slot(*st.Live)
 		other := o.other(live)
 		ps = append(ps, fmt.Sprintf("the slot enabled at boot is not the live slot %d, so a reboot would bring back the wrong one: run %s enable %s && %s disable %s",
-			live.Port, o.systemctl(), live.Unit, o.systemctl(), other.Unit))
+			live.Port, o.Systemctl(), live.Unit, o.Systemctl(), other.Unit))
 	}
 	return ps
 }

@@ -18,15 +18,9 @@ import (
 )
 
 // nginxProcs gives the rig an nginx master (pid 100) with two workers of
-// the current config, one old worker still shutting down, and a process
-// that is not nginx's.
+// the current config and one old worker still shutting down.
 func nginxProcs(r *rig) {
-	r.sd.setMainPID(r.o.NginxUnit, 100)
-	r.proc(100, 1, "nginx: master process /usr/sbin/nginx")
-	r.proc(101, 100, "nginx: worker process")
-	r.proc(102, 100, "nginx: worker process")
-	r.proc(103, 100, "nginx: worker process is shutting down")
-	r.proc(200, 1, "sshd")
+	r.rt.proxy = route.Proxy{Unit: "nginx.service", Active: "active", MasterPID: 100, Workers: 2, Draining: 1}
 }
 
 func TestReadStatusShowsWhatIsLive(t *testing.T) {
@@ -99,12 +93,12 @@ func TestReadStatusNamesWhatPutsTrafficAtRisk(t *testing.T) {
 		{"a healthy edge", nil, nil},
 		{"the live slot stopped by hand", slotIs(a, unitDown), []string{"is live but app@", "is inactive: start it (systemctl start app@"}},
 		{"the live slot unhealthy", func(r *rig) { r.slots[a].answer(http.StatusServiceUnavailable) }, []string{"is live but answers 503", "edgeswitch rollback"}},
-		{"nginx stopped", func(r *rig) { r.sd.set(r.o.NginxUnit, unitDown) }, []string{"nginx.service is inactive, so nothing is served: start it"}},
+		{"nginx stopped", func(r *rig) { r.rt.proxy.Active = "inactive" }, []string{"nginx.service is inactive, so nothing is served: start it"}},
 		{"nginx reloading for another app's switch is no problem", func(r *rig) {
-			r.sd.set(r.o.NginxUnit, unitState{"reloading", "reload", "loaded"})
+			r.rt.proxy.Active = "reloading"
 		}, nil},
 		{"nginx starting is not started again", func(r *rig) {
-			r.sd.set(r.o.NginxUnit, unitState{"activating", "start", "loaded"})
+			r.rt.proxy.Active = "activating"
 		}, []string{"nginx.service is starting, so nothing is served yet; see systemctl status nginx.service"}},
 		{"a switch left unfinished", func(r *rig) { r.writePending(a, b) }, []string{"did not finish", "run edgeswitch switch to finish it"}},
 		{"a switch running now is no problem", func(r *rig) {
@@ -154,7 +148,7 @@ func TestReadStatusRefuses(t *testing.T) {
 		says  string
 	}{
 		{"when the router cannot read the upstream", func(r *rig) { r.rt.readErr = errors.New("upstream app defined twice") }, "defined twice"},
-		{"when systemd cannot tell nginx's state", func(r *rig) { r.sd.fail("get", r.o.NginxUnit, fault{err: errors.New("no D-Bus")}) }, "no D-Bus"},
+		{"when systemd cannot tell nginx's state", func(r *rig) { r.rt.proxyErr = errors.New("no D-Bus") }, "no D-Bus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,24 +238,6 @@ func TestCheckWhenTheUpstreamCannotBeRead(t *testing.T) {
 	}
 }
 
-// The real router is the nginx reload router on the switch's settings and
-// effects, and gets no nil *dbus.Conn in its Systemd.
-func TestEnvRouterIsTheReloadRouter(t *testing.T) {
-	o := Defaults()
-	for _, sd := range []Systemd{nil, newFakeSystemd()} {
-		r, ok := Env{Systemd: sd}.router(o).(*route.Reload)
-		if !ok {
-			t.Fatalf("router is %T, want *route.Reload", r)
-		}
-		if r.Upstream != "app" || r.NginxConf != o.NginxConf || r.NginxUnit != o.NginxUnit || len(r.Slots) != 2 || r.Slots[1] != "127.0.0.1:4001" {
-			t.Errorf("reload router %+v does not carry the settings", r)
-		}
-		if (r.Systemd == nil) != (sd == nil) {
-			t.Errorf("with Systemd %v the router's Systemd is %v", sd, r.Systemd)
-		}
-	}
-}
-
 // TestStatusInSocketMode: status shows the link and what it points at,
 // and asks a slot that does not listen on its socket yet (before the
 // conversion) on its port.
@@ -270,7 +246,7 @@ func TestStatusInSocketMode(t *testing.T) {
 	dir := t.TempDir()
 	r.o.Mode, r.o.Socket = "socket", filepath.Join(dir, "{port}.sock")
 	sock := strings.ReplaceAll(r.o.Socket, "{port}", strconv.Itoa(r.port(a)))
-	if err := os.Symlink(sock, r.o.link()); err != nil {
+	if err := os.Symlink(sock, r.o.Link()); err != nil {
 		t.Fatal(err)
 	}
 	r.list(a)

@@ -36,6 +36,7 @@ type switcher struct {
 	res    Result
 
 	listed    []Slot        // the slots the router lists now
+	watch     route.Watch   // with a bake: what nginx logs of the new slot since the router's first step
 	persisted bool          // the target is enabled and the other slot not
 	change    *route.Change // computed in decide, carried out by the router's steps
 	promote   *route.Change // with a canary: the new slot alone, after the bake
@@ -56,7 +57,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	if err := o.Check(); err != nil {
 		return Result{}, err
 	}
-	s := &switcher{o: o, req: req, env: env, router: env.router(o)}
+	s := &switcher{o: o, req: req, env: env, router: env.Router(o)}
 	start := env.Now()
 	var release func()
 	err := s.step("lock", func() (string, error) {
@@ -230,16 +231,16 @@ func (s *switcher) relock(do func(context.Context) (string, error)) func(context
 func (s *switcher) planChange(target, from Slot, fromRunning bool) error {
 	var err error
 	if s.o.Canary == 0 {
-		s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}})
+		s.change, err = s.router.Plan([]route.Backend{{Addr: target.Addr}}, s.resumed.file())
 		return usageErr(err)
 	}
 	if !slices.Contains(s.listed, from) || !fromRunning {
 		return Usage(fmt.Errorf("a canary shares the traffic between the live slot and the new one, and upstream %s has no live slot running; switch with --canary 0 first", s.o.Upstream))
 	}
-	if s.change, err = s.router.Plan([]route.Backend{{Addr: from.Addr, Weight: 100 - s.o.Canary}, {Addr: target.Addr, Weight: s.o.Canary}}); err != nil {
+	if s.change, err = s.router.Plan([]route.Backend{{Addr: from.Addr, Weight: 100 - s.o.Canary}, {Addr: target.Addr, Weight: s.o.Canary}}, s.resumed.file()); err != nil {
 		return Usage(err)
 	}
-	s.promote, err = s.router.Plan([]route.Backend{{Addr: target.Addr}})
+	s.promote, err = s.router.Plan([]route.Backend{{Addr: target.Addr}}, "")
 	return usageErr(err)
 }
 
@@ -298,7 +299,6 @@ func (s *switcher) decide(ctx context.Context) (string, error) {
 		// either slot, so neither is restarted, and by default the switch
 		// is finished in the direction it was going.
 		s.req.Reuse = true
-		s.router.Resume(resumed.File)
 		if to == 0 {
 			to = resumed.To
 		}
@@ -397,7 +397,7 @@ func (s *switcher) stopTarget(ctx context.Context) error {
 	}
 	unit := s.res.To.Unit
 	if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
-		return fmt.Errorf("stop %s: %w; traffic stays where it was, stop it by hand: %s stop %s", unit, err, s.o.systemctl(), unit)
+		return fmt.Errorf("stop %s: %w; traffic stays where it was, stop it by hand: %s stop %s", unit, err, s.o.Systemctl(), unit)
 	}
 	return nil
 }
@@ -445,9 +445,9 @@ func (s *switcher) pending(do func(context.Context) (string, error)) func(contex
 		}
 		s.unlock = unlock
 		if s.o.Bake > 0 {
-			// A bake's 5xx watch counts from here, before the new slot's
-			// first request, not from the bake's first look.
-			s.router.Answers(s.res.To.Addr)
+			// A bake watches from here, before the new slot's first
+			// request, not from the bake's first look.
+			s.watch = s.router.Watch(ctx, s.res.To.Addr)
 		}
 		if s.resumed != nil { // the earlier switch's record says it best
 			return do(ctx)
@@ -478,10 +478,11 @@ func (s *switcher) revert(ctx context.Context) error {
 		}
 		s.unlock = unlock
 	}
-	if err := s.router.Revert(ctx); err != nil {
+	d, err := s.router.Revert(ctx)
+	if err != nil {
 		return fmt.Errorf("%w; run %s --to %d to finish", err, s.o.command("switch"), s.res.To.Port)
 	}
-	if d := s.router.Reverted(); d.Left > 0 {
+	if d.Left > 0 {
 		s.env.report(Event{Step: "revert", Warn: true, Detail: d.Warn})
 	}
 	return nil
@@ -508,7 +509,7 @@ func (s *switcher) retire(ctx context.Context) (string, error) {
 	defer cancel()
 	if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
 		return "", fmt.Errorf("%w: traffic is on slot %d, but %s did not stop: %w; stop it with %s stop %s",
-			ErrStuck, s.res.To.Port, unit, err, s.o.systemctl(), unit)
+			ErrStuck, s.res.To.Port, unit, err, s.o.Systemctl(), unit)
 	}
 	return unit + " stopped", nil
 }
@@ -550,10 +551,10 @@ func (s *switcher) bake(ctx context.Context) (string, error) {
 		if u, err := getUnit(ctx, s.env.Systemd, target.Unit); err == nil && (!running(u.Active) || u.Sub == "auto-restart") {
 			return fail("%s is %s (%s) during the bake; see %s -u %s", target.Unit, u.Active, u.Sub, o.journalctl(), target.Unit)
 		}
-		if failed, last := s.router.UpstreamFailures(target.Addr); failed > 0 {
+		if failed, last := s.watch.Failures(); failed > 0 {
 			return fail("nginx logged %d failed requests to slot %d during the bake: %s", failed, target.Port, last)
 		}
-		if total, bad := s.router.Answers(target.Addr); total >= minAnswers && float64(bad)*100 > o.BakeMax5xx*float64(total) {
+		if total, bad := s.watch.Answers(); total >= minAnswers && float64(bad)*100 > o.BakeMax5xx*float64(total) {
 			return fail("slot %d answered %d of %d requests with 5xx during the bake, over bake-max-5xx %g%%", target.Port, bad, total, o.BakeMax5xx)
 		}
 		left := until.Sub(s.env.Now()).Round(time.Second)
@@ -587,7 +588,7 @@ func (s *switcher) persist(ctx context.Context) (string, error) {
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: traffic is on slot %d, but after a reboot it may not be: %w; run %s enable %s && %s disable %s",
-			ErrStuck, to.Port, err, s.o.systemctl(), to.Unit, s.o.systemctl(), from.Unit)
+			ErrStuck, to.Port, err, s.o.Systemctl(), to.Unit, s.o.Systemctl(), from.Unit)
 	}
 	return fmt.Sprintf("%s enabled, %s disabled", to.Unit, from.Unit), nil
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/edgeswitch/edgeswitch/nginx"
 	"github.com/edgeswitch/edgeswitch/swap"
 )
 
@@ -278,9 +277,7 @@ func (d *deps) setup(ctx context.Context, check func(swap.Options) error) (swap.
 
 func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 	if d.conn != nil { // user is host-wide: one connection serves every app
-		env := d.offline()
-		env.Systemd = d.conn
-		return env, nil
+		return d.connected(), nil
 	}
 	which := "system"
 	if userManager {
@@ -293,9 +290,14 @@ func (d *deps) env(ctx context.Context, userManager bool) (swap.Env, error) {
 		return swap.Env{}, swap.Usage(fmt.Errorf("cannot reach the %s systemd manager over D-Bus: %w; run on the host that runs nginx (with --user for a per-user manager)", which, err))
 	}
 	d.conn = conn
+	return d.connected(), nil
+}
+
+// connected is the environment with the systemd connection.
+func (d *deps) connected() swap.Env {
 	env := d.offline()
-	env.Systemd = conn
-	return env, nil
+	env.Systemd, env.Router = d.conn, routerFor(d.conn)
+	return env
 }
 
 // offline is the environment without a systemd connection.
@@ -305,8 +307,8 @@ func (d *deps) offline() swap.Env {
 		name = u.Username
 	}
 	return swap.Env{
-		Run:   nginx.ExecRunner,
-		Procs: nginx.Procs{Root: "/proc"},
+		ProcRoot: "/proc",
+		Router:   routerFor(nil),
 		HTTP: &http.Client{
 			Transport: &http.Transport{DisableKeepAlives: true},
 			// A redirect to the public URL would be answered by nginx,
