@@ -9,21 +9,30 @@ import (
 	"github.com/edgeswitch/edgeswitch/swap"
 )
 
-// commandApp is the app the command line names, if any.
-func commandApp(c *cli) string {
-	for _, a := range []appArg{c.Switch.appArg, c.Rollback.appArg, c.Status.appArg, c.Check.appArg} {
-		if a.App != "" {
-			return a.App
-		}
-	}
-	return ""
+// actor is a command that acts on the apps of the config file, as opposed
+// to one that only prints (man, completion, apps, version), which checks
+// nothing of it.
+type actor interface {
+	// named is the app the command line names, "" for none.
+	named() string
+	// every reports whether, named none, the command takes every app of
+	// the file (status, check) rather than exactly one (switch, rollback).
+	every() bool
 }
 
+func (a appArg) named() string { return a.App }
+
+func (switchCmd) every() bool   { return false }
+func (rollbackCmd) every() bool { return false }
+func (statusCmd) every() bool   { return true }
+func (checkCmd) every() bool    { return true }
+func (initCmd) named() string   { return "" }
+func (initCmd) every() bool     { return true }
+
 // selectApps picks the apps a command acts on: the one it names, the only
-// one, or for status and check all of them. switch and rollback act on one
-// app, so with several they must name it.
-func selectApps(command, named string, conf *tomlResolver, parsed map[string]*cli) ([]app, error) {
-	names := conf.names()
+// one, or, for a command that takes every app, all of them.
+func selectApps(command string, act actor, conf *tomlResolver, parsed map[string]*cli) ([]app, error) {
+	names, named := conf.names(), act.named()
 	if len(names) == 0 { // a file without [app.NAME] tables is one app, named by its upstream
 		c := parsed[""]
 		if named != "" && named != c.Upstream {
@@ -37,9 +46,8 @@ func selectApps(command, named string, conf *tomlResolver, parsed map[string]*cl
 		}
 		return []app{{name: named, set: parsed[named]}}, nil
 	}
-	cmd, _, _ := strings.Cut(command, " ")
-	if len(names) > 1 && (cmd == "switch" || cmd == "rollback") {
-		return nil, swap.Usage(fmt.Errorf("%s acts on one app: name it, e.g. edgeswitch %s %s; the apps are: %s", cmd, cmd, names[0], strings.Join(names, ", ")))
+	if len(names) > 1 && !act.every() {
+		return nil, swap.Usage(fmt.Errorf("%s acts on one app: name it, e.g. edgeswitch %s %s; the apps are: %s", command, command, names[0], strings.Join(names, ", ")))
 	}
 	var apps []app
 	for _, n := range names {

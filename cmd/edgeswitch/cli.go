@@ -362,92 +362,27 @@ func defaultVars() kong.Vars {
 
 // run parses args, runs the command and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	exit := -1
-	parse := func(c *cli, opts ...kong.Option) (*kong.Context, error) {
-		parser, err := kong.New(c, append([]kong.Option{
-			kong.Name("edgeswitch"),
-			kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
-			kong.UsageOnError(),
-			settingGroups,
-			defaultVars(),
-			kong.Writers(stdout, stderr),
-			kong.Exit(func(code int) { exit = code }),
-		}, opts...)...)
-		if err != nil {
-			panic(err) // the grammar is wrong: a bug, not a user error
-		}
-		return parser.Parse(args)
-	}
+	p := &parser{args: args, stdout: stdout, stderr: stderr, exit: -1}
 	// The config file feeds the defaults of the real parse, so a first
-	// parse finds which file: kong knows which words are flag values (a
-	// hook's "-c" is not the config flag).
+	// parse finds which file and which command: kong knows which words are
+	// flag values (a hook's "-c" is not the config flag).
 	var first cli
-	fctx, err := parse(&first)
-	if exit >= 0 || err != nil {
-		if exit < 0 {
-			fmt.Fprintf(stderr, "edgeswitch: %v; run edgeswitch --help for the usage\n", err)
-			exit = 2
-		}
-		return exit
-	}
-	// refuse reports bad usage or config found before the command runs, in
-	// the command's own form: with --json, one JSON value on stdout.
-	refuse := func(err error) int {
-		newPrinter(stdout, stderr, first.JSON).fail(swap.Usage(err))
-		return 2
-	}
-	acts := actsOnSettings(fctx.Command())
-	if acts && underSudo() {
-		if err := sudoConfig(first.Config); err != nil {
-			return refuse(err)
-		}
-	}
-	conf, err := loadConfig(configPath(first.Config))
-	if err == nil && acts {
-		err = conf.trusted()
+	fctx, err := p.parse(&first)
+	if p.exit >= 0 { // --help, --version
+		return p.exit
 	}
 	if err != nil {
-		return refuse(err)
+		fmt.Fprintf(stderr, "edgeswitch: %v; run edgeswitch --help for the usage\n", err)
+		return 2
 	}
-	// One parse per app of the file, each with that app's settings; the
-	// command runs on the last one parsed of those it names.
-	var kctx *kong.Context
-	var c *cli
-	var apps []app
-	all := map[string]*cli{}
-	names := conf.names()
-	if len(names) == 0 {
-		names = []string{""} // one app, named by its upstream
+	kctx, c, d, err := p.load(&first, fctx.Selected())
+	if p.exit >= 0 {
+		return p.exit
 	}
-	for _, name := range names {
-		c = &cli{}
-		if kctx, err = parse(c, kong.Resolvers(conf.forApp(name))); exit >= 0 {
-			return exit
-		}
-		if err == nil && acts && underSudo() {
-			err = sudoFlags(kctx)
-		}
-		if err != nil {
-			return refuse(err)
-		}
-		all[name] = c
-	}
-	if acts {
-		apps, err = selectApps(fctx.Command(), commandApp(&first), conf, all)
-		if err == nil {
-			err = distinctApps(all)
-		}
-		if err != nil {
-			return refuse(err)
-		}
-		if c = apps[len(apps)-1].set; len(all) > 1 {
-			// Run binds the command to the parse of the app it names.
-			kctx, _ = parse(c, kong.Resolvers(conf.forApp(apps[len(apps)-1].name)))
-		}
-	}
-	d := &deps{out: newPrinter(stdout, stderr, c.JSON), config: conf.describe(), apps: apps, names: conf.names()}
-	if len(d.names) == 0 {
-		d.names = []string{c.Upstream}
+	if err != nil {
+		// In the command's own form: with --json, one JSON value on stdout.
+		newPrinter(stdout, stderr, first.JSON).fail(swap.Usage(err))
+		return 2
 	}
 	defer func() {
 		if d.conn != nil {
@@ -460,4 +395,82 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		d.out.fail(err)
 	}
 	return swap.ExitCode(err)
+}
+
+// parser parses one command line with edgeswitch's grammar.
+type parser struct {
+	args           []string
+	stdout, stderr io.Writer
+	exit           int // kong's exit code once it has exited (--help), else -1
+}
+
+func (p *parser) parse(c *cli, opts ...kong.Option) (*kong.Context, error) {
+	k, err := kong.New(c, append([]kong.Option{
+		kong.Name("edgeswitch"),
+		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
+		kong.UsageOnError(),
+		settingGroups,
+		defaultVars(),
+		kong.Writers(p.stdout, p.stderr),
+		kong.Exit(func(code int) { p.exit = code }),
+	}, opts...)...)
+	if err != nil {
+		panic(err) // the grammar is wrong: a bug, not a user error
+	}
+	return k.Parse(p.args)
+}
+
+// load reads the config file, parses the command line once per app of it,
+// each with that app's settings, and picks the apps the command acts on. It
+// returns the parse the command runs on: that of the last app it acts on.
+func (p *parser) load(first *cli, command *kong.Node) (*kong.Context, *cli, *deps, error) {
+	act, acts := command.Target.Addr().Interface().(actor)
+	if acts && underSudo() {
+		if err := sudoConfig(first.Config); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	conf, err := loadConfig(configPath(first.Config))
+	if err == nil && acts {
+		err = conf.trusted()
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	names := conf.names()
+	if len(names) == 0 {
+		names = []string{""} // one app, named by its upstream
+	}
+	parsed, ctxs := map[string]*cli{}, map[string]*kong.Context{}
+	for _, name := range names {
+		c := &cli{}
+		kctx, err := p.parse(c, kong.Resolvers(conf.forApp(name)))
+		if p.exit >= 0 {
+			return nil, nil, nil, nil
+		}
+		if err == nil && acts && underSudo() {
+			err = sudoFlags(kctx)
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		parsed[name], ctxs[name] = c, kctx
+	}
+	var apps []app
+	last := names[len(names)-1]
+	if acts {
+		if apps, err = selectApps(command.Name, act, conf, parsed); err == nil {
+			err = distinctApps(parsed)
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		last = apps[len(apps)-1].name
+	}
+	c := parsed[last]
+	d := &deps{out: newPrinter(p.stdout, p.stderr, c.JSON), config: conf.describe(), apps: apps, names: conf.names()}
+	if len(d.names) == 0 {
+		d.names = []string{c.Upstream}
+	}
+	return ctxs[last], c, d, nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/alecthomas/kong"
 	"github.com/edgeswitch/edgeswitch/internal/trusted"
@@ -14,14 +13,6 @@ import (
 // edgeswitch runs as root: it starts units, writes nginx's config and runs
 // hooks. What it acts on must be what root chose, not what a local user or
 // a sudo caller could slip in.
-
-// actsOnSettings reports whether a command (kong's "switch",
-// "completion <shell>", ...) reads settings to act on. man, completion,
-// apps and version only print, so they check nothing.
-func actsOnSettings(command string) bool {
-	name, _, _ := strings.Cut(command, " ")
-	return name != "man" && name != "completion" && name != "apps" && name != "version"
-}
 
 // trusted refuses, when edgeswitch runs as root, a config file that anyone
 // but root could change: its hooks would run as root. One that holds no
