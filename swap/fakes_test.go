@@ -442,9 +442,9 @@ func newRig(t *testing.T) *rig {
 	r := &rig{t: t, sd: newFakeSystemd(), ev: &events{}, client: &http.Client{}, procs: t.TempDir()}
 	t.Cleanup(r.client.CloseIdleConnections)
 	r.slots = [2]*slotServer{newSlotServer(t), newSlotServer(t)}
-	r.o = Defaults()
+	r.o = defaults()
 	r.o.Host = "127.0.0.1"
-	r.o.Ports = [2]int{r.slots[a].port, r.slots[b].port}
+	r.o.Ports = []int{r.slots[a].port, r.slots[b].port}
 	r.o.HealthInterval = time.Millisecond
 	r.o.HealthTimeout = 5 * time.Second // failing cases that wait for it set their own
 	r.o.StateDir = t.TempDir()

@@ -58,7 +58,7 @@ func newHealthCheck(o Options, slot Slot, client *http.Client) healthCheck {
 		url:      get + via,
 		get:      get,
 		host:     o.HealthHost,
-		body:     o.HealthBody,
+		body:     o.healthBody(),
 		accept:   accept,
 		interval: o.HealthInterval,
 		socket:   socket,

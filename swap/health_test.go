@@ -25,7 +25,7 @@ func probeWith(t *testing.T, srv *httptest.Server, client *http.Client, change f
 	t.Helper()
 	u, _ := url.Parse(srv.URL)
 	port, _ := strconv.Atoi(u.Port())
-	o := Defaults()
+	o := defaults()
 	o.HealthPath = "/health"
 	change(&o)
 	if err := o.Check(); err != nil {
@@ -122,19 +122,19 @@ func TestHealthBodyMustHoldTheText(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	ok, answer := probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = "tpi" })
+	ok, answer := probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = new("tpi") })
 	if want := `200 OK, body lacks "tpi": profile: api`; ok || answer != want {
 		t.Errorf("body without the text: healthy %v, %q; want %q", ok, answer, want)
 	}
-	if ok, answer := probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = "profile: api" }); !ok {
+	if ok, answer := probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = new("profile: api") }); !ok {
 		t.Errorf("body with the text: %s", answer)
 	}
-	ok, answer = probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = "tpi"; o.HealthPath = "/health?empty" })
+	ok, answer = probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = new("tpi"); o.HealthPath = "/health?empty" })
 	if want := `200 OK, body lacks "tpi": (empty body)`; ok || answer != want {
 		t.Errorf("empty body: healthy %v, %q; want %q", ok, answer, want)
 	}
 	// The text must be in the first 64 KiB; the line shown is cut short.
-	ok, answer = probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = "tpi"; o.HealthPath = "/health?long" })
+	ok, answer = probeWith(t, srv, srv.Client(), func(o *Options) { o.HealthBody = new("tpi"); o.HealthPath = "/health?long" })
 	if ok || len(answer) > 300 || !strings.HasSuffix(answer, "xxx...") {
 		t.Errorf("text past 64 KiB: healthy %v, %q", ok, answer)
 	}
@@ -142,7 +142,7 @@ func TestHealthBodyMustHoldTheText(t *testing.T) {
 	// A status that is not accepted is that status, as without health-body.
 	bad := flaky(1 << 30)
 	defer bad.Close()
-	if ok, answer := probeWith(t, bad, bad.Client(), func(o *Options) { o.HealthBody = "tpi" }); ok || answer != "503 Service Unavailable warming up" {
+	if ok, answer := probeWith(t, bad, bad.Client(), func(o *Options) { o.HealthBody = new("tpi") }); ok || answer != "503 Service Unavailable warming up" {
 		t.Errorf("503 with health-body: healthy %v, %q", ok, answer)
 	}
 }
@@ -154,8 +154,8 @@ func TestHealthWaitShowsTheBodyOfTheLastAnswer(t *testing.T) {
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	port, _ := strconv.Atoi(u.Port())
-	o := Defaults()
-	o.HealthBody = "tpi"
+	o := defaults()
+	o.HealthBody = new("tpi")
 	h := newHealthCheck(o, o.slot(port), srv.Client())
 	died := errors.New("tpi@4001.service is failed")
 	_, err := h.wait(t.Context(), func() error { return died }, func(int, string) {})
@@ -177,7 +177,7 @@ func TestCheckRefusesBadHealthSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := Defaults()
+			o := defaults()
 			tt.change(&o)
 			err := o.Check()
 			if !errors.Is(err, ErrUsage) || ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.says) {
@@ -185,8 +185,8 @@ func TestCheckRefusesBadHealthSettings(t *testing.T) {
 			}
 		})
 	}
-	o := Defaults()
-	o.HealthScheme, o.HealthInsecure, o.HealthHost, o.HealthBody = "https", true, "tpi.example.com:8443", "tpi"
+	o := defaults()
+	o.HealthScheme, o.HealthInsecure, o.HealthHost, o.HealthBody = "https", true, "tpi.example.com:8443", new("tpi")
 	if err := o.Check(); err != nil {
 		t.Errorf("https, insecure, a host and a body: %v", err)
 	}
@@ -336,7 +336,7 @@ func unixSlot(t *testing.T, handler http.HandlerFunc, tls bool) (Options, Slot, 
 		srv.Start()
 	}
 	t.Cleanup(srv.Close)
-	o := Defaults()
+	o := defaults()
 	o.HealthPath = "/health"
 	return o, Slot{Port: 4001, Unit: o.SlotUnit(4001), Addr: "unix:" + path}, srv, open
 }
@@ -357,11 +357,11 @@ func TestHealthOverAUnixSocket(t *testing.T) {
 	if want := "http://localhost/health via " + path; h.url != want {
 		t.Errorf("health check named %q, want %q", h.url, want)
 	}
-	o.HealthBody = "host localhost"
+	o.HealthBody = new("host localhost")
 	if ok, answer := newHealthCheck(o, slot, cli).probe(t.Context()); !ok {
 		t.Errorf("over the socket, Host localhost: %s", answer)
 	}
-	o.HealthHost, o.HealthBody = "tpi.example.com", "host tpi.example.com"
+	o.HealthHost, o.HealthBody = "tpi.example.com", new("host tpi.example.com")
 	if ok, answer := newHealthCheck(o, slot, &http.Client{}).probe(t.Context()); !ok {
 		t.Errorf("over the socket with health-host, default transport: %s", answer)
 	}

@@ -14,60 +14,79 @@ import (
 	"github.com/coreos/go-systemd/v22/dbus"
 )
 
-// Options are the settings of a switch. The CLI fills them from flags and
-// the config file; Defaults gives the values it starts from.
+// Options are the settings of a switch, each defined here once: its name
+// (the long flag and the config file's key), its default, its help and its
+// group are the CLI's kong tags. Two tags of edgeswitch's own say who may
+// set it: sudo:"config" settings run a program or pick a path, a unit or
+// what is switched, so through sudo they come only from the root-owned
+// config file; scope:"host" settings are the same for every app of a host,
+// so they may only be set at the top of the file.
 type Options struct {
 	// App names the app in the state dir (lock, pending record) and the
 	// history: its [app.NAME] in the config file. "" for a file with one
 	// app, which is then named after its upstream.
-	App       string
-	Upstream  string // name of the upstream block; default "app"
-	NginxConf string // main nginx config; default /etc/nginx/nginx.conf
-	NginxBin  string // binary for nginx -t; default "nginx"
-	NginxUnit string // unit that is reloaded; default nginx.service
-	Unit      string // template unit of the app, instance = port; default app@.service
-	Host      string // address of the slots; default 127.0.0.1
-	Ports     [2]int // the two slot ports; default 4000 and 4001
+	App string `kong:"-"`
 
-	HealthPath     string        // polled on the starting slot; default "/"
-	HealthStatus   string        // accepted codes, e.g. "200-299,301"; default "200-299"
-	HealthInterval time.Duration // between polls; default 100ms
-	HealthTimeout  time.Duration // give up on the new slot; default 60s
-	HealthHost     string        // Host header of the health request; default "": the slot's address
-	HealthScheme   string        // "http" or "https"; default "http"
-	HealthInsecure bool          // https: accept any certificate of the slot (self-signed); default false
-	HealthBody     string        // text the health answer's body must contain (in its first 64 KiB); default "": any body
-	ReloadTimeout  time.Duration // wait for nginx's new workers; default 10s
-	DrainTimeout   time.Duration // wait for old workers to exit; default 30s
-	StateDir       string        // lock and history; default /var/lib/edgeswitch
-	UserManager    bool          // the units are the per-user manager's; default false
-	// Bake keeps the old slot running this long after the reload while the
-	// new one is watched, and rolls back at its first failure; 0: no bake.
-	Bake time.Duration
-	// BakeMax5xx is the share of 5xx answers from the new slot, in
-	// percent, that fails a bake once it has given MinAnswers answers.
-	BakeMax5xx float64
-	// Canary is the percent of requests the new slot gets during the bake,
-	// both slots listed with weights; then all. 0: no canary.
-	Canary int
+	Upstream      string        `group:"nginx" sudo:"config" default:"app" help:"Name of the nginx upstream block to manage."`
+	NginxConf     string        `group:"nginx" sudo:"config" scope:"host" default:"/etc/nginx/nginx.conf" help:"Main nginx config; the upstream is found in it or its includes."`
+	NginxBin      string        `group:"nginx" sudo:"config" scope:"host" default:"nginx" help:"nginx binary used for nginx -t -c <nginx-conf>."`
+	NginxUnit     string        `group:"nginx" sudo:"config" scope:"host" default:"nginx.service" help:"systemd unit that is reloaded (never restarted)."`
+	ReloadTimeout time.Duration `group:"nginx" default:"10s" help:"Wait this long for nginx's new workers."`
+	DrainTimeout  time.Duration `group:"nginx" default:"30s" help:"Wait this long for old nginx workers to finish."`
 
-	// Mode is how traffic moves: "reload" rewrites the upstream block and
-	// reloads nginx; "socket" points a symlink the block lists at the new
-	// slot's socket, with no reload. Default "reload".
-	Mode string
-	// Socket is where slot PORT listens in socket mode, with {port} in
-	// it: /run/app/{port}.sock.
-	Socket string
-	// SocketLink is the symlink the upstream lists in socket mode; default
-	// <state-dir>/<upstream>.sock.
-	SocketLink string
+	Unit           string        `group:"slots" sudo:"config" default:"app@.service" help:"systemd template unit of the app; the instance is the port."`
+	Host           string        `group:"slots" sudo:"config" default:"127.0.0.1" help:"Address of the slots."`
+	Ports          []int         `group:"slots" sudo:"config" default:"4000,4001" help:"The two slot ports."`
+	HealthPath     string        `group:"slots" default:"/" help:"Path polled on the starting slot."`
+	HealthStatus   string        `group:"slots" default:"200-299" help:"Accepted status codes, e.g. 200-299,301."`
+	HealthInterval time.Duration `group:"slots" default:"100ms" help:"Time between health polls."`
+	HealthTimeout  time.Duration `group:"slots" default:"60s" help:"Give up on the new slot after this."`
+	HealthHost     string        `group:"slots" placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
+	HealthScheme   string        `group:"slots" default:"http" placeholder:"http|https" help:"https for slots that only speak TLS."`
+	HealthInsecure bool          `group:"slots" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
+	// HealthBody is nil for any body; set, it must not be empty.
+	HealthBody *string `group:"slots" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
 
-	// Hooks are argv lists run without a shell, with EDGESWITCH_FROM,
-	// EDGESWITCH_TO and EDGESWITCH_UPSTREAM set. None by default.
-	PreStart   []string // before the target starts (e.g. install the build); failing aborts
-	PostSwitch []string // after a switch that moved traffic; failing only warns
-	OnFailure  []string // after a failed or rolled-back switch, with EDGESWITCH_ERROR; failing only warns
+	Bake       time.Duration `group:"bake" default:"0s" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
+	Canary     int           `group:"bake" default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
+	BakeMax5xx Percent       `name:"bake-max-5xx" group:"bake" default:"5%" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
+
+	Mode       string `group:"socket" sudo:"config" default:"reload" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
+	Socket     string `group:"socket" sudo:"config" placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
+	SocketLink string `group:"socket" sudo:"config" placeholder:"PATH" help:"Socket mode: the symlink the upstream lists as server unix:PATH, pointed at the live slot's socket (default: <state-dir>/<upstream>.sock)."`
+
+	// The hooks are argv lists run without a shell, with EDGESWITCH_APP,
+	// EDGESWITCH_UPSTREAM, EDGESWITCH_FROM and EDGESWITCH_TO set.
+	PreStart   []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
+	PostSwitch []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
+	OnFailure  []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
+
+	StateDir    string `group:"state" sudo:"config" scope:"host" default:"/var/lib/edgeswitch" help:"Directory for the lock and the history."`
+	UserManager bool   `name:"user" group:"state" scope:"host" help:"Talk to the per-user systemd manager (systemctl --user)."`
 }
+
+// healthBody is the text the health answer must contain, "" for any.
+func (o Options) healthBody() string {
+	if o.HealthBody == nil {
+		return ""
+	}
+	return *o.HealthBody
+}
+
+// Percent is a share in percent, written "5%" (or "5").
+type Percent float64
+
+// UnmarshalText reads "5%" or "5".
+func (p *Percent) UnmarshalText(text []byte) error {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(string(text)), "%"), 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a percent: set it like \"5%%\"", text)
+	}
+	*p = Percent(v)
+	return nil
+}
+
+func (p Percent) String() string { return strconv.FormatFloat(float64(p), 'f', -1, 64) + "%" }
 
 // app names the app in the state dir and the history.
 func (o Options) app() string { return cmp.Or(o.App, o.Upstream) }
@@ -109,29 +128,6 @@ func (o Options) withUser(cmd string) string {
 	return cmd
 }
 
-// Defaults returns the documented default settings.
-func Defaults() Options {
-	return Options{
-		Upstream:       "app",
-		NginxConf:      "/etc/nginx/nginx.conf",
-		NginxBin:       "nginx",
-		NginxUnit:      "nginx.service",
-		Unit:           "app@.service",
-		Host:           "127.0.0.1",
-		Ports:          [2]int{4000, 4001},
-		HealthPath:     "/",
-		HealthStatus:   "200-299",
-		HealthInterval: 100 * time.Millisecond,
-		HealthTimeout:  60 * time.Second,
-		HealthScheme:   "http",
-		ReloadTimeout:  10 * time.Second,
-		DrainTimeout:   30 * time.Second,
-		StateDir:       "/var/lib/edgeswitch",
-		BakeMax5xx:     5,
-		Mode:           "reload",
-	}
-}
-
 // SocketMode reports whether traffic moves by a link, not a reload.
 func (o Options) SocketMode() bool { return o.Mode == "socket" }
 
@@ -169,7 +165,7 @@ func (o Options) checkSocket() error {
 // Check rejects settings that cannot work, before anything is touched.
 func (o Options) Check() error {
 	bad := func(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
-	if err := CheckPorts(o.Ports[:]); err != nil {
+	if err := CheckPorts(o.Ports); err != nil {
 		return err
 	}
 	switch {
@@ -188,7 +184,9 @@ func (o Options) Check() error {
 	case o.Canary > 0 && o.Bake == 0:
 		return bad("canary %d%% needs a bake, the time the new slot takes its share while it is watched: set bake too, e.g. --bake 5m", o.Canary)
 	case o.BakeMax5xx < 0 || o.BakeMax5xx > 100:
-		return bad("bake-max-5xx %g%% is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
+		return bad("bake-max-5xx %s is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
+	case o.HealthBody != nil && *o.HealthBody == "":
+		return bad(`health-body is empty: set it to the text the health answer's body must contain, e.g. health-body = "ok", or drop it`)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:
 		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout and bake not negative")
 	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":

@@ -3,6 +3,7 @@ package swap
 import (
 	"context"
 	"errors"
+	"github.com/alecthomas/kong"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,7 +25,7 @@ func TestCheckRefusesSettingsThatCannotWork(t *testing.T) {
 		change func(*Options)
 		says   string
 	}{
-		{"both ports equal", func(o *Options) { o.Ports = [2]int{4000, 4000} }, "both slot ports are 4000"},
+		{"both ports equal", func(o *Options) { o.Ports = []int{4000, 4000} }, "both slot ports are 4000"},
 		{"a port out of range", func(o *Options) { o.Ports[1] = 70000 }, "port 70000 is out of range"},
 		{"a unit that is not a template", func(o *Options) { o.Unit = "app.service" }, "not a template unit"},
 		{"a health path without a slash", func(o *Options) { o.HealthPath = "health" }, "must start with /"},
@@ -33,7 +34,7 @@ func TestCheckRefusesSettingsThatCannotWork(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := Defaults()
+			o := defaults()
 			tt.change(&o)
 			err := o.Check()
 			if !errors.Is(err, ErrUsage) || ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.says) {
@@ -41,7 +42,7 @@ func TestCheckRefusesSettingsThatCannotWork(t *testing.T) {
 			}
 		})
 	}
-	if err := Defaults().Check(); err != nil {
+	if err := defaults().Check(); err != nil {
 		t.Errorf("the defaults do not pass Check: %v", err)
 	}
 }
@@ -52,7 +53,7 @@ func TestSlotUnit(t *testing.T) {
 		"shop-web@.service": "shop-web@4001.service",
 		"app@":              "app@4001.service",
 	} {
-		o := Defaults()
+		o := defaults()
 		o.Unit = unit
 		if got := o.SlotUnit(4001); got != want {
 			t.Errorf("SlotUnit(4001) with unit %s = %s, want %s", unit, got, want)
@@ -91,7 +92,7 @@ func healthFor(t *testing.T, srv *httptest.Server, interval time.Duration) healt
 	t.Helper()
 	u, _ := url.Parse(srv.URL)
 	port, _ := strconv.Atoi(u.Port())
-	o := Defaults()
+	o := defaults()
 	o.HealthPath, o.HealthInterval = "/health", interval
 	return newHealthCheck(o, o.slot(port), srv.Client())
 }
@@ -221,4 +222,20 @@ func TestAFailedOrStuckSwitchIsAnErrorInTheJournal(t *testing.T) {
 			t.Errorf("%s: priority %d, want %d", result, got, want)
 		}
 	}
+}
+
+// defaults are the settings as their tags define them, as the CLI parses
+// an empty command line: the tags are the one place they are written.
+func defaults() Options {
+	var c struct {
+		Options `embed:""`
+	}
+	p, err := kong.New(&c)
+	if err == nil {
+		_, err = p.Parse(nil)
+	}
+	if err != nil {
+		panic(err) // the tags are wrong
+	}
+	return c.Options
 }

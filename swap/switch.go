@@ -554,8 +554,8 @@ func (s *switcher) bake(ctx context.Context) (string, error) {
 		if failed, last := s.watch.Failures(); failed > 0 {
 			return fail("nginx logged %d failed requests to slot %d during the bake: %s", failed, target.Port, last)
 		}
-		if total, bad := s.watch.Answers(); total >= minAnswers && float64(bad)*100 > o.BakeMax5xx*float64(total) {
-			return fail("slot %d answered %d of %d requests with 5xx during the bake, over bake-max-5xx %g%%", target.Port, bad, total, o.BakeMax5xx)
+		if total, bad := s.watch.Answers(); total >= minAnswers && float64(bad)*100 > float64(o.BakeMax5xx)*float64(total) {
+			return fail("slot %d answered %d of %d requests with 5xx during the bake, over bake-max-5xx %s", target.Port, bad, total, o.BakeMax5xx)
 		}
 		left := until.Sub(s.env.Now()).Round(time.Second)
 		s.env.report(Event{Step: "bake", Poll: n, Detail: fmt.Sprintf("%s left; watching health, unit and failed requests of slot %d", left, target.Port)})

@@ -61,6 +61,20 @@ type Data struct {
 	// RuntimeDirectory=: "/run" (the default when empty) for the system
 	// manager, $XDG_RUNTIME_DIR for a per-user one.
 	RuntimeDir string
+	// Defaults are the settings' defaults as TOML values, by key
+	// ("reload-timeout": `"10s"`): the example config writes them as the
+	// CLI defines them.
+	Defaults map[string]string
+}
+
+// Default is the default of setting key as a TOML value; a key with none
+// fails the rendering.
+func (d Data) Default(key string) (string, error) {
+	v, ok := d.Defaults[key]
+	if !ok {
+		return "", fmt.Errorf("no default for %s", key)
+	}
+	return v, nil
 }
 
 // maxSocketPath is the longest path of a unix socket on Linux (sun_path

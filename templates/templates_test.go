@@ -34,8 +34,20 @@ var examples = []Data{
 // label names an example in subtest names.
 func label(d Data) string { return d.App + "/" + d.withDefaults().Mode }
 
+// defaults stand for the settings' defaults, which the CLI passes from its
+// grammar (cmd/edgeswitch's tests check that it passes them all).
+var defaults = map[string]string{
+	"nginx-conf": `"/etc/nginx/nginx.conf"`, "nginx-bin": `"nginx"`, "nginx-unit": `"nginx.service"`,
+	"health-path": `"/"`, "health-status": `"200-299"`, "health-interval": `"100ms"`, "health-timeout": `"60s"`,
+	"health-scheme": `"http"`, "health-insecure": "false", "reload-timeout": `"10s"`, "drain-timeout": `"30s"`,
+	"bake": `"0s"`, "canary": "0", "bake-max-5xx": `"5%"`, "user": "false",
+}
+
 func render(t *testing.T, name string, d Data) []byte {
 	t.Helper()
+	if d.Defaults == nil {
+		d.Defaults = defaults
+	}
 	out, err := Render(name, d)
 	if err != nil {
 		t.Fatalf("Render(%s): %v", name, err)

@@ -64,7 +64,7 @@ func distinctApps(parsed map[string]*cli) error {
 	}
 	owner := map[string]string{} // what is claimed -> the app that claims it
 	for _, name := range slices.Sorted(maps.Keys(parsed)) {
-		o, err := parsed[name].options()
+		o, err := app{name, parsed[name]}.options()
 		if err != nil {
 			return swap.Usage(fmt.Errorf("app %s: %w", name, err))
 		}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/user"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -23,7 +21,9 @@ type cli struct {
 	Version kong.VersionFlag `group:"global" help:"Print the version and exit."`
 	JSON    bool             `group:"global" help:"Print JSON lines on stdout instead of text."`
 
-	settings `embed:""`
+	// The settings every command shares, defined in swap.Options; their
+	// names are the keys of the config file.
+	swap.Options `embed:""`
 
 	Switch   switchCmd   `cmd:"" help:"Move traffic to the other slot (or --to PORT): start it, wait until healthy, rewrite the upstream, nginx -t, reload, drain, stop the old slot."`
 	Rollback rollbackCmd `cmd:"" help:"Switch back to the slot that was live before the last switch; instant when it still runs (--keep-old)."`
@@ -35,68 +35,6 @@ type cli struct {
 	Man        manCmd        `cmd:"" help:"Print the man page (roff, section 1) on stdout: edgeswitch man > /usr/local/share/man/man1/edgeswitch.1."`
 	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version, as --version does."`
 	Apps       appsCmd       `cmd:"" hidden:"" help:"Print the apps of the config file, one a line, for shell completion."`
-}
-
-// settings are the options every command shares; their names are the keys
-// of the config file.
-type settings struct {
-	Upstream       string        `group:"nginx" default:"${upstream}" help:"Name of the nginx upstream block to manage."`
-	NginxConf      string        `group:"nginx" default:"${nginx_conf}" help:"Main nginx config; the upstream is found in it or its includes."`
-	NginxBin       string        `group:"nginx" default:"${nginx_bin}" help:"nginx binary used for nginx -t -c <nginx-conf>."`
-	NginxUnit      string        `group:"nginx" default:"${nginx_unit}" help:"systemd unit that is reloaded (never restarted)."`
-	ReloadTimeout  time.Duration `group:"nginx" default:"${reload_timeout}" help:"Wait this long for nginx's new workers."`
-	DrainTimeout   time.Duration `group:"nginx" default:"${drain_timeout}" help:"Wait this long for old nginx workers to finish."`
-	Unit           string        `group:"slots" default:"${unit}" help:"systemd template unit of the app; the instance is the port."`
-	Host           string        `group:"slots" default:"${host}" help:"Address of the slots."`
-	Ports          []int         `group:"slots" default:"${ports}" help:"The two slot ports."`
-	HealthPath     string        `group:"slots" default:"${health_path}" help:"Path polled on the starting slot."`
-	HealthStatus   string        `group:"slots" default:"${health_status}" help:"Accepted status codes, e.g. 200-299,301."`
-	HealthInterval time.Duration `group:"slots" default:"${health_interval}" help:"Time between health polls."`
-	HealthTimeout  time.Duration `group:"slots" default:"${health_timeout}" help:"Give up on the new slot after this."`
-	HealthHost     string        `group:"slots" placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
-	HealthScheme   string        `group:"slots" default:"${health_scheme}" placeholder:"http|https" help:"https for slots that only speak TLS."`
-	HealthInsecure bool          `group:"slots" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
-	HealthBody     *string       `group:"slots" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
-	Bake           time.Duration `group:"bake" default:"${bake}" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
-	Canary         int           `group:"bake" default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
-	BakeMax5xx     string        `group:"bake" name:"bake-max-5xx" default:"${bake_max_5xx}" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
-	Mode           string        `group:"socket" default:"${mode}" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
-	Socket         string        `group:"socket" placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
-	SocketLink     string        `group:"socket" placeholder:"PATH" help:"Socket mode: the symlink the upstream lists as server unix:PATH, pointed at the live slot's socket (default: <state-dir>/<upstream>.sock)."`
-	PreStart       []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
-	PostSwitch     []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
-	OnFailure      []string      `group:"hooks" sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
-	StateDir       string        `group:"state" default:"${state_dir}" help:"Directory for the lock and the history."`
-	User           bool          `group:"state" help:"Talk to the per-user systemd manager (systemctl --user)."`
-}
-
-// options turns the settings into swap's options.
-func (s settings) options() (swap.Options, error) {
-	if err := swap.CheckPorts(s.Ports); err != nil {
-		return swap.Options{}, err
-	}
-	o := swap.Options{
-		Upstream: s.Upstream, NginxConf: s.NginxConf, NginxBin: s.NginxBin, NginxUnit: s.NginxUnit,
-		Unit: s.Unit, Host: s.Host, Ports: [2]int{s.Ports[0], s.Ports[1]},
-		HealthPath: s.HealthPath, HealthStatus: s.HealthStatus,
-		HealthInterval: s.HealthInterval, HealthTimeout: s.HealthTimeout,
-		HealthHost: s.HealthHost, HealthScheme: s.HealthScheme, HealthInsecure: s.HealthInsecure,
-		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, Canary: s.Canary, StateDir: s.StateDir,
-		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
-		Mode: s.Mode, Socket: s.Socket, SocketLink: s.SocketLink,
-	}
-	if s.HealthBody != nil { // set, unlike swap's "" for any body
-		if *s.HealthBody == "" {
-			return swap.Options{}, swap.Usage(errors.New(`health-body is empty: set it to the text the health answer's body must contain, e.g. health-body = "ok", or drop it`))
-		}
-		o.HealthBody = *s.HealthBody
-	}
-	max5xx, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s.BakeMax5xx), "%"), 64)
-	if err != nil {
-		return swap.Options{}, swap.Usage(fmt.Errorf("bake-max-5xx %q is not a percent: set it like \"5%%\"", s.BakeMax5xx))
-	}
-	o.BakeMax5xx = max5xx
-	return o, o.Check()
 }
 
 // appArg is the app a command acts on, the first argument.
@@ -255,9 +193,9 @@ type app struct {
 }
 
 func (a app) options() (swap.Options, error) {
-	o, err := a.set.options()
+	o := a.set.Options
 	o.App = a.name
-	return o, err
+	return o, o.Check()
 }
 
 // setup turns the settings of the one app a switch acts on into options,
@@ -321,6 +259,16 @@ func (d *deps) offline() swap.Env {
 	}
 }
 
+// grammar is the kong grammar's options, then opts.
+func grammar(opts ...kong.Option) []kong.Option {
+	return append([]kong.Option{
+		kong.Name("edgeswitch"),
+		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
+		settingGroups,
+		kong.Vars{"version": version},
+	}, opts...)
+}
+
 // settingGroups orders the settings in --help after a command's own flags,
 // the ones a person running it looks for first.
 var settingGroups = kong.ExplicitGroups([]kong.Group{
@@ -332,33 +280,6 @@ var settingGroups = kong.ExplicitGroups([]kong.Group{
 	{Key: "state", Title: "State and systemd:"},
 	{Key: "global", Title: "Config file and output:"},
 })
-
-// defaultVars gives kong the defaults of swap.Defaults, so that they are
-// written down once.
-func defaultVars() kong.Vars {
-	d := swap.Defaults()
-	return kong.Vars{
-		"version":         version,
-		"upstream":        d.Upstream,
-		"nginx_conf":      d.NginxConf,
-		"nginx_bin":       d.NginxBin,
-		"nginx_unit":      d.NginxUnit,
-		"unit":            d.Unit,
-		"host":            d.Host,
-		"ports":           fmt.Sprintf("%d,%d", d.Ports[0], d.Ports[1]),
-		"health_path":     d.HealthPath,
-		"health_status":   d.HealthStatus,
-		"health_interval": d.HealthInterval.String(),
-		"health_timeout":  d.HealthTimeout.String(),
-		"health_scheme":   d.HealthScheme,
-		"reload_timeout":  d.ReloadTimeout.String(),
-		"drain_timeout":   d.DrainTimeout.String(),
-		"bake":            d.Bake.String(),
-		"bake_max_5xx":    strconv.FormatFloat(d.BakeMax5xx, 'f', -1, 64) + "%",
-		"state_dir":       d.StateDir,
-		"mode":            d.Mode,
-	}
-}
 
 // run parses args, runs the command and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -405,15 +326,11 @@ type parser struct {
 }
 
 func (p *parser) parse(c *cli, opts ...kong.Option) (*kong.Context, error) {
-	k, err := kong.New(c, append([]kong.Option{
-		kong.Name("edgeswitch"),
-		kong.Description("Zero-downtime blue/green switch between two app slots behind one nginx."),
+	k, err := kong.New(c, grammar(append([]kong.Option{
 		kong.UsageOnError(),
-		settingGroups,
-		defaultVars(),
 		kong.Writers(p.stdout, p.stderr),
 		kong.Exit(func(code int) { p.exit = code }),
-	}, opts...)...)
+	}, opts...)...)...)
 	if err != nil {
 		panic(err) // the grammar is wrong: a bug, not a user error
 	}

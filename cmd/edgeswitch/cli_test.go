@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,7 +42,7 @@ func TestBadInput(t *testing.T) {
 		{"an unknown command", []string{"deploy"}, "unexpected argument deploy"},
 		{"a canary without a bake", []string{"switch", "--canary", "10"}, "canary 10% needs a bake"},
 		{"a canary out of range", []string{"switch", "--canary", "150", "--bake", "1m"}, "canary 150: set the percent"},
-		{"a 5xx share that is no percent", []string{"switch", "--bake-max-5xx", "five"}, `bake-max-5xx "five" is not a percent`},
+		{"a 5xx share that is no percent", []string{"switch", "--bake-max-5xx", "five"}, `--bake-max-5xx: "five" is not a percent: set it like "5%"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,19 +171,19 @@ func TestSeveralAppsInOneFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]settings{
+	for name, want := range map[string]swap.Options{
 		"api": {Upstream: "api", Unit: "api@.service", Ports: []int{4000, 4001}, HealthPath: "/health"},
 		"tpi": {Upstream: "tpi", Unit: "tpi@.service", Ports: []int{5000, 5001}, HealthPath: "/health"},
 	} {
 		var c cli
-		p, err := kong.New(&c, defaultVars(), kong.Resolvers(r.forApp(name)))
+		p, err := kong.New(&c, grammar(kong.Resolvers(r.forApp(name)))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := p.Parse([]string{"status", name}); err != nil {
 			t.Fatal(err)
 		}
-		got := settings{Upstream: c.Upstream, Unit: c.Unit, Ports: c.Ports, HealthPath: c.HealthPath}
+		got := swap.Options{Upstream: c.Upstream, Unit: c.Unit, Ports: c.Ports, HealthPath: c.HealthPath}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("settings of app %s (-want +got):\n%s", name, d)
 		}

@@ -17,7 +17,7 @@ import (
 // scripts and the page with.
 func model(t *testing.T) *kong.Application {
 	t.Helper()
-	k, err := kong.New(&cli{}, kong.Name("edgeswitch"), defaultVars())
+	k, err := kong.New(&cli{}, grammar()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,10 +40,6 @@ type tomlResolver struct {
 	app    string                    // the app Resolve answers for; "" for the top level alone
 }
 
-// hostWide are the settings every app on a host shares: they may only be
-// set at the top of the file.
-var hostWide = map[string]bool{"nginx-conf": true, "nginx-bin": true, "nginx-unit": true, "state-dir": true, "user": true}
-
 // loadConfig reads the config file. A missing default file is no error; a
 // file that does not parse is, with its line and column.
 func loadConfig(path string, explicit bool) (*tomlResolver, error) {
@@ -111,10 +107,13 @@ func (r *tomlResolver) describe() string {
 // and host-wide settings inside an app's table.
 func (r *tomlResolver) Validate(app *kong.Application) error {
 	var names []string
+	hostWide := map[string]bool{}
 	for _, f := range app.Flags {
 		if !notSetting[f.Name] {
 			names = append(names, f.Name)
 		}
+		// The same for every app on a host: only at the top of the file.
+		hostWide[f.Name] = f.Tag.Get("scope") == "host"
 	}
 	sort.Strings(names)
 	unknown := func(where string, values map[string]any) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,17 +61,17 @@ func TestHealthSettingsReachTheOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parse := func(app string, args ...string) settings {
+	parse := func(app string, args ...string) swap.Options {
 		t.Helper()
 		var c cli
-		parser, err := kong.New(&c, kong.Resolvers(conf.forApp(app)), defaultVars())
+		parser, err := kong.New(&c, grammar(kong.Resolvers(conf.forApp(app)))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := parser.Parse(append([]string{"switch", app}, args...)); err != nil {
 			t.Fatal(err)
 		}
-		return c.settings
+		return c.Options
 	}
 	for _, tt := range []struct {
 		app  string
@@ -82,13 +83,17 @@ func TestHealthSettingsReachTheOptions(t *testing.T) {
 		{"tpi", nil, "tpi.example.com", "tpi"},
 		{"tpi", []string{"--health-host", "tpi.internal", "--health-body", "profile: tpi"}, "tpi.internal", "profile: tpi"},
 	} {
-		o, err := parse(tt.app, tt.args...).options()
-		if err != nil {
+		o := parse(tt.app, tt.args...)
+		if err := o.Check(); err != nil {
 			t.Fatalf("%s %q: %v", tt.app, tt.args, err)
 		}
-		if o.HealthScheme != "https" || !o.HealthInsecure || o.HealthHost != tt.host || o.HealthBody != tt.body {
+		body := ""
+		if o.HealthBody != nil {
+			body = *o.HealthBody
+		}
+		if o.HealthScheme != "https" || !o.HealthInsecure || o.HealthHost != tt.host || body != tt.body {
 			t.Errorf("%s %q: scheme %q, insecure %v, host %q, body %q; want https, true, %q, %q",
-				tt.app, tt.args, o.HealthScheme, o.HealthInsecure, o.HealthHost, o.HealthBody, tt.host, tt.body)
+				tt.app, tt.args, o.HealthScheme, o.HealthInsecure, o.HealthHost, body, tt.host, tt.body)
 		}
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/alecthomas/kong"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
@@ -26,11 +29,32 @@ type initCmd struct {
 	App   string `placeholder:"NAME" help:"Name of the app: the upstream block, the unit <app>@.service and the slot directories /srv/<app>/<port>, and with --mode socket the sockets /run/<app>/<port>.sock (default: the upstream setting)."`
 }
 
+// tomlDefaults are the defaults of the settings among flags, as TOML
+// values by key, for the example config.
+func tomlDefaults(flags []*kong.Flag) map[string]string {
+	defaults := map[string]string{}
+	for _, f := range flags {
+		switch kind := f.Target.Kind(); {
+		case notSetting[f.Name]:
+		case kind == reflect.Bool: // false unless its tag says otherwise
+			defaults[f.Name] = strconv.FormatBool(f.Default == "true")
+		case !f.HasDefault:
+		case kind == reflect.Int:
+			defaults[f.Name] = f.Default
+		case kind == reflect.Slice:
+			defaults[f.Name] = "[" + strings.ReplaceAll(f.Default, ",", ", ") + "]"
+		default: // text, durations, percents
+			defaults[f.Name] = strconv.Quote(f.Default)
+		}
+	}
+	return defaults
+}
+
 // initFile is one file init writes: the template, its name in DIR and
 // where it is installed.
 type initFile struct{ tmpl, name, dest string }
 
-func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
+func (c *initCmd) Run(_ context.Context, g *cli, d *deps, k *kong.Context) error {
 	app := c.App
 	if app == "" {
 		app = g.Upstream
@@ -38,9 +62,9 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps) error {
 	if err := swap.CheckPorts(g.Ports); err != nil {
 		return err
 	}
-	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}, UserManager: g.User,
-		Mode: g.Mode, StateDir: g.StateDir}
-	if g.User { // where the user manager makes the unit's RuntimeDirectory=
+	data := templates.Data{App: app, Host: g.Host, Ports: [2]int{g.Ports[0], g.Ports[1]}, UserManager: g.UserManager,
+		Mode: g.Mode, StateDir: g.StateDir, Defaults: tomlDefaults(k.Model.Flags)}
+	if g.UserManager { // where the user manager makes the unit's RuntimeDirectory=
 		data.RuntimeDir = cmp.Or(os.Getenv("XDG_RUNTIME_DIR"), fmt.Sprintf("/run/user/%d", os.Getuid()))
 	}
 	if err := data.Check(); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -49,7 +50,7 @@ func TestInitWritesTheFilesAndOverwritesOnlyWithForce(t *testing.T) {
 	if diff := cmp.Diff([]string{"app.conf", "app@.service", "edgeswitch.toml"}, files(t, dir)); diff != "" {
 		t.Errorf("files in DIR (-want +got):\n%s", diff)
 	}
-	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}}
+	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}, Defaults: grammarDefaults(t)}
 	for name, tmpl := range map[string]string{"edgeswitch.toml": templates.Config, "app@.service": templates.Unit, "app.conf": templates.Upstream} {
 		want, err := templates.Render(tmpl, data)
 		if err != nil {
@@ -198,9 +199,20 @@ var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|heal
 // the reload mode leaves out (its bytes are as they were before socket mode).
 var socketKeys = []string{"mode", "socket", "socket-link"}
 
+// grammarDefaults are the settings' defaults as init gives them to the
+// templates.
+func grammarDefaults(t *testing.T) map[string]string {
+	t.Helper()
+	k, err := kong.New(&cli{}, grammar()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tomlDefaults(k.Model.Flags)
+}
+
 // parseSettings parses the CLI's settings for switch as the CLI would,
 // with file (if not "") as the config file, read for app (if not "").
-func parseSettings(t *testing.T, file, app string) settings {
+func parseSettings(t *testing.T, file, app string) swap.Options {
 	t.Helper()
 	var opts []kong.Option
 	if file != "" {
@@ -214,14 +226,14 @@ func parseSettings(t *testing.T, file, app string) settings {
 		opts = append(opts, kong.Resolvers(conf))
 	}
 	var c cli
-	p, err := kong.New(&c, append(opts, defaultVars())...)
+	p, err := kong.New(&c, grammar(opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Parse([]string{"switch"}); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	return c.settings
+	return c.Options
 }
 
 // TestInitConfigHoldsEverySettingWithItsDefault keeps the example config in
@@ -259,8 +271,11 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	var want, got []string
-	st := reflect.TypeFor[settings]()
+	st := reflect.TypeFor[swap.Options]()
 	for i := range st.NumField() {
+		if st.Field(i).Tag.Get("kong") == "-" {
+			continue // not a setting
+		}
 		name := st.Field(i).Tag.Get("name") // kong's name, where the field's is not it
 		if name == "" {
 			name = kebab(st.Field(i).Name)
@@ -359,7 +374,7 @@ func TestInitSocketMode(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}, Mode: "socket"}
+	data := templates.Data{App: "app", Host: "127.0.0.1", Ports: [2]int{4000, 4001}, Mode: "socket", Defaults: grammarDefaults(t)}
 	for name, tmpl := range map[string]string{"edgeswitch.toml": templates.Config, "app@.service": templates.Unit, "app.conf": templates.Upstream} {
 		want, err := templates.Render(tmpl, data)
 		if err != nil {
@@ -417,7 +432,7 @@ func TestInitSocketMode(t *testing.T) {
 	}
 	for app, socket := range map[string]string{"api": "/run/api/{port}.sock", "tpi": "/run/tpi/{port}.sock"} {
 		s := parseSettings(t, conf, app)
-		if _, err := s.options(); err != nil || s.Mode != "socket" || s.Socket != socket {
+		if err := s.Check(); err != nil || s.Mode != "socket" || s.Socket != socket {
 			t.Errorf("app %s: mode %q, socket %q, %v; want socket mode on %s", app, s.Mode, s.Socket, err, socket)
 		}
 	}

@@ -30,17 +30,6 @@ func (r *tomlResolver) trusted() error {
 // underSudo reports whether root runs edgeswitch on behalf of another user.
 func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" }
 
-// sudoOnly are the settings that run a program or pick a path, a unit or
-// what is switched. Through sudo they come only from the default config
-// file, which only root can change: a sudoers line for "edgeswitch switch
-// *" must not let the caller pass --on-failure=/bin/sh, nor point the
-// switch at another upstream or at app@22.service.
-var sudoOnly = map[string]bool{
-	"pre-start": true, "post-switch": true, "on-failure": true, "nginx-bin": true, "nginx-conf": true,
-	"nginx-unit": true, "unit": true, "state-dir": true, "upstream": true, "ports": true, "host": true,
-	"mode": true, "socket": true, "socket-link": true,
-}
-
 func sudoRefusal(what string) error {
 	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program or pick a path come only from %s, which only root can change; set it there", what, defaultConfig))
 }
@@ -56,12 +45,15 @@ func sudoConfig(flag string) error {
 	return nil
 }
 
-// sudoFlags refuses sudoOnly settings given on the command line. kong's
-// path holds the flags it parsed from the arguments, and those the config
-// file gave, marked Resolved: those are root's.
+// sudoFlags refuses the settings tagged sudo:"config" (swap.Options) given
+// on the command line: a sudoers line for "edgeswitch switch *" must not
+// let the caller pass --on-failure=/bin/sh, nor point the switch at
+// another upstream or at app@22.service. kong's path holds the flags it
+// parsed from the arguments, and those the config file gave, marked
+// Resolved: those are root's.
 func sudoFlags(kctx *kong.Context) error {
 	for _, p := range kctx.Path {
-		if p.Flag != nil && !p.Resolved && sudoOnly[p.Flag.Name] {
+		if p.Flag != nil && !p.Resolved && p.Flag.Tag.Get("sudo") == "config" {
 			return sudoRefusal("--" + p.Flag.Name)
 		}
 	}

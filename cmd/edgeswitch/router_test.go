@@ -4,14 +4,13 @@ import (
 	"testing"
 
 	"github.com/edgeswitch/edgeswitch/route"
-	"github.com/edgeswitch/edgeswitch/swap"
 )
 
 // TestRouterForTheMode: each mode gets its router on the options'
 // settings, and no connection means a nil Systemd, not a nil *manager in
 // the interface.
 func TestRouterForTheMode(t *testing.T) {
-	o := swap.Defaults()
+	o := parseSettings(t, "", "")
 	r, ok := routerFor(nil)(o).(*route.Reload)
 	if !ok {
 		t.Fatalf("reload mode's router is %T, want *route.Reload", routerFor(nil)(o))
