@@ -107,15 +107,20 @@ func (s *switcher) unwind(cause error) error {
 		}
 	}
 	detail := "traffic stays where it was"
-	if s.moved { // it went to the new slot and came back
+	if s.trafficMoved { // it went to the new slot and came back
 		detail = fmt.Sprintf("traffic is back on slot %d", s.o.other(s.res.To).Port)
 	}
 	s.env.report(Event{Step: "rollback", Detail: detail})
 	return fmt.Errorf("%w: %w", ErrFailed, cause)
 }
 
-// step runs one step, timing it and reporting it as a line of progress.
+// step runs one step, timing it and reporting it as a line of progress;
+// one without a name is swap's own bookkeeping, and is not shown.
 func (s *switcher) step(name string, fn func() (string, error)) error {
+	if name == "" {
+		_, err := fn()
+		return err
+	}
 	t0 := s.env.Now()
 	detail, err := fn()
 	took := s.env.Now().Sub(t0)

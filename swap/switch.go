@@ -46,8 +46,9 @@ type switcher struct {
 	undos     []func(context.Context) error
 	committed bool
 	unlock    func() // releases the nginx lock while the router's steps hold it
-	moved     bool   // the proxy took the change: traffic went to the new slot
-	steps     []StepTime
+	// trafficMoved: the proxy took the change, traffic went to the new slot
+	trafficMoved bool
+	steps        []StepTime
 }
 
 // Switch moves traffic to the target slot (see the package doc for the
@@ -172,7 +173,7 @@ func (s *switcher) plan() []step {
 		step{name: "health", do: s.health},
 		step{name: "rewrite", do: s.rewrite},
 	)
-	steps = append(steps, s.routerSteps(s.change, s.o.Bake == 0)...)
+	steps = append(steps, s.changeSteps(s.change, s.o.Bake == 0)...)
 	steps = append(steps, step{name: "drain", do: s.drain})
 	if s.o.Bake > 0 {
 		// The point of no return moves to the end of the bake.
@@ -180,7 +181,7 @@ func (s *switcher) plan() []step {
 	}
 	if s.promote != nil {
 		// After a canary's bake, the new slot alone.
-		steps = append(steps, s.routerSteps(s.promote, true)...)
+		steps = append(steps, s.changeSteps(s.promote, true)...)
 		steps = append(steps, step{name: "drain", do: s.drain})
 	}
 	// persist before retire: a retire that fails must not leave the old
@@ -191,38 +192,39 @@ func (s *switcher) plan() []step {
 	)
 }
 
-// routerSteps are the steps of one change of the router's, under the nginx
-// lock: the first change of a switch records it as pending and is undone
-// by the router's revert (which undoes any later change too); commit
-// makes the last step the point of no return.
-func (s *switcher) routerSteps(ch *route.Change, commit bool) []step {
-	var steps []step
-	last := len(ch.Steps) - 1
-	for i, rs := range ch.Steps {
-		st := step{name: rs.Name, do: rs.Do, whole: rs.Whole, commit: i == last && commit}
-		if i == 0 && ch == s.change {
-			st.do, st.undo = s.pending(st.do), s.revert
-		} else if i == 0 {
-			st.do = s.relock(st.do)
-		}
-		if i == last {
-			st.do = s.thenUnlock(st.do)
-		}
-		steps = append(steps, st)
+// changeSteps are the steps of one change of the router's, between two
+// steps of swap's own that are not shown. Before it, the nginx lock that
+// the switches of other apps share is taken, and for the switch's first
+// change the switch is recorded as pending (undone by the router's revert,
+// which undoes any later change too). After it, the traffic is on the new
+// slot and the lock is let go; with commit the change is the point of no
+// return.
+func (s *switcher) changeSteps(ch *route.Change, commit bool) []step {
+	begin := step{do: s.relock}
+	if ch == s.change {
+		begin = step{do: s.begin, undo: s.revert}
 	}
-	return steps
+	steps := []step{begin}
+	for _, rs := range ch.Steps {
+		steps = append(steps, step{name: rs.Name, do: rs.Do, whole: rs.Whole})
+	}
+	// As whole as the step before it: Ctrl-C cannot come between the two.
+	return append(steps, step{do: s.moved, whole: steps[len(steps)-1].whole, commit: commit})
 }
 
 // relock takes the nginx lock again for a later change of the same switch.
-func (s *switcher) relock(do func(context.Context) (string, error)) func(context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
-		if err != nil {
-			return "", err
-		}
-		s.unlock = unlock
-		return do(ctx)
-	}
+func (s *switcher) relock(ctx context.Context) (string, error) {
+	unlock, err := lockNginx(ctx, s.o.StateDir)
+	s.unlock = unlock
+	return "", err
+}
+
+// moved notes that the proxy took the change, and lets other apps'
+// switches at nginx's config again (a revert takes the lock back).
+func (s *switcher) moved(context.Context) (string, error) {
+	s.trafficMoved = true
+	s.unlockNginx()
+	return "", nil
 }
 
 // planChange computes the router's change (or, with a canary, the two:
@@ -250,20 +252,6 @@ func usageErr(err error) error {
 		return Usage(err)
 	}
 	return nil
-}
-
-// thenUnlock wraps the router's last step: once nginx runs the new config,
-// other apps' switches may have nginx's config again (a revert takes the
-// lock back).
-func (s *switcher) thenUnlock(do func(context.Context) (string, error)) func(context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		detail, err := do(ctx)
-		if err == nil {
-			s.moved = true
-			s.unlockNginx()
-		}
-		return detail, err
-	}
 }
 
 func (s *switcher) read(context.Context) (string, error) {
@@ -433,32 +421,30 @@ func (s *switcher) rewrite(context.Context) (string, error) {
 	return s.change.File, nil
 }
 
-// pending wraps the router's first step. It takes the nginx lock that
-// switches of other upstreams share (held until the router's last step is
-// done or undone), then records the switch in the state dir, so that a
-// crash from there on is resumed the right way by the next run.
-func (s *switcher) pending(do func(context.Context) (string, error)) func(context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
-		if err != nil {
-			return "", err
-		}
-		s.unlock = unlock
-		if s.o.Bake > 0 {
-			// A bake watches from here, before the new slot's first
-			// request, not from the bake's first look.
-			s.watch = s.router.Watch(ctx, s.res.To.Addr)
-		}
-		if s.resumed != nil { // the earlier switch's record says it best
-			return do(ctx)
-		}
-		if err := writePending(s.o.StateDir, s.o.app(), Pending{
-			From: s.res.From.Port, To: s.res.To.Port, File: s.change.File, Time: s.env.Now().UTC().Format(time.RFC3339),
-		}); err != nil {
-			return "", fmt.Errorf("record the pending switch in %s: %w", s.o.StateDir, err)
-		}
-		return do(ctx)
+// begin comes before the router's first change. It takes the nginx lock
+// that switches of other upstreams share (held until the change is done or
+// undone), then records the switch in the state dir, so that a crash from
+// there on is resumed the right way by the next run.
+func (s *switcher) begin(ctx context.Context) (string, error) {
+	unlock, err := lockNginx(ctx, s.o.StateDir)
+	if err != nil {
+		return "", err
 	}
+	s.unlock = unlock
+	if s.o.Bake > 0 {
+		// A bake watches from here, before the new slot's first request,
+		// not from the bake's first look.
+		s.watch = s.router.Watch(ctx, s.res.To.Addr)
+	}
+	if s.resumed != nil { // the earlier switch's record says it best
+		return "", nil
+	}
+	if err := writePending(s.o.StateDir, s.o.app(), Pending{
+		From: s.res.From.Port, To: s.res.To.Port, File: s.change.File, Time: s.env.Now().UTC().Format(time.RFC3339),
+	}); err != nil {
+		return "", fmt.Errorf("record the pending switch in %s: %w", s.o.StateDir, err)
+	}
+	return "", nil
 }
 
 // unlockNginx lets other switches at nginx's config again.
