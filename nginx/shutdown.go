@@ -27,7 +27,7 @@ func WorkerShutdownTimeout(ctx context.Context, run Runner, bin, conf string) (d
 		if dir[0] != "worker_shutdown_timeout" || len(dir) != 2 {
 			continue
 		}
-		d, err := parseMsec(dir[1])
+		d, err := ParseTime(dir[1])
 		if err != nil {
 			return 0, false, fmt.Errorf("worker_shutdown_timeout %q: %w", dir[1], err)
 		}
@@ -36,10 +36,10 @@ func WorkerShutdownTimeout(ctx context.Context, run Runner, bin, conf string) (d
 	return 0, false, nil
 }
 
-// parseMsec reads a time as nginx does for a millisecond setting: numbers
+// ParseTime reads a time as nginx does for a millisecond setting: numbers
 // with units w, d, h, m, s or ms in that order ("1m30s", "1h 30m"), a
 // number without a unit being seconds.
-func parseMsec(s string) (time.Duration, error) {
+func ParseTime(s string) (time.Duration, error) {
 	const day = 24 * time.Hour
 	units := []struct {
 		name string

@@ -61,8 +61,8 @@ func TestWorkerShutdownTimeout(t *testing.T) {
 
 func TestParseMsec(t *testing.T) {
 	for _, bad := range []string{"", "s", "10x", "1m-2s", "99999999999999999999", "9999999999w"} {
-		if d, err := parseMsec(bad); err == nil {
-			t.Errorf("parseMsec(%q) = %s, want an error", bad, d)
+		if d, err := ParseTime(bad); err == nil {
+			t.Errorf("ParseTime(%q) = %s, want an error", bad, d)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 	"github.com/edgeswitch/edgeswitch/internal/trusted"
 	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/upstream"
 )
 
 // Socket moves traffic without reloading nginx. The upstream block lists
@@ -38,6 +39,7 @@ type Socket struct {
 	byPort     []string  // before the conversion, the sockets of the slots the block lists by port
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
+	watching   *logWatch // the new slot's watch, if any
 }
 
 // SocketSlot is one slot of socket mode: the socket it listens on, and
@@ -151,14 +153,53 @@ func (s *Socket) Checks(ctx context.Context) []Check {
 	if s.converting {
 		checks = s.conv.Checks(ctx)
 	}
-	keep := Check{Name: "no upstream keepalive", OK: "none"}
-	if file, d, ok := s.conv.directive("keepalive"); ok {
-		keep.Err = fmt.Errorf("%s:%d: upstream %s has keepalive: nginx would go on reusing its cached connections to the old slot after the link moves, and stopping that slot would cut them; remove the keepalive line (connecting to a unix socket is cheap)",
-			file, d.Line, s.upstream)
-	}
+	keep := Check{Name: "upstream keepalive bounded"}
+	keep.OK, keep.Err = s.keepalive()
 	reach := Check{Name: "nginx can reach the sockets"}
 	reach.OK, reach.Err = s.reachable(ctx, "")
 	return append(checks, keep, reach, s.linkDirCheck())
+}
+
+// keepalive checks that nginx lets go of its cached connections to the
+// old slot soon after the link moves. nginx reuses a cached connection
+// before it opens a new one, so the old slot serves them until nginx
+// closes them: after a response once keepalive_time has passed, or once
+// idle for keepalive_timeout, both of the upstream block (nginx 1.19.10
+// and later). A connection nginx closes is clean; one the app closes under
+// nginx loses the request on it, so the drain waits, bounded by
+// drain-timeout, for nginx to close them all: the longer bound must leave
+// it half of that.
+func (s *Socket) keepalive() (string, error) {
+	file, keep, ok := s.conv.directive("keepalive")
+	if !ok {
+		return "no keepalive: a connection per request", nil
+	}
+	longest := time.Duration(0)
+	for _, name := range []string{"keepalive_time", "keepalive_timeout"} {
+		_, d, ok := s.conv.directive(name)
+		if !ok {
+			return "", fmt.Errorf("%s:%d: upstream %s has keepalive but no %s: nginx would go on reusing its cached connections to the old slot after the link moves (up to 1h); add \"keepalive_time 10s;\" and \"keepalive_timeout 10s;\" to the block (nginx 1.19.10 or later), each at most half of drain-timeout %s, or remove the keepalive line",
+				file, keep.Line, s.upstream, name, shortDur(s.DrainTimeout))
+		}
+		t, err := nginxTime(d)
+		if err != nil {
+			return "", fmt.Errorf("%s:%d: %s: %w", file, d.Line, name, err)
+		}
+		if t > s.DrainTimeout/2 {
+			return "", fmt.Errorf("%s:%d: %s %s is longer than half of drain-timeout %s: the drain could give up on nginx's cached connections to the old slot and stop it under them; set %s to at most %s, or raise drain-timeout",
+				file, d.Line, name, shortDur(t), shortDur(s.DrainTimeout), name, shortDur(s.DrainTimeout/2))
+		}
+		longest = max(longest, t)
+	}
+	return fmt.Sprintf("keepalive %s, cached connections closed within %s", strings.Join(keep.Args, " "), shortDur(longest)), nil
+}
+
+// nginxTime reads the one time a directive sets.
+func nginxTime(d upstream.Directive) (time.Duration, error) {
+	if len(d.Args) != 1 {
+		return 0, fmt.Errorf("want one time, e.g. 10s, not %q", strings.Join(d.Args, " "))
+	}
+	return nginx.ParseTime(d.Args[0])
 }
 
 // linkDirCheck refuses a link in a directory someone other than root may
@@ -291,6 +332,12 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 		old = strings.TrimPrefix(s.Slots[1].Socket, "unix:")
 	}
 	left, err := s.waitClosed(ctx, old)
+	if s.watching != nil {
+		// Until now the old slot answered too, on nginx's cached
+		// connections, under the link's name: the new slot's watch
+		// starts once it has all the traffic.
+		s.watching.restart()
+	}
 	return s.drained(ctx, old, left, err)
 }
 
@@ -384,14 +431,16 @@ func (s *Socket) Revert(ctx context.Context) (Drained, error) {
 	return s.drained(ctx, s.to, left, err), nil
 }
 
-// Watch counts from now what nginx logs of the link, as addr's: nginx
-// names the link in its logs, not the socket, and once the link points at
-// addr, what it logs of the link was addr's.
+// Watch counts what nginx logs of the link, as addr's: nginx names the
+// link in its logs, not the socket. Until the drain ends, the old slot
+// still answers on nginx's cached connections (upstream keepalive), so the
+// count starts again then, once addr has all the traffic.
 func (s *Socket) Watch(ctx context.Context, addr string) Watch {
 	if addr != "unix:"+s.to {
 		return quiet{}
 	}
-	return s.watch(ctx, "unix:"+s.Link)
+	s.watching = s.watch(ctx, "unix:"+s.Link)
+	return s.watching
 }
 
 // quiet is the watch of a slot the link does not point at: nginx logs

@@ -247,12 +247,35 @@ func TestSocketChecks(t *testing.T) {
 		return m
 	}
 	t.Run("keepalive", func(t *testing.T) {
-		w := newSocketWorld(t, false)
-		write(t, w.app, fmt.Appendf(nil, "upstream app {\n    server unix:%s;\n    keepalive 16;\n}\n", w.link))
-		w.s.Read()
-		got := failed(w.s.Checks(t.Context()))["no upstream keepalive"]
-		if !strings.Contains(got, "app.conf:3: upstream app has keepalive") || !strings.Contains(got, "remove the keepalive line") {
-			t.Errorf("keepalive check: %q", got)
+		for _, tt := range []struct {
+			name, lines string
+			drain       time.Duration // drain-timeout
+			says        []string      // the check's error; none: it passes
+		}{
+			{"bounded well inside drain-timeout", "keepalive 16;\n    keepalive_time 10s;\n    keepalive_timeout 5s;", 20 * time.Second, nil},
+			{"bounded in nginx's other units", "keepalive 16;\n    keepalive_time 250ms;\n    keepalive_timeout 1;", 2 * time.Second, nil},
+			{"without keepalive_time", "keepalive 16;\n    keepalive_timeout 10s;", 30 * time.Second,
+				[]string{"app.conf:3: upstream app has keepalive but no keepalive_time", `add "keepalive_time 10s;" and "keepalive_timeout 10s;"`, "half of drain-timeout 30s"}},
+			{"without either bound", "keepalive 16;", 30 * time.Second, []string{"app.conf:3: upstream app has keepalive but no keepalive_time"}},
+			{"a bound over half of drain-timeout", "keepalive 16;\n    keepalive_time 10s;\n    keepalive_timeout 20s;", 30 * time.Second,
+				[]string{"app.conf:5: keepalive_timeout 20s is longer than half of drain-timeout 30s", "set keepalive_timeout to at most 15s"}},
+			{"a bound that is no time", "keepalive 16;\n    keepalive_time soon;\n    keepalive_timeout 5s;", 30 * time.Second, []string{"app.conf:4: keepalive_time:", `"soon" is not a time`}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				w := newSocketWorld(t, false)
+				w.r.DrainTimeout = tt.drain
+				write(t, w.app, fmt.Appendf(nil, "upstream app {\n    server unix:%s;\n    %s\n}\n", w.link, tt.lines))
+				w.s.Read()
+				got := failed(w.s.Checks(t.Context()))["upstream keepalive bounded"]
+				if tt.says == nil && got != "" {
+					t.Errorf("keepalive check failed: %q", got)
+				}
+				for _, part := range tt.says {
+					if !strings.Contains(got, part) {
+						t.Errorf("keepalive check %q does not say %q", got, part)
+					}
+				}
+			})
 		}
 	})
 	t.Run("nginx -t only before the conversion", func(t *testing.T) {
@@ -310,6 +333,31 @@ func TestSocketUpstreamFailuresAreTheLinksTarget(t *testing.T) {
 	}
 	if n, _ := watchOld.Failures(); n != 0 {
 		t.Errorf("failures of the old slot = %d, want 0: the link no longer points at it", n)
+	}
+}
+
+// TestSocketWatchStartsOnceTheOldSlotIsDrained: with upstream keepalive
+// the old slot answers on nginx's cached connections after the link moves,
+// and nginx logs those answers under the link too; the new slot's watch
+// counts only what comes after the drain.
+func TestSocketWatchStartsOnceTheOldSlotIsDrained(t *testing.T) {
+	w := newSocketWorld(t, false)
+	ch := w.plan(w.sockB)
+	watch := w.s.Watch(t.Context(), "unix:"+w.sockB)
+	if _, _, err := w.steps(ch); err != nil {
+		t.Fatal(err)
+	}
+	failure := `2026/01/02 03:04:06 [error] 801#801: *3 upstream prematurely closed connection while reading response header from upstream, client: 127.0.0.1, server: , request: "GET / HTTP/1.1", upstream: "http://unix:` + w.link + `:/", host: "x"`
+	w.appendLog(failure) // on a connection cached to the old slot
+	if d := w.s.Drain(t.Context()); d.Left != 0 {
+		t.Fatalf("drain: %+v", d)
+	}
+	if n, _ := watch.Failures(); n != 0 {
+		t.Errorf("failures of the new slot after the drain = %d, want 0: the one before it was the old slot's", n)
+	}
+	w.appendLog(failure)
+	if n, _ := watch.Failures(); n != 1 {
+		t.Errorf("failures of the new slot = %d, want 1", n)
 	}
 }
 

@@ -22,14 +22,19 @@ type logWatch struct {
 // every reload: nginx -T reads the whole config, and only a bake watches.
 func (n *Nginx) watch(ctx context.Context, addr string) *logWatch {
 	w := &logWatch{addr: addr, errlog: n.errorLog(ctx)}
-	w.mark = w.errlog.Mark()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	w.access, _ = nginx.AccessLogs(ctx, n.Run, n.NginxBin, n.NginxConf) // none: no 5xx watch
+	w.restart()
+	return w
+}
+
+// restart counts from now on.
+func (w *logWatch) restart() {
+	w.mark, w.marks = w.errlog.Mark(), nil
 	for _, l := range w.access {
 		w.marks = append(w.marks, l.Mark())
 	}
-	return w
 }
 
 func (w *logWatch) Failures() (int, string) { return w.errlog.UpstreamFailures(w.mark, w.addr) }

@@ -76,6 +76,7 @@ type Server struct {
 // Directive is one directive of a block that is not a server line.
 type Directive struct {
 	Name string
+	Args []string // the words after the name, quotes kept
 	Line int
 }
 
@@ -155,7 +156,11 @@ func locate(file string, src []byte, name string) ([]*Block, error) {
 					Standby: slices.ContainsFunc(stmt[2:], func(w token) bool { return w.text == "backup" || w.text == "down" }),
 				})
 			} else if cur != nil && depth == inner && len(stmt) > 0 {
-				cur.Directives = append(cur.Directives, Directive{Name: stmt[0].text, Line: stmt[0].line})
+				var args []string
+				for _, w := range stmt[1:] {
+					args = append(args, w.text)
+				}
+				cur.Directives = append(cur.Directives, Directive{Name: stmt[0].text, Args: args, Line: stmt[0].line})
 			}
 		case '}':
 			if depth == 0 {

@@ -122,8 +122,8 @@ func machineBenchLoad(b *testing.B, m *testedge.Machine, method string) *testedg
 }
 
 // toSocketMode turns README's set-up to socket mode the supported way: the
-// template unit runs the app on a unix socket, the upstream loses its
-// keepalive (cached connections would keep going to the old slot), and a
+// template unit runs the app on a unix socket, the upstream's keepalive
+// gets the bounds socket mode needs, and a
 // first `edgeswitch switch --mode socket` starts the other slot on its
 // socket and turns the upstream's server into the link, with one reload.
 func toSocketMode(b testing.TB, m *testedge.Machine) {
@@ -139,7 +139,7 @@ func toSocketMode(b testing.TB, m *testedge.Machine) {
 	if !strings.Contains(conf, keepalive) {
 		b.Fatalf("%s has no %q:\n%s", machineAppConf, keepalive, conf)
 	}
-	installIn(b, m, machineAppConf, strings.Replace(conf, keepalive, "", 1))
+	installIn(b, m, machineAppConf, testedge.BoundKeepalive(conf))
 	mustIn(b, m, "sh", "-ec", "nginx -t -q && "+machineBareReload)
 	machineSwitch(b, m, machineSocketFlags...)
 	if conf := mustIn(b, m, "cat", machineAppConf); !strings.Contains(conf, "server unix:"+machineSocketLink+";") {

@@ -427,7 +427,7 @@ func TestInitSocketMode(t *testing.T) {
 	}
 	unit, _ := os.ReadFile(filepath.Join(apps, "tpi@.service"))
 	upstream, _ = os.ReadFile(filepath.Join(apps, "tpi.conf"))
-	if !strings.Contains(string(unit), "\nRuntimeDirectory=tpi\n") || !strings.Contains(string(upstream), "\nupstream tpi {\n    server unix:/var/lib/edgeswitch/tpi.sock;\n}\n") {
+	if !strings.Contains(string(unit), "\nRuntimeDirectory=tpi\n") || !strings.Contains(string(upstream), "\nupstream tpi {\n    server unix:/var/lib/edgeswitch/tpi.sock;\n    keepalive 16;\n") {
 		t.Errorf("tpi's unit and upstream:\n%s\n%s", unit, upstream)
 	}
 	for app, socket := range map[string]string{"api": "/run/api/{port}.sock", "tpi": "/run/tpi/{port}.sock"} {

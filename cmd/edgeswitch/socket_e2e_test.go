@@ -151,20 +151,20 @@ func openStream(t *testing.T, e *testedge.Edge, kind string, d time.Duration) <-
 }
 
 // TestConvertingToSocketMode follows README's way from a reload-mode host
-// to socket mode under GET load: check names the upstream keepalive to
-// remove; the first switch shows the diff, rewrites the upstream to the
-// link and reloads nginx once; the next moves only the link.
+// to socket mode under GET load: check names the bounds the upstream's
+// keepalive needs; the first switch shows the diff, rewrites the upstream
+// to the link and reloads nginx once; the next moves only the link.
 func TestConvertingToSocketMode(t *testing.T) {
 	e := testedge.New(t, testedge.Options{})
 	load := startLoad(t, e, 32, http.MethodGet, "/")
 	must(t)("", e.UseSockets(t.Context()))
 
 	r := edgeswitch(t, e, "check")
-	if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "upstream app has keepalive") {
-		t.Fatalf("check with keepalive: exit %d, want 2 naming the keepalive\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "upstream app has keepalive but no keepalive_time") || !strings.Contains(r.stdout+r.stderr, `add "keepalive_time 10s;"`) {
+		t.Fatalf("check with an unbounded keepalive: exit %d, want 2 naming the bounds to add\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	conf := must(t)(readFile(e.UpstreamFile))
-	writeConf(t, e, "app.conf", strings.Replace(conf, "    keepalive 16;\n", "", 1))
+	writeConf(t, e, "app.conf", testedge.BoundKeepalive(conf))
 	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
 	time.Sleep(200 * time.Millisecond) // the reload's old workers go
 
@@ -209,7 +209,7 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=50ms")
 	must(t)("", e.UseSockets(t.Context()))
 	conf := must(t)(readFile(e.UpstreamFile))
-	writeConf(t, e, "app.conf", strings.Replace(conf, "    keepalive 16;\n", "", 1))
+	writeConf(t, e, "app.conf", testedge.BoundKeepalive(conf))
 	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
 
 	tools := t.TempDir()

@@ -60,7 +60,8 @@ type Options struct {
 	// first app's slots listen on unix sockets <Dir>/run/<port>.sock
 	// (Edge.SocketPattern), and its upstream lists one server,
 	// unix:<StateDir>/app.sock (Edge.SocketLink), a symlink to the first
-	// slot's socket as a switch would leave it, with no upstream keepalive.
+	// slot's socket as a switch would leave it, with upstream keepalive
+	// bounded by KeepaliveBounds.
 	// Further apps (Apps) stay on TCP. Off by default: slots on TCP ports.
 	Socket bool
 }
@@ -458,6 +459,15 @@ func (e *Edge) socketPaths() error {
 	return os.MkdirAll(filepath.Dir(e.SocketPattern), 0o755)
 }
 
+// BoundKeepalive adds to an upstream's "keepalive 16;" line the bounds that
+// socket mode needs to keep it (nginx then closes its cached connections to
+// the old slot soon after the link moves): short ones, so that a drain
+// takes about half a second, within half of a drain-timeout of 1 s.
+func BoundKeepalive(conf string) string {
+	const line = "    keepalive 16;\n"
+	return strings.Replace(conf, line, line+"    keepalive_time 500ms;\n    keepalive_timeout 500ms;\n", 1)
+}
+
 // UseSockets moves a TCP edge's first app to unix sockets as an operator
 // does before the first switch in socket mode: slots started from now on
 // listen on SocketPattern (the template unit is rewritten, the manager
@@ -589,9 +599,7 @@ http {
     }`
 	upstream := fmt.Sprintf("upstream app {\n    server 127.0.0.1:%d;\n    keepalive 16;\n}", e.Ports[0])
 	if e.SocketLink != "" {
-		// No keepalive: cached connections would stay with the old slot
-		// after a link swap (edgeswitch refuses it in socket mode).
-		upstream = fmt.Sprintf("upstream app {\n    server unix:%s;\n}", e.SocketLink)
+		upstream = fmt.Sprintf("upstream app {\n    server unix:%s;\n%s}", e.SocketLink, BoundKeepalive("    keepalive 16;\n"))
 	}
 	app := fmt.Sprintf("%s\n\nserver {\n    listen %s;\n\n%s\n}\n", upstream, e.ListenAddr, fmt.Sprintf(location, "app"))
 	files := map[string]string{e.UpstreamFile: app}
