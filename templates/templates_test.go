@@ -337,7 +337,7 @@ func TestSocketModeFiles(t *testing.T) {
 			}
 			upstream := string(render(t, Upstream, tt.data))
 			block := upstream[strings.Index(upstream, "\nupstream "):]
-			if want := "\nupstream app {\n    server unix:" + tt.link + ";\n}\n"; block != want {
+			if want := "\nupstream app {\n    server unix:" + tt.link + ";\n    keepalive 16;\n    keepalive_time 10s;\n    keepalive_timeout 10s;\n}\n"; block != want {
 				t.Errorf("upstream block %q, want %q", block, want)
 			}
 			config := string(render(t, Config, tt.data))
