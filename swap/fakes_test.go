@@ -24,14 +24,15 @@ import (
 )
 
 // unitState is what the fake systemd says of one unit.
-type unitState struct{ active, sub, load string }
+type unitState struct{ active, sub, load, result string }
 
 var (
-	unitUp      = unitState{"active", "running", "loaded"}
-	unitDown    = unitState{"inactive", "dead", "loaded"}
-	unitFailed  = unitState{"failed", "failed", "loaded"}
-	unitLooping = unitState{"activating", "auto-restart", "loaded"}
-	unitUnknown = unitState{"inactive", "dead", "not-found"}
+	unitUp      = unitState{"active", "running", "loaded", ""}
+	unitDown    = unitState{"inactive", "dead", "loaded", ""}
+	unitFailed  = unitState{"failed", "failed", "loaded", "exit-code"}
+	unitLimited = unitState{"failed", "failed", "loaded", "start-limit-hit"}
+	unitLooping = unitState{"activating", "auto-restart", "loaded", ""}
+	unitUnknown = unitState{"inactive", "dead", "not-found", ""}
 )
 
 // unitSince is the StateChangeTimestamp the fake reports for every unit.
@@ -101,6 +102,7 @@ func (f *fakeSystemd) GetUnitPropertiesContext(_ context.Context, unit string) (
 		"ActiveState":          s.active,
 		"SubState":             s.sub,
 		"LoadState":            s.load,
+		"Result":               cmp.Or(s.result, "success"),
 		"StateChangeTimestamp": uint64(unitSince.UnixMicro()),
 	}, nil
 }
@@ -149,6 +151,20 @@ func (f *fakeSystemd) enabledUnits() map[string]bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.enabled)
+}
+
+// ResetFailedUnitContext clears the unit's failed state, and with it a
+// start limit: a fault of its next start no longer holds.
+func (f *fakeSystemd) ResetFailedUnitContext(_ context.Context, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, "reset-failed "+unit)
+	if err := f.faults["reset-failed "+unit].err; err != nil {
+		return err
+	}
+	delete(f.faults, "start "+unit)
+	f.units[unit] = unitDown
+	return nil
 }
 
 func (f *fakeSystemd) StartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {

@@ -263,6 +263,9 @@ type Systemd interface {
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
+	// ResetFailedUnitContext clears a slot's start limit, which rapid
+	// switches reach (by default 5 starts in 10 s).
+	ResetFailedUnitContext(ctx context.Context, name string) error
 	// Enablement: the live slot starts at boot, the other does not.
 	EnableUnitFilesContext(ctx context.Context, files []string, runtime bool, force bool) (bool, []dbus.EnableUnitFileChange, error)
 	// No daemon-reload after them: the links are what a boot reads, and

@@ -29,6 +29,7 @@ type unitStatus struct {
 	Active string    // ActiveState: "active", "activating", "inactive", "failed", ...
 	Sub    string    // SubState: "running", "auto-restart", "dead", ...
 	Load   string    // LoadState: "loaded", "not-found", ...
+	Result string    // how it last ended: "success", "exit-code", "start-limit-hit", ...
 	Since  time.Time // when the unit last changed state
 }
 
@@ -41,6 +42,7 @@ func getUnit(ctx context.Context, sd Systemd, unit string) (unitStatus, error) {
 	u.Active, _ = props["ActiveState"].(string)
 	u.Sub, _ = props["SubState"].(string)
 	u.Load, _ = props["LoadState"].(string)
+	u.Result, _ = props["Result"].(string)
 	if usec, ok := props["StateChangeTimestamp"].(uint64); ok && usec > 0 {
 		u.Since = time.UnixMicro(int64(usec))
 	}

@@ -372,7 +372,16 @@ func (s *switcher) start(ctx context.Context) (string, error) {
 		how, call = "restarted", sd.RestartUnitContext
 	}
 	s.started = true
-	if err := job(ctx, call, unit, s.o.journalctl()); err != nil {
+	err = job(ctx, call, unit, s.o.journalctl())
+	if u, uerr := getUnit(ctx, sd, unit); err != nil && uerr == nil && u.Result == "start-limit-hit" {
+		// Rapid switches reach systemd's start limit of the unit: clear
+		// it once, rather than fail the switch.
+		if err = sd.ResetFailedUnitContext(ctx, unit); err == nil {
+			how += " after clearing systemd's start limit (reset-failed)"
+			err = job(ctx, call, unit, s.o.journalctl())
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("start %s: %w", unit, err)
 	}
 	return unit + " " + how, nil

@@ -353,6 +353,23 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		listed:  "a",
 		history: "failed a->b",
 	}, {
+		name:    "systemd's start limit of the target is cleared once, and the switch goes on",
+		setup:   jobFails("start", b, fault{result: "failed", leaves: &unitLimited}),
+		jobs:    "start b, reset-failed b, start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}, {
+		name: "a start limit that will not clear fails the switch",
+		setup: both(jobFails("start", b, fault{result: "failed", leaves: &unitLimited}),
+			jobFails("reset-failed", b, fault{err: errors.New("access denied")})),
+		exit:    1,
+		says:    []string{"start app@", "access denied"},
+		jobs:    "start b, reset-failed b, stop b",
+		running: [2]bool{true, false},
+		listed:  "a",
+		history: "failed a->b",
+	}, {
 		name:    "systemd refuses the start: the target is stopped again",
 		setup:   jobFails("start", b, fault{err: errors.New("access denied")}),
 		exit:    1,
@@ -955,4 +972,22 @@ func TestSocketModeSettings(t *testing.T) {
 		refused("a canary in socket mode", socket(func(o *Options) { o.Canary, o.Bake = 10, time.Second }), "one link and no weights", `mode = "reload"`),
 		refused("socket settings in reload mode", func(r *rig) { r.o.Socket = "/run/app/{port}.sock" }, `for mode = "socket"`),
 	})
+}
+
+// TestStartLimitIsSaidOnTheStartLine: a switch that cleared the target's
+// start limit says so where the start is reported.
+func TestStartLimitIsSaidOnTheStartLine(t *testing.T) {
+	r := switchCase{
+		setup:   jobFails("start", b, fault{result: "failed", leaves: &unitLimited}),
+		jobs:    "start b, reset-failed b, start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}.run(t)
+	said := slices.ContainsFunc(r.ev.list(), func(ev Event) bool {
+		return ev.Step == "start" && strings.HasSuffix(ev.Detail, "started after clearing systemd's start limit (reset-failed)")
+	})
+	if !said {
+		t.Errorf("no start line says the start limit was cleared: %+v", r.ev.list())
+	}
 }

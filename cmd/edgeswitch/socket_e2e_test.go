@@ -281,3 +281,42 @@ func TestSocketBakeAndRollback(t *testing.T) {
 		t.Logf("load: %s", stats)
 	}
 }
+
+// TestSocketKeepaliveWithoutBoundsIsRefused: a keepalive that nginx would
+// not let go of soon after the link moves, or not within half of
+// drain-timeout, refuses the switch before anything starts: exit 2 naming
+// the line and what to set, nginx's files and the link as they were, the
+// other slot not started.
+func TestSocketKeepaliveWithoutBoundsIsRefused(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Socket: true})
+	conf := must(t)(readFile(e.UpstreamFile))
+	for _, tt := range []struct {
+		name, conf string
+		args       []string
+		says       []string
+	}{
+		{"no keepalive_time", strings.Replace(conf, "    keepalive_time 500ms;\n", "", 1), nil,
+			[]string{"app.conf:4: upstream app has keepalive but no keepalive_time", `add "keepalive_time 10s;" and "keepalive_timeout 10s;"`}},
+		{"bounds over half of drain-timeout", conf, []string{"--drain-timeout", "800ms"},
+			[]string{"app.conf:5: keepalive_time 500ms is longer than half of drain-timeout 800ms", "set keepalive_time to at most 400ms, or raise drain-timeout"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			writeConf(t, e, "app.conf", tt.conf)
+			before := hashTree(t, filepath.Dir(e.NginxConf))
+			link := must(t)(os.Readlink(e.SocketLink))
+			r := edgeswitch(t, e, append([]string{"switch"}, tt.args...)...)
+			for _, part := range tt.says {
+				if r.code != 2 || !strings.Contains(r.stderr, part) {
+					t.Errorf("switch: exit %d, want 2 saying %q:\n%s", r.code, part, r.stderr)
+				}
+			}
+			assertUnchanged(t, e, before)
+			if now := must(t)(os.Readlink(e.SocketLink)); now != link {
+				t.Errorf("the link moved from %s to %s", link, now)
+			}
+			if st := unitState(t, e, e.Ports[1]); st != "inactive" {
+				t.Errorf("the other slot is %s, want inactive: nothing may start", st)
+			}
+		})
+	}
+}
