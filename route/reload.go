@@ -32,8 +32,8 @@ type Systemd interface {
 // read, wrote and reloaded, so that Revert can undo exactly that.
 type Reload struct {
 	*Nginx
-	Upstream string   // name of the upstream block
-	Slots    []string // the addresses the block may list
+	Upstream string // name of the upstream block
+	Slots    []Addr // the addresses the block may list
 
 	orig     *upstream.Block  // as Read found it: what Revert puts back
 	base     *upstream.Block  // what the next Plan starts from: orig, then each plan's result
@@ -47,13 +47,16 @@ type Reload struct {
 
 // Read finds the upstream block in the config tree.
 func (r *Reload) Read() (Listing, error) {
-	b, err := upstream.Find(r.NginxConf, r.Upstream, r.Slots)
+	b, err := upstream.Find(r.NginxConf, r.Upstream, r.listable())
 	if err != nil {
 		return Listing{}, err
 	}
 	r.orig, r.base = b, b
-	return Listing{File: b.File, Line: b.Line, Addrs: b.Listed()}, nil
+	return Listing{File: b.File, Line: b.Line, Addrs: parseAddrs(b.Listed())}, nil
 }
+
+// listable are the addresses the block may list, as nginx writes them.
+func (r *Reload) listable() upstream.Slots { return nginxAddrs(r.Slots) }
 
 // directive returns the first directive called name in the block as Read
 // found it, with the block's file.
@@ -85,7 +88,7 @@ func (r *Reload) Plan(to []Backend, resume string) (*Change, error) {
 		return nil, err
 	}
 	c.e = e
-	if r.base, err = upstream.Parse(e.File, e.New, r.Upstream, r.Slots); err != nil {
+	if r.base, err = upstream.Parse(e.File, e.New, r.Upstream, r.listable()); err != nil {
 		return nil, fmt.Errorf("upstream: own edit of %s does not read back: %w", e.File, err)
 	}
 	return &Change{File: e.File, Diff: e.Diff(), Changed: e.Changed(), Steps: []Step{
@@ -110,15 +113,15 @@ func (c *change) edit(b *upstream.Block) (*upstream.Edit, error) {
 		return nil, fmt.Errorf("upstream %s: a plan lists at least one slot", c.r.Upstream)
 	case 1:
 		if bytes.Equal(b.Body(), c.r.orig.Body()) {
-			return b.To(c.to[0].Addr, c.r.Slots)
+			return b.To(c.to[0].Addr.String(), c.r.listable())
 		}
 		// After a canary: the block as a plain switch from the one Read
 		// found would leave it.
-		plain, err := c.r.orig.To(c.to[0].Addr, c.r.Slots)
+		plain, err := c.r.orig.To(c.to[0].Addr.String(), c.r.listable())
 		if err != nil {
 			return nil, err
 		}
-		end, err := upstream.Parse(plain.File, plain.New, c.r.Upstream, c.r.Slots)
+		end, err := upstream.Parse(plain.File, plain.New, c.r.Upstream, c.r.listable())
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +129,9 @@ func (c *change) edit(b *upstream.Block) (*upstream.Edit, error) {
 	}
 	weights := map[string]int{}
 	for _, be := range c.to {
-		weights[be.Addr] = be.Weight
+		weights[be.Addr.String()] = be.Weight
 	}
-	return b.Weigh(weights, c.r.Slots)
+	return b.Weigh(weights, c.r.listable())
 }
 
 // validate writes the new bytes atomically and runs nginx -t on them.
@@ -166,7 +169,7 @@ func (c *change) validate(ctx context.Context) (string, error) {
 // block itself is still as the plan found it: then the change someone made
 // elsewhere in the file is kept as it is.
 func (c *change) replan(now []byte) error {
-	b, err := upstream.Parse(c.e.File, now, c.r.Upstream, c.r.Slots)
+	b, err := upstream.Parse(c.e.File, now, c.r.Upstream, c.r.listable())
 	if err != nil || !bytes.Equal(b.Body(), c.block.Body()) {
 		return fmt.Errorf("%s changed while the new slot started, upstream %s with it; run the switch again", c.e.File, c.r.Upstream)
 	}
@@ -215,7 +218,7 @@ func (r *Reload) confirm(ctx context.Context) (string, error) {
 }
 
 // Watch counts from now what nginx logs of addr.
-func (r *Reload) Watch(ctx context.Context, addr string) Watch { return r.watch(ctx, addr) }
+func (r *Reload) Watch(ctx context.Context, addr Addr) Watch { return r.watch(ctx, addr.String()) }
 
 // Drain waits until every worker from before the reload has exited: until
 // then they may still proxy requests to the slot that lost the traffic.
@@ -427,7 +430,7 @@ func (r *Reload) restore() error {
 	if err != nil {
 		return err
 	}
-	cur, err := upstream.Parse(file, now, r.Upstream, r.Slots)
+	cur, err := upstream.Parse(file, now, r.Upstream, r.listable())
 	if err != nil {
 		return err
 	}
@@ -436,7 +439,7 @@ func (r *Reload) restore() error {
 	}
 	ours := false
 	for _, e := range r.written {
-		if mine, err := upstream.Parse(file, e.New, r.Upstream, r.Slots); err == nil && bytes.Equal(cur.Body(), mine.Body()) {
+		if mine, err := upstream.Parse(file, e.New, r.Upstream, r.listable()); err == nil && bytes.Equal(cur.Body(), mine.Body()) {
 			ours = true
 		}
 	}

@@ -255,7 +255,7 @@ http {
 			Procs:         nginx.Procs{Root: w.proc.root},
 		},
 		Upstream: "app",
-		Slots:    []string{slotA, slotB},
+		Slots:    []Addr{TCP(slotA), TCP(slotB)},
 	}
 	return w
 }
@@ -299,7 +299,7 @@ func (w *world) plan() *Change {
 	if _, err := w.r.Read(); err != nil {
 		w.t.Fatal(err)
 	}
-	ch, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
+	ch, err := w.r.Plan([]Backend{{Addr: TCP(slotB)}}, "")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Listing{File: w.app, Line: 2, Addrs: []string{slotA}}
+		want := Listing{File: w.app, Line: 2, Addrs: []Addr{TCP(slotA)}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("listing (-want +got):\n%s", diff)
 		}
@@ -545,7 +545,7 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		ch, err := w.r.Plan([]Backend{{Addr: slotA}}, "")
+		ch, err := w.r.Plan([]Backend{{Addr: TCP(slotA)}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -578,11 +578,11 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}}, "")
+		canary, err := w.r.Plan([]Backend{{Addr: TCP(slotA), Weight: 90}, {Addr: TCP(slotB), Weight: 10}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		alone, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
+		alone, err := w.r.Plan([]Backend{{Addr: TCP(slotB)}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -607,7 +607,7 @@ func TestPlan(t *testing.T) {
 		if _, err := w.r.Read(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := w.r.Plan([]Backend{{Addr: "127.0.0.1:5000"}}, "")
+		_, err := w.r.Plan([]Backend{{Addr: TCP("127.0.0.1:5000")}}, "")
 		wantErr(t, err, upstream.ErrTarget)
 	})
 }
@@ -1053,7 +1053,7 @@ func TestAChangeElsewhereInTheFileIsKept(t *testing.T) {
 // records $upstream_addr and $upstream_status; none such, no count.
 func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	w := newWorld(t)
-	if total, bad := w.r.Watch(t.Context(), slotB).Answers(); total != 0 || bad != 0 {
+	if total, bad := w.r.Watch(t.Context(), TCP(slotB)).Answers(); total != 0 || bad != 0 {
 		t.Errorf("Answers without an access log that records upstreams = %d, %d; want 0, 0", total, bad)
 	}
 	log := filepath.Join(t.TempDir(), "access.log")
@@ -1065,7 +1065,7 @@ func TestAnswersCountTheNewSlotsFromTheAccessLog(t *testing.T) {
 	w.run.dump = "# configuration file " + w.conf + ":\nhttp {\n" +
 		`log_format edgeswitch '$remote_addr [$time_local] "$request" $status $upstream_addr $upstream_status $request_time';` + "\n" +
 		"access_log " + log + " edgeswitch;\n}\n"
-	watch := w.r.Watch(t.Context(), slotB)
+	watch := w.r.Watch(t.Context(), TCP(slotB))
 	if total, _ := watch.Answers(); total != 0 {
 		t.Errorf("first look counted %d answers from before it", total)
 	}
@@ -1296,11 +1296,11 @@ func TestAFailedPromotionIsReloadedBack(t *testing.T) {
 	if _, err := w.r.Read(); err != nil {
 		t.Fatal(err)
 	}
-	canary, err := w.r.Plan([]Backend{{Addr: slotA, Weight: 90}, {Addr: slotB, Weight: 10}}, "")
+	canary, err := w.r.Plan([]Backend{{Addr: TCP(slotA), Weight: 90}, {Addr: TCP(slotB), Weight: 10}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	alone, err := w.r.Plan([]Backend{{Addr: slotB}}, "")
+	alone, err := w.r.Plan([]Backend{{Addr: TCP(slotB)}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

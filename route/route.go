@@ -10,7 +10,7 @@ import "context"
 
 // Backend is one address that is to get traffic, with its share.
 type Backend struct {
-	Addr   string // as nginx lists it: "127.0.0.1:4001", or "unix:/run/app.sock"
+	Addr   Addr
 	Weight int    // relative share when several are listed; 0 when it takes all
 }
 
@@ -18,7 +18,7 @@ type Backend struct {
 type Listing struct {
 	File  string   // the file that says it, for people
 	Line  int      // the line it starts on
-	Addrs []string // the slot addresses listed, in order, without repeats
+	Addrs []Addr // the slot addresses listed, in order, without repeats
 }
 
 // Check is one thing a router verifies before it acts.

@@ -36,7 +36,7 @@ type Socket struct {
 	from       string    // the socket the link pointed at when Read found it; "" for none
 	to         string    // the socket the planned change points it at
 	converting bool      // the block lists ports (or did, for a resumed switch): the change makes it list the link
-	byPort     []string  // before the conversion, the sockets of the slots the block lists by port
+	byPort     []Addr    // before the conversion, the sockets of the slots the block lists by port
 	linked     bool      // the link step ran: Revert points the link back
 	moved      time.Time // when the link moved, for the drain's line
 	watching   *logWatch // the new slot's watch, if any
@@ -45,29 +45,32 @@ type Socket struct {
 // SocketSlot is one slot of socket mode: the socket it listens on, and
 // the port it listened on before the block was converted.
 type SocketSlot struct {
-	Port   string // host:port, as the block listed it before the conversion
-	Socket string // unix:/run/app/4000.sock
+	Port   Addr   // host:port, as the block listed it before the conversion
+	Socket string // the socket's path: /run/app/4000.sock
 }
 
 // NewSocket returns the socket router of upstream, whose block lists
 // "server unix:LINK;" (or, before the conversion, the slots' ports).
 func NewSocket(n *Nginx, upstream, link string, slots []SocketSlot) *Socket {
-	var listable []string
+	var listable []Addr
 	for _, sl := range slots {
 		listable = append(listable, sl.Port)
 	}
-	listable = append(listable, "unix:"+link)
+	listable = append(listable, Unix(link))
 	return &Socket{Nginx: n, Link: link, Slots: slots, upstream: upstream, conv: &Reload{Nginx: n, Upstream: upstream, Slots: listable}}
 }
 
-// sockets are the slots' sockets, as nginx lists them.
-func (s *Socket) sockets() []string {
-	var out []string
+// sockets are the slots' sockets.
+func (s *Socket) sockets() []Addr {
+	var out []Addr
 	for _, sl := range s.Slots {
-		out = append(out, sl.Socket)
+		out = append(out, Unix(sl.Socket))
 	}
 	return out
 }
+
+// socketNames lists the slots' sockets for people.
+func (s *Socket) socketNames() string { return strings.Join(nginxAddrs(s.sockets()), " or ") }
 
 // Read finds the upstream block and says which slot gets traffic: the one
 // whose socket the link points at, or, before the conversion, the ones
@@ -81,12 +84,12 @@ func (s *Socket) Read() (Listing, error) {
 		return Listing{}, err
 	}
 	s.to = s.from
-	link := "unix:" + s.Link
+	link := Unix(s.Link)
 	switch {
-	case slices.Equal(l.Addrs, []string{link}):
+	case slices.Equal(l.Addrs, []Addr{link}):
 		l.Addrs = nil
 		if s.from != "" {
-			l.Addrs = []string{"unix:" + s.from}
+			l.Addrs = []Addr{Unix(s.from)}
 		}
 	case slices.Contains(l.Addrs, link):
 		return Listing{}, fmt.Errorf("%s:%d: upstream %s lists %s beside the slots' ports; in socket mode it lists only \"server %s;\": remove the other server lines",
@@ -94,7 +97,7 @@ func (s *Socket) Read() (Listing, error) {
 	default:
 		s.converting = true
 		for i, a := range l.Addrs {
-			l.Addrs[i] = s.Slots[slices.IndexFunc(s.Slots, func(sl SocketSlot) bool { return sl.Port == a })].Socket
+			l.Addrs[i] = Unix(s.Slots[slices.IndexFunc(s.Slots, func(sl SocketSlot) bool { return sl.Port == a })].Socket)
 		}
 		s.byPort = slices.Clone(l.Addrs)
 	}
@@ -122,9 +125,9 @@ func (s *Socket) readLink() (string, error) {
 		target = filepath.Join(filepath.Dir(s.Link), target)
 	}
 	target = filepath.Clean(target)
-	if !slices.Contains(s.sockets(), "unix:"+target) {
+	if !slices.Contains(s.sockets(), Unix(target)) {
 		return "", fmt.Errorf("socket-link %s points at %s, which is not a slot's socket (%s); point it at the live slot's (ln -sfn SOCKET %s) or fix the socket setting",
-			s.Link, target, strings.Join(s.sockets(), " or "), s.Link)
+			s.Link, target, s.socketNames(), s.Link)
 	}
 	return target, nil
 }
@@ -230,7 +233,7 @@ func (s *Socket) reachable(ctx context.Context, socket string) (string, error) {
 	if socket != "" {
 		paths = append(paths, socket)
 	} else {
-		dir := filepath.Dir(strings.TrimPrefix(s.Slots[0].Socket, "unix:"))
+		dir := filepath.Dir(s.Slots[0].Socket)
 		for ; ; dir = filepath.Dir(dir) {
 			if _, err := os.Stat(dir); err == nil || dir == "/" {
 				break
@@ -260,9 +263,9 @@ func (s *Socket) Plan(to []Backend, resume string) (*Change, error) {
 	if len(to) != 1 || to[0].Weight != 0 {
 		return nil, errors.New("socket mode has one link and no weights: a canary needs mode = \"reload\"")
 	}
-	target := strings.TrimPrefix(to[0].Addr, "unix:")
+	target, _ := to[0].Addr.Socket()
 	if !slices.Contains(s.sockets(), to[0].Addr) {
-		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, strings.Join(s.sockets(), " or "))
+		return nil, fmt.Errorf("%s is not a slot's socket (%s)", to[0].Addr, s.socketNames())
 	}
 	if slices.Contains(s.byPort, to[0].Addr) {
 		return nil, fmt.Errorf("upstream %s lists that slot by its port, and it was started to listen there, not on %s; switch to the other slot first: it starts on its socket, and the switch turns the upstream to the link",
@@ -278,7 +281,7 @@ func (s *Socket) Plan(to []Backend, resume string) (*Change, error) {
 	if !s.converting {
 		return c, nil
 	}
-	conv, err := s.conv.Plan([]Backend{{Addr: "unix:" + s.Link}}, resume)
+	conv, err := s.conv.Plan([]Backend{{Addr: Unix(s.Link)}}, resume)
 	if err != nil {
 		return nil, err
 	}
@@ -327,9 +330,9 @@ func (s *Socket) Drain(ctx context.Context) Drained {
 	if s.converting {
 		return s.conv.Drain(ctx)
 	}
-	old := strings.TrimPrefix(s.Slots[0].Socket, "unix:")
+	old := s.Slots[0].Socket
 	if old == s.to {
-		old = strings.TrimPrefix(s.Slots[1].Socket, "unix:")
+		old = s.Slots[1].Socket
 	}
 	left, err := s.waitClosed(ctx, old)
 	if s.watching != nil {
@@ -387,7 +390,7 @@ func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
 		case <-ctx.Done():
 		case <-deadline.C:
 		case <-tick.C:
-			n, err := nginx.Conns(s.Procs.Root, "unix:"+socket)
+			n, err := nginx.Conns(s.Procs.Root, Unix(socket).String())
 			if err != nil {
 				return 0, err
 			}
@@ -398,7 +401,7 @@ func (s *Socket) waitClosed(ctx context.Context, socket string) (int, error) {
 			}
 			continue
 		}
-		return nginx.Conns(s.Procs.Root, "unix:"+socket)
+		return nginx.Conns(s.Procs.Root, Unix(socket).String())
 	}
 }
 
@@ -435,11 +438,11 @@ func (s *Socket) Revert(ctx context.Context) (Drained, error) {
 // link in its logs, not the socket. Until the drain ends, the old slot
 // still answers on nginx's cached connections (upstream keepalive), so the
 // count starts again then, once addr has all the traffic.
-func (s *Socket) Watch(ctx context.Context, addr string) Watch {
-	if addr != "unix:"+s.to {
+func (s *Socket) Watch(ctx context.Context, addr Addr) Watch {
+	if addr != Unix(s.to) {
 		return quiet{}
 	}
-	s.watching = s.watch(ctx, "unix:"+s.Link)
+	s.watching = s.watch(ctx, Unix(s.Link).String())
 	return s.watching
 }
 

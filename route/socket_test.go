@@ -45,7 +45,7 @@ func newSocketWorld(t *testing.T, tcp bool) *socketWorld {
 			t.Fatal(err)
 		}
 	}
-	w.s = NewSocket(w.r.Nginx, "app", w.link, []SocketSlot{{Port: slotA, Socket: "unix:" + w.sockA}, {Port: slotB, Socket: "unix:" + w.sockB}})
+	w.s = NewSocket(w.r.Nginx, "app", w.link, []SocketSlot{{Port: TCP(slotA), Socket: w.sockA}, {Port: TCP(slotB), Socket: w.sockB}})
 	w.workersRunAs(0)
 	w.conns(w.sockA, 0)
 	return w
@@ -97,7 +97,7 @@ func (w *socketWorld) plan(to string) *Change {
 	if _, err := w.s.Read(); err != nil {
 		w.t.Fatal(err)
 	}
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + to}}, "")
+	ch, err := w.s.Plan([]Backend{{Addr: Unix(to)}}, "")
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func stepNames(ch *Change) []string {
 func TestSocketSwitch(t *testing.T) {
 	w := newSocketWorld(t, false)
 	l, err := w.s.Read()
-	if err != nil || !slices.Equal(l.Addrs, []string{"unix:" + w.sockA}) {
+	if err != nil || !slices.Equal(l.Addrs, []Addr{Unix(w.sockA)}) {
 		t.Fatalf("Read = %+v, %v; want the link's target listed", l, err)
 	}
 	ch := w.plan(w.sockB)
@@ -173,10 +173,10 @@ func TestSocketDrainTimesOut(t *testing.T) {
 func TestSocketConversion(t *testing.T) {
 	w := newSocketWorld(t, true)
 	l, err := w.s.Read()
-	if err != nil || !slices.Equal(l.Addrs, []string{"unix:" + w.sockA}) {
+	if err != nil || !slices.Equal(l.Addrs, []Addr{Unix(w.sockA)}) {
 		t.Fatalf("Read = %+v, %v; want slot A's socket for its listed port", l, err)
 	}
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockB}}, "")
+	ch, err := w.s.Plan([]Backend{{Addr: Unix(w.sockB)}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestSocketRefusals(t *testing.T) {
 	t.Run("weights", func(t *testing.T) {
 		w := newSocketWorld(t, false)
 		w.s.Read()
-		_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA, Weight: 90}, {Addr: "unix:" + w.sockB, Weight: 10}}, "")
+		_, err := w.s.Plan([]Backend{{Addr: Unix(w.sockA), Weight: 90}, {Addr: Unix(w.sockB), Weight: 10}}, "")
 		wantErr(t, err, nil, "no weights", `mode = "reload"`)
 	})
 }
@@ -323,7 +323,7 @@ func TestSocketChecks(t *testing.T) {
 func TestSocketUpstreamFailuresAreTheLinksTarget(t *testing.T) {
 	w := newSocketWorld(t, false)
 	ch := w.plan(w.sockB)
-	watchNew, watchOld := w.s.Watch(t.Context(), "unix:"+w.sockB), w.s.Watch(t.Context(), "unix:"+w.sockA)
+	watchNew, watchOld := w.s.Watch(t.Context(), Unix(w.sockB)), w.s.Watch(t.Context(), Unix(w.sockA))
 	if _, _, err := w.steps(ch); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestSocketUpstreamFailuresAreTheLinksTarget(t *testing.T) {
 func TestSocketWatchStartsOnceTheOldSlotIsDrained(t *testing.T) {
 	w := newSocketWorld(t, false)
 	ch := w.plan(w.sockB)
-	watch := w.s.Watch(t.Context(), "unix:"+w.sockB)
+	watch := w.s.Watch(t.Context(), Unix(w.sockB))
 	if _, _, err := w.steps(ch); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestSocketResumedConversion(t *testing.T) {
 	if _, err := w.s.Read(); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}}, w.app)
+	ch, err := w.s.Plan([]Backend{{Addr: Unix(w.sockA)}}, w.app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestSocketConversionGoesToTheOtherSlot(t *testing.T) {
 	if _, err := w.s.Read(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := w.s.Plan([]Backend{{Addr: "unix:" + w.sockA}}, "")
+	_, err := w.s.Plan([]Backend{{Addr: Unix(w.sockA)}}, "")
 	wantErr(t, err, nil, "lists that slot by its port", "switch to the other slot first")
 }
 

@@ -207,8 +207,8 @@ func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (
 // any of them, and runs a test's hook inside a step.
 type fakeRouter struct {
 	mu       sync.Mutex
-	config   []string // what the config lists now
-	read     []string // what it listed at Read: what Revert restores
+	config   []route.Addr // what the config lists now
+	read     []route.Addr // what it listed at Read: what Revert restores
 	readErr  error
 	planErr  error
 	checks   []route.Check
@@ -219,17 +219,17 @@ type fakeRouter struct {
 	revErr   error
 	proxy    route.Proxy // what Describe says
 	proxyErr error
-	ran      []string          // step names, and "revert", in order
-	failures map[string]int    // failed requests logged per address
-	answers  map[string][2]int // answers and 5xx answers logged per address
-	cut      []string          // whole steps whose context was cancelled when they returned
+	ran      []string              // step names, and "revert", in order
+	failures map[route.Addr]int    // failed requests logged per address
+	answers  map[route.Addr][2]int // answers and 5xx answers logged per address
+	cut      []string              // whole steps whose context was cancelled when they returned
 }
 
 const routerFile = "/etc/nginx/conf.d/app.conf"
 
 var _ Router = (*fakeRouter)(nil)
 
-func newFakeRouter(listed ...string) *fakeRouter {
+func newFakeRouter(listed ...route.Addr) *fakeRouter {
 	return &fakeRouter{
 		config: listed,
 		checks: []route.Check{{Name: "nginx -t", OK: "ok"}, {Name: "nginx.service active", OK: "active"}},
@@ -261,7 +261,7 @@ func (r *fakeRouter) Plan(to []route.Backend, resume string) (*route.Change, err
 	if r.planErr != nil {
 		return nil, r.planErr
 	}
-	var want []string
+	var want []route.Addr
 	for _, b := range to {
 		want = append(want, b.Addr)
 	}
@@ -278,11 +278,11 @@ func (r *fakeRouter) Plan(to []route.Backend, resume string) (*route.Change, err
 }
 
 // fakeDiff is the Diff the fake router plans: the listings as lines.
-func fakeDiff(from, to []string) string {
+func fakeDiff(from, to []route.Addr) string {
 	if slices.Equal(from, to) {
 		return ""
 	}
-	return fmt.Sprintf("-server %s\n+server %s\n", strings.Join(from, " "), strings.Join(to, " "))
+	return fmt.Sprintf("-server %v\n+server %v\n", from, to)
 }
 
 // step returns the Do of one router step: it runs the test's hook, then
@@ -322,19 +322,19 @@ func (r *fakeRouter) Drain(context.Context) route.Drained {
 
 // Watch watches addr in the fake's logs: what failures and answers hold
 // for it when the bake looks.
-func (r *fakeRouter) Watch(_ context.Context, addr string) route.Watch {
+func (r *fakeRouter) Watch(_ context.Context, addr route.Addr) route.Watch {
 	return fakeWatch{r, addr}
 }
 
 type fakeWatch struct {
 	r    *fakeRouter
-	addr string
+	addr route.Addr
 }
 
 func (w fakeWatch) Failures() (int, string) {
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
-	return w.r.failures[w.addr], "upstream: \"http://" + w.addr + "/\" failed"
+	return w.r.failures[w.addr], "upstream: \"http://" + w.addr.String() + "/\" failed"
 }
 
 func (w fakeWatch) Answers() (int, int) {
@@ -361,7 +361,7 @@ func (r *fakeRouter) Describe(context.Context) (route.Proxy, error) {
 	return r.proxy, r.proxyErr
 }
 
-func (r *fakeRouter) listing() []string {
+func (r *fakeRouter) listing() []route.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.config)
@@ -438,7 +438,7 @@ const a, b = 0, 1
 // rig is the world of one switch: two slots served by httptest servers,
 // a fake systemd and router, a temp state dir and a temp /proc.
 type rig struct {
-	seen   []string // what a test's hook saw the router list
+	seen   []route.Addr // what a test's hook saw the router list
 	t      *testing.T
 	o      Options
 	sd     *fakeSystemd
@@ -473,14 +473,14 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) port(i int) int     { return r.o.Ports[i] }
-func (r *rig) unit(i int) string  { return r.o.SlotUnit(r.port(i)) }
-func (r *rig) addr(i int) string  { return r.o.slot(r.port(i)).Addr }
-func (r *rig) running(i int) bool { return running(r.sd.state(r.unit(i)).active) }
+func (r *rig) port(i int) int        { return r.o.Ports[i] }
+func (r *rig) unit(i int) string     { return r.o.SlotUnit(r.port(i)) }
+func (r *rig) addr(i int) route.Addr { return r.o.slot(r.port(i)).Addr }
+func (r *rig) running(i int) bool    { return running(r.sd.state(r.unit(i)).active) }
 
 // list sets what the router's config lists, by slot.
 func (r *rig) list(slots ...int) {
-	var addrs []string
+	var addrs []route.Addr
 	for _, i := range slots {
 		addrs = append(addrs, r.addr(i))
 	}
@@ -513,10 +513,10 @@ func (r *rig) name(port int) string {
 }
 
 // names names a list of addresses as slots: "a", "a b".
-func (r *rig) names(addrs []string) string {
+func (r *rig) names(addrs []route.Addr) string {
 	var ns []string
 	for _, ad := range addrs {
-		_, p, _ := net.SplitHostPort(ad)
+		_, p, _ := net.SplitHostPort(ad.Name)
 		port, _ := strconv.Atoi(p)
 		ns = append(ns, r.name(port))
 	}

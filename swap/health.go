@@ -44,8 +44,8 @@ const (
 // the socket at PATH, with Host health-host or "localhost".
 func newHealthCheck(o Options, slot Slot, client *http.Client) healthCheck {
 	accept, _ := parseStatus(o.HealthStatus) // checked by Options.Check
-	addr, via := slot.Addr, ""
-	path, socket := strings.CutPrefix(slot.Addr, "unix:")
+	addr, via := slot.Addr.Name, ""
+	path, socket := slot.Addr.Socket()
 	if socket {
 		client = unixClient(client, path)
 		addr, via = "localhost", " via "+path

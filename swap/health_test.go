@@ -3,6 +3,7 @@ package swap
 import (
 	"context"
 	"errors"
+	"github.com/edgeswitch/edgeswitch/route"
 	"io"
 	"log"
 	"net"
@@ -338,7 +339,7 @@ func unixSlot(t *testing.T, handler http.HandlerFunc, tls bool) (Options, Slot, 
 	t.Cleanup(srv.Close)
 	o := defaults()
 	o.HealthPath = "/health"
-	return o, Slot{Port: 4001, Unit: o.SlotUnit(4001), Addr: "unix:" + path}, srv, open
+	return o, Slot{Port: 4001, Unit: o.SlotUnit(4001), Addr: route.Unix(path)}, srv, open
 }
 
 func TestHealthOverAUnixSocket(t *testing.T) {
@@ -349,7 +350,7 @@ func TestHealthOverAUnixSocket(t *testing.T) {
 		}
 		w.Write([]byte("host " + r.Host))
 	}, false)
-	path := strings.TrimPrefix(slot.Addr, "unix:")
+	path := slot.Addr.Name
 	// The CLI's client, whose transport dials TCP.
 	cli := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
@@ -384,7 +385,7 @@ func TestHealthOverAUnixSocket(t *testing.T) {
 		t.Errorf("wait = %v; want the socket named", err)
 	}
 	gone := slot
-	gone.Addr = "unix:" + filepath.Join(filepath.Dir(path), "4002.sock")
+	gone.Addr = route.Unix(filepath.Join(filepath.Dir(path), "4002.sock"))
 	if ok, answer := newHealthCheck(o, gone, cli).probe(t.Context()); ok || !strings.Contains(answer, "4002.sock") {
 		t.Errorf("no socket: healthy %v, %s; want the socket named", ok, answer)
 	}

@@ -30,7 +30,7 @@ type Router interface {
 	Plan(to []route.Backend, resume string) (*route.Change, error)
 	// Watch starts counting what the proxy logs of addr from now on (a
 	// bake watches the new slot through it).
-	Watch(ctx context.Context, addr string) route.Watch
+	Watch(ctx context.Context, addr route.Addr) route.Watch
 	// Drain waits, bounded, until the proxy holds nothing for the slot
 	// that lost the traffic.
 	Drain(ctx context.Context) route.Drained
@@ -49,7 +49,7 @@ type Router interface {
 type Slot struct {
 	Port int
 	Unit string
-	Addr string
+	Addr route.Addr
 }
 
 // port is the slot's port, or nil for the zero Slot (no slot).
@@ -68,7 +68,7 @@ func (o Options) Slots() [2]Slot {
 func (o Options) slot(port int) Slot {
 	addr := o.TCPAddr(port)
 	if o.SocketMode() {
-		addr = "unix:" + strings.ReplaceAll(o.Socket, "{port}", strconv.Itoa(port))
+		addr = route.Unix(strings.ReplaceAll(o.Socket, "{port}", strconv.Itoa(port)))
 	}
 	return Slot{Port: port, Unit: o.SlotUnit(port), Addr: addr}
 }
@@ -78,7 +78,7 @@ func (o Options) slot(port int) Slot {
 // conversion, when the slot that serves still listens on its port, not on
 // a socket.
 func (o Options) servingAt(slot Slot) Slot {
-	if path, ok := strings.CutPrefix(slot.Addr, "unix:"); ok {
+	if path, ok := slot.Addr.Socket(); ok {
 		if _, err := os.Stat(path); err != nil {
 			slot.Addr = o.TCPAddr(slot.Port)
 		}
@@ -86,8 +86,10 @@ func (o Options) servingAt(slot Slot) Slot {
 	return slot
 }
 
-// tcpAddr is where slot port listens in reload mode.
-func (o Options) TCPAddr(port int) string { return net.JoinHostPort(o.Host, strconv.Itoa(port)) }
+// TCPAddr is where slot port listens in reload mode.
+func (o Options) TCPAddr(port int) route.Addr {
+	return route.TCP(net.JoinHostPort(o.Host, strconv.Itoa(port)))
+}
 
 // other returns the slot that is not s.
 func (o Options) other(s Slot) Slot {
@@ -98,7 +100,7 @@ func (o Options) other(s Slot) Slot {
 }
 
 // byAddr returns the slots whose addresses are listed, in order.
-func (o Options) byAddr(addrs []string) []Slot {
+func (o Options) byAddr(addrs []route.Addr) []Slot {
 	var slots []Slot
 	for _, a := range addrs {
 		for _, s := range o.Slots() {

@@ -246,7 +246,7 @@ func TestSwitchDryRunShowsTheDiff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fakeDiff([]string{r.addr(a)}, []string{r.addr(b)}); res.Diff != want {
+	if want := fakeDiff([]route.Addr{r.addr(a)}, []route.Addr{r.addr(b)}); res.Diff != want {
 		t.Errorf("Diff = %q, want %q", res.Diff, want)
 	}
 	if res.To.Port != r.port(b) || res.From.Port != r.port(a) {
@@ -814,7 +814,7 @@ func TestSwitchWithABake(t *testing.T) {
 		history:  "rolled-back a->b",
 	}, {
 		name:     "nginx logs failed requests to the new slot: rolled back",
-		setup:    baking(func(r *rig) { r.rt.failures = map[string]int{r.addr(b): 3} }),
+		setup:    baking(func(r *rig) { r.rt.failures = map[route.Addr]int{r.addr(b): 3} }),
 		exit:     1,
 		says:     []string{"nginx logged 3 failed requests to slot"},
 		jobs:     "start b, stop b",
@@ -824,7 +824,7 @@ func TestSwitchWithABake(t *testing.T) {
 		history:  "rolled-back a->b",
 	}, {
 		name:     "a share of 5xx answers over bake-max-5xx: rolled back",
-		setup:    baking(func(r *rig) { r.rt.answers = map[string][2]int{r.addr(b): {40, 3}} }),
+		setup:    baking(func(r *rig) { r.rt.answers = map[route.Addr][2]int{r.addr(b): {40, 3}} }),
 		exit:     1,
 		says:     []string{"answered 3 of 40 requests with 5xx during the bake, over bake-max-5xx 5%"},
 		jobs:     "start b, stop b",
@@ -834,7 +834,7 @@ func TestSwitchWithABake(t *testing.T) {
 		history:  "rolled-back a->b",
 	}, {
 		name:    "5xx answers, but too few to judge by: the bake passes",
-		setup:   baking(func(r *rig) { r.rt.answers = map[string][2]int{r.addr(b): {19, 19}} }),
+		setup:   baking(func(r *rig) { r.rt.answers = map[route.Addr][2]int{r.addr(b): {19, 19}} }),
 		jobs:    "start b, stop a",
 		running: [2]bool{false, true},
 		listed:  "b",

@@ -70,7 +70,7 @@ func distinctApps(parsed map[string]*cli) error {
 		}
 		claims := []string{"upstream " + o.Upstream}
 		for _, s := range o.Slots() {
-			claims = append(claims, "address "+s.Addr, "unit "+s.Unit)
+			claims = append(claims, "address "+s.Addr.String(), "unit "+s.Unit)
 		}
 		for _, c := range claims {
 			if other, ok := owner[c]; ok {

@@ -22,11 +22,12 @@ func routerFor(conn *manager) func(swap.Options) swap.Router {
 		}
 		slots := o.Slots()
 		if !o.SocketMode() {
-			return &route.Reload{Nginx: n, Upstream: o.Upstream, Slots: []string{slots[0].Addr, slots[1].Addr}}
+			return &route.Reload{Nginx: n, Upstream: o.Upstream, Slots: []route.Addr{slots[0].Addr, slots[1].Addr}}
 		}
 		var ss []route.SocketSlot
 		for _, sl := range slots {
-			ss = append(ss, route.SocketSlot{Port: o.TCPAddr(sl.Port), Socket: sl.Addr})
+			path, _ := sl.Addr.Socket()
+			ss = append(ss, route.SocketSlot{Port: o.TCPAddr(sl.Port), Socket: path})
 		}
 		return route.NewSocket(n, o.Upstream, o.Link(), ss)
 	}
