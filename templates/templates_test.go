@@ -347,3 +347,13 @@ func TestSocketModeFiles(t *testing.T) {
 		})
 	}
 }
+
+// A setting whose default the CLI did not pass fails the rendering rather
+// than leave a hole in the example config.
+func TestConfigWithoutADefaultFails(t *testing.T) {
+	d := example
+	d.Defaults = map[string]string{"nginx-conf": `"/etc/nginx/nginx.conf"`}
+	if _, err := Render(Config, d); err == nil || !strings.Contains(err.Error(), "no default for nginx-bin") {
+		t.Errorf("rendering without nginx-bin's default: %v", err)
+	}
+}
