@@ -8,6 +8,7 @@
 //	pre-start the hook that installs the build, if any
 //	start     (re)start the target slot's unit over D-Bus
 //	health    poll the target over HTTP until it answers as expected
+//	warmup    with warmup paths: requests to the target before traffic moves
 //	rewrite   show the router's planned change, as a diff
 //	validate  the router's steps: write the file atomically and nginx -t,
 //	reload    ReloadUnit over D-Bus (never a restart),

@@ -386,17 +386,24 @@ type slotServer struct {
 	port   int
 	code   atomic.Int32
 	onPoll atomic.Pointer[func()]
+	mu     sync.Mutex
+	hits   map[string]int // requests per path
+	codes  map[string]int // a path's own answer, over code
 }
 
 func newSlotServer(t *testing.T) *slotServer {
 	t.Helper()
-	s := &slotServer{}
+	s := &slotServer{hits: map[string]int{}, codes: map[string]int{}}
 	s.code.Store(http.StatusOK)
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hook := s.onPoll.Load(); hook != nil {
 			(*hook)()
 		}
 		code := int(s.code.Load())
+		s.mu.Lock()
+		s.hits[r.URL.Path]++
+		code = cmp.Or(s.codes[r.URL.Path], code)
+		s.mu.Unlock()
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "answer %d", code)
 	}))
@@ -406,7 +413,21 @@ func newSlotServer(t *testing.T) *slotServer {
 	return s
 }
 
-func (s *slotServer) answer(code int)    { s.code.Store(int32(code)) }
+func (s *slotServer) answer(code int) { s.code.Store(int32(code)) }
+
+// answerAt makes path alone answer code.
+func (s *slotServer) answerAt(path string, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codes[path] = code
+}
+
+// hitsOf counts the requests to path so far.
+func (s *slotServer) hitsOf(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits[path]
+}
 func (s *slotServer) onRequest(f func()) { s.onPoll.Store(&f) }
 
 // events collects what a switch reports.

@@ -16,10 +16,13 @@ import (
 
 // healthCheck polls one slot until it answers as configured.
 type healthCheck struct {
-	url      string // for messages: get, and in socket mode the socket it goes through
-	get      string // the URL requested
-	host     string // Host header; "" for the URL's host
-	body     string // text the body must contain; "" for any body
+	url      string        // for messages: get, and in socket mode the socket it goes through
+	get      string        // the URL requested
+	base     string        // get without its path: scheme://host
+	via      string        // for messages: in socket mode, the socket requests go through
+	timeout  time.Duration // of one request
+	host     string        // Host header; "" for the URL's host
+	body     string        // text the body must contain; "" for any body
 	accept   []statusRange
 	interval time.Duration
 	socket   bool // the slot listens on a unix socket
@@ -53,10 +56,13 @@ func newHealthCheck(o Options, slot Slot, client *http.Client) healthCheck {
 	if o.HealthScheme == "https" {
 		client = tlsClient(client, o.HealthHost, o.HealthInsecure)
 	}
-	get := o.HealthScheme + "://" + addr + o.HealthPath
+	base := o.HealthScheme + "://" + addr
 	return healthCheck{
-		url:      get + via,
-		get:      get,
+		url:      base + o.HealthPath + via,
+		get:      base + o.HealthPath,
+		base:     base,
+		via:      via,
+		timeout:  max(o.HealthInterval, 2*time.Second),
 		host:     o.HealthHost,
 		body:     o.healthBody(),
 		accept:   accept,
@@ -133,7 +139,7 @@ func tlsClient(client *http.Client, host string, insecure bool) *http.Client {
 // probe makes one request and returns whether the answer is accepted and a
 // short description of it for people.
 func (h healthCheck) probe(ctx context.Context) (bool, string) {
-	ctx, cancel := context.WithTimeout(ctx, max(h.interval, 2*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.get, nil)
 	if err != nil {
@@ -162,6 +168,15 @@ func (h healthCheck) probe(ctx context.Context) (bool, string) {
 		}
 	}
 	return false, strings.TrimSpace(resp.Status + " " + strings.TrimSpace(string(body[:min(len(body), 200)])))
+}
+
+// at is the check of another path of the same slot that asks only for a
+// status in health-status (not health-body), with up to timeout for an
+// answer: a warm-up request.
+func (h healthCheck) at(path string, timeout time.Duration) healthCheck {
+	h.get, h.url = h.base+path, h.base+path+h.via
+	h.body, h.timeout = "", timeout
+	return h
 }
 
 // firstLine is the first line of a body that is not blank, cut to 200

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,11 @@ type Options struct {
 	HealthInsecure bool          `group:"slots" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
 	// HealthBody is nil for any body; set, it must not be empty.
 	HealthBody *string `group:"slots" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
+	// Warm-up requests go to the new slot once it is healthy, before
+	// traffic moves, so that its first users do not pay its cold start (a
+	// JSP compiled on first use, a cold JIT).
+	Warmup         []string `group:"slots" sep:"none" placeholder:"PATH" help:"Path requested on the new slot after it is healthy and before traffic moves, so that its first users do not pay its cold start; repeat the flag per path. An answer outside health-status fails the switch."`
+	WarmupRequests int      `group:"slots" default:"0" placeholder:"N" help:"How many warm-up requests in all, spread over the warmup paths and a few connections at once (0: one per path; at most 10000)."`
 
 	Bake       time.Duration `group:"bake" default:"0s" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
 	Canary     int           `group:"bake" default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
@@ -185,6 +191,12 @@ func (o Options) Check() error {
 		return bad("canary %d%% needs a bake, the time the new slot takes its share while it is watched: set bake too, e.g. --bake 5m", o.Canary)
 	case o.BakeMax5xx < 0 || o.BakeMax5xx > 100:
 		return bad("bake-max-5xx %s is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
+	case o.WarmupRequests < 0 || o.WarmupRequests > maxWarmup:
+		return bad("warmup-requests %d: set how many warm-up requests to send in all, from 0 (one per warmup path) to %d", o.WarmupRequests, maxWarmup)
+	case o.WarmupRequests > 0 && len(o.Warmup) == 0:
+		return bad("warmup-requests %d without warmup: set the paths to warm up too, e.g. --warmup /", o.WarmupRequests)
+	case slices.ContainsFunc(o.Warmup, func(p string) bool { return !strings.HasPrefix(p, "/") }):
+		return bad("warmup %q: each warm-up path must be absolute, e.g. /app/index.jsp", o.Warmup)
 	case o.HealthBody != nil && *o.HealthBody == "":
 		return bad(`health-body is empty: set it to the text the health answer's body must contain, e.g. health-body = "ok", or drop it`)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:

@@ -31,6 +31,12 @@ func TestCheckRefusesSettingsThatCannotWork(t *testing.T) {
 		{"a health path without a slash", func(o *Options) { o.HealthPath = "health" }, "must start with /"},
 		{"a health status that is not a code", func(o *Options) { o.HealthStatus = "2xx" }, "health-status"},
 		{"a zero health interval", func(o *Options) { o.HealthInterval = 0 }, "must be positive"},
+		{"an empty health body", func(o *Options) { o.HealthBody = new("") }, "health-body is empty"},
+		{"a 5xx share over 100%", func(o *Options) { o.BakeMax5xx = 120 }, "bake-max-5xx 120% is not a share"},
+		{"a relative warm-up path", func(o *Options) { o.Warmup = []string{"/", "index.jsp"} }, `warmup ["/" "index.jsp"]: each warm-up path must be absolute`},
+		{"negative warm-up requests", func(o *Options) { o.Warmup, o.WarmupRequests = []string{"/"}, -1 }, "warmup-requests -1"},
+		{"too many warm-up requests", func(o *Options) { o.Warmup, o.WarmupRequests = []string{"/"}, 10001 }, "from 0 (one per warmup path) to 10000"},
+		{"warm-up requests without paths", func(o *Options) { o.WarmupRequests = 50 }, "warmup-requests 50 without warmup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -171,8 +171,11 @@ func (s *switcher) plan() []step {
 	steps = append(steps,
 		step{name: "start", do: s.start, undo: s.stopTarget},
 		step{name: "health", do: s.health},
-		step{name: "rewrite", do: s.rewrite},
 	)
+	if len(s.o.Warmup) > 0 {
+		steps = append(steps, step{name: "warmup", do: s.warmup})
+	}
+	steps = append(steps, step{name: "rewrite", do: s.rewrite})
 	steps = append(steps, s.changeSteps(s.change, s.o.Bake == 0)...)
 	steps = append(steps, step{name: "drain", do: s.drain})
 	if s.o.Bake > 0 {

@@ -991,3 +991,44 @@ func TestStartLimitIsSaidOnTheStartLine(t *testing.T) {
 		t.Errorf("no start line says the start limit was cleared: %+v", r.ev.list())
 	}
 }
+
+// TestWarmupBeforeTrafficMoves: the warm-up requests reach the new slot
+// after its health and before the router's first step, spread over the
+// paths; a warm-up answer outside health-status fails the switch with
+// traffic on the old slot and the new slot stopped.
+func TestWarmupBeforeTrafficMoves(t *testing.T) {
+	var before [2]int // hits of /a and /b when the router's first step ran
+	r := switchCase{
+		setup: func(r *rig) {
+			r.o.Warmup, r.o.WarmupRequests = []string{"/a", "/b"}, 9
+			r.rt.during["validate"] = func() { before = [2]int{r.slots[b].hitsOf("/a"), r.slots[b].hitsOf("/b")} }
+		},
+		jobs:    "start b, stop a",
+		running: [2]bool{false, true},
+		listed:  "b",
+		history: "switched a->b",
+	}.run(t)
+	if before != [2]int{5, 4} {
+		t.Errorf("requests to /a and /b before traffic moved: %v, want [5 4]", before)
+	}
+	said := slices.ContainsFunc(r.ev.list(), func(ev Event) bool {
+		return ev.Step == "warmup" && strings.HasPrefix(ev.Detail, "9 requests to /a /b in ") && strings.Contains(ev.Detail, ", slowest ")
+	})
+	if !said {
+		t.Errorf("no warmup line says how many requests, how long and the slowest: %+v", r.ev.list())
+	}
+
+	runSwitchCases(t, []switchCase{{
+		name: "a warm-up path that answers 500 fails the switch",
+		setup: func(r *rig) {
+			r.o.Warmup = []string{"/", "/broken.jsp"}
+			r.slots[b].answerAt("/broken.jsp", http.StatusInternalServerError)
+		},
+		exit:    1,
+		says:    []string{"warm-up request to http://127.0.0.1:", "/broken.jsp answered 500 Internal Server Error", "not 200-299"},
+		jobs:    "start b, stop b",
+		running: [2]bool{true, false},
+		listed:  "a",
+		history: "failed a->b",
+	}})
+}

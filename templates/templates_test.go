@@ -40,7 +40,7 @@ var defaults = map[string]string{
 	"nginx-conf": `"/etc/nginx/nginx.conf"`, "nginx-bin": `"nginx"`, "nginx-unit": `"nginx.service"`,
 	"health-path": `"/"`, "health-status": `"200-299"`, "health-interval": `"100ms"`, "health-timeout": `"60s"`,
 	"health-scheme": `"http"`, "health-insecure": "false", "reload-timeout": `"10s"`, "drain-timeout": `"30s"`,
-	"bake": `"0s"`, "canary": "0", "bake-max-5xx": `"5%"`, "user": "false",
+	"bake": `"0s"`, "canary": "0", "bake-max-5xx": `"5%"`, "user": "false", "warmup-requests": "0",
 }
 
 func render(t *testing.T, name string, d Data) []byte {

@@ -193,7 +193,7 @@ func kebab(s string) string {
 
 // hooksOn uncomments the examples of the example config: the hooks,
 // health-host and health-body.
-var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body) = )`)
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|warmup) = )`)
 
 // socketKeys are the settings of socket mode, which the example config of
 // the reload mode leaves out (its bytes are as they were before socket mode).
@@ -259,7 +259,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	}
 	uncomment := hooksOn
 	if mode == "socket" {
-		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|socket-link) = )`)
+		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|warmup|socket-link) = )`)
 	}
 	withHooks := filepath.Join(dir, "hooks.toml")
 	if err := os.WriteFile(withHooks, uncomment.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
@@ -306,6 +306,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
 	hooked.HealthHost = "app.example.com"
 	hooked.HealthBody = new("app")
+	hooked.Warmup = []string{"/", "/index.jsp"}
 	if mode == "socket" {
 		hooked.SocketLink = "/var/lib/edgeswitch/app.sock" // its default, uncommented
 	}
