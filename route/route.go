@@ -11,13 +11,13 @@ import "context"
 // Backend is one address that is to get traffic, with its share.
 type Backend struct {
 	Addr   Addr
-	Weight int    // relative share when several are listed; 0 when it takes all
+	Weight int // relative share when several are listed; 0 when it takes all
 }
 
 // Listing is who gets traffic now, as the router's config says.
 type Listing struct {
-	File  string   // the file that says it, for people
-	Line  int      // the line it starts on
+	File  string // the file that says it, for people
+	Line  int    // the line it starts on
 	Addrs []Addr // the slot addresses listed, in order, without repeats
 }
 
