@@ -588,3 +588,39 @@ func must(t testing.TB) func(string, error) string {
 		return s
 	}
 }
+
+// TestWarmupBeforeTrafficMoves: warm-up requests reach the new slot after
+// its health and before the rewrite, under load with no failed request;
+// a new build whose warm-up path answers 500 fails the switch before
+// nginx is touched: exit 1, traffic on the old slot, the new slot stopped,
+// nginx's files as they were.
+func TestWarmupBeforeTrafficMoves(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	load := startLoad(t, e, 8, http.MethodGet, "/")
+	r := edgeswitch(t, e, "switch", "--warmup", "/", "--warmup", "/health", "--warmup-requests", "40")
+	if r.code != 0 {
+		t.Fatalf("switch with warm-up: exit %d\n%s", r.code, r.stderr)
+	}
+	warm, rewrite := strings.Index(r.stderr, "\nwarmup "), strings.Index(r.stderr, "\nrewrite ")
+	if warm < 0 || rewrite < warm || !strings.Contains(r.stderr, "40 requests to / /health in ") {
+		t.Errorf("no warmup line with its 40 requests before the rewrite:\n%s", r.stderr)
+	}
+	if stats := load.Stop(); stats.Failed != 0 {
+		t.Errorf("want 0 failed requests: %s", stats)
+	}
+
+	// The next build fails its warm-up: "/" answers 500.
+	must(t)("", e.SetAppArgs(t.Context(), "-fail-root"))
+	before := hashTree(t, filepath.Dir(e.NginxConf))
+	r = edgeswitch(t, e, "switch", "--warmup", "/")
+	if r.code != 1 || !strings.Contains(r.stderr, "warm-up request to http://127.0.0.1:") || !strings.Contains(r.stderr, "answered 500 Internal Server Error") {
+		t.Errorf("switch to a build that fails its warm-up: exit %d, want 1 naming the answer\n%s", r.code, r.stderr)
+	}
+	assertUnchanged(t, e, before)
+	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[1]) {
+		t.Errorf("nginx answers from slot %s, want the old slot %d", got, e.Ports[1])
+	}
+	if st := unitState(t, e, e.Ports[0]); st != "inactive" {
+		t.Errorf("the new slot is %s, want stopped", st)
+	}
+}
