@@ -572,19 +572,28 @@ func assertSameTree(t *testing.T, dir string, before map[string]string) {
 }
 
 // TestAppsStatusOfOneAppNeverWaitsOnAnother: while a switch of tpi holds
-// its lock (its new slot is slow to become healthy), `status api` shows
+// its lock (its pre-start hook waits for the test), `status api` shows
 // only api and returns at once, and `status tpi` shows tpi's switch in
 // progress.
 func TestAppsStatusOfOneAppNeverWaitsOnAnother(t *testing.T) {
-	e, tpi := twoAppEdge(t, "", nil, []string{"-ready-after=3s"})
-	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", ""))
+	e, tpi := twoAppEdge(t, "", nil, nil)
+	// The hook holds tpi's switch until the test lets it go, not for a
+	// time that a busy machine could use up before the statuses ran.
+	held, release := filepath.Join(e.Dir, "tpi.held"), filepath.Join(e.Dir, "tpi.release")
+	hook := fmt.Sprintf("pre-start = [\"sh\", \"-c\", %q, \"hold\", %q, %q]\n", `touch "$1"; until [ -e "$2" ]; do sleep 0.05; done`, held, release)
+	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", hook))
+	// Run after the kill of a switch left running: the hook must end too.
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
 	// A first switch of api: its live slot is then the one enabled at
 	// boot, as status wants (the edge's first slots are not enabled).
 	if r := runApps(t, e, conf, "switch", "api"); r.code != 0 {
 		t.Fatalf("switch api: exit %d\n%s", r.code, r.stderr)
 	}
 	sw := startApps(t, e, conf, "switch", "tpi")
-	sw.waitStep(t, "start") // tpi's switch holds its lock and polls the slow slot
+	sw.waitUntil(t, "tpi's switch held in its pre-start hook", func() bool {
+		_, err := os.Stat(held)
+		return err == nil
+	})
 
 	t0 := time.Now()
 	r := runApps(t, e, conf, "status", "api")
@@ -625,6 +634,7 @@ func TestAppsStatusOfOneAppNeverWaitsOnAnother(t *testing.T) {
 		t.Errorf("the switch of tpi ended before the statuses did: they may have waited on it")
 	default:
 	}
+	writeFile(t, release, "")
 	if err := sw.wait(t); err != nil {
 		t.Fatalf("switch tpi: %v\n%s", err, sw.stderr())
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -103,19 +104,14 @@ func TestBakeOfAHealthyBuildRetiresTheOldSlotAfterIt(t *testing.T) {
 	}
 	// status while the switch bakes: exit 0, saying so. The bake notes its
 	// end in the pending record as it starts, a moment after the drain line.
-	var said string
-	for deadline := baking.Add(bake / 2); ; {
-		r := edgeswitch(t, e, "status")
-		if r.code != 0 {
-			t.Errorf("status during the bake: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
-		}
-		if said = r.stdout; strings.Contains(said, "bakes slot "+strconv.Itoa(to)) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(said, "bakes slot "+strconv.Itoa(to)) || !strings.Contains(said, "slot "+strconv.Itoa(from)+" kept running") {
-		t.Errorf("status during the bake does not say slot %d bakes while slot %d keeps running:\n%s", to, from, said)
+	pending := filepath.Join(e.StateDir, "app.pending")
+	sw.waitUntil(t, "the bake's end in "+pending, func() bool {
+		b, _ := os.ReadFile(pending)
+		return strings.Contains(string(b), `"bake_until"`)
+	})
+	r := edgeswitch(t, e, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "bakes slot "+strconv.Itoa(to)) || !strings.Contains(r.stdout, "slot "+strconv.Itoa(from)+" kept running") {
+		t.Errorf("status during the bake: exit %d, want 0 saying slot %d bakes while slot %d keeps running:\n%s%s", r.code, to, from, r.stdout, r.stderr)
 	}
 	if st, pid := unitState(t, e, from), mainPID(t, e, from); st != "active" || pid != oldPID {
 		t.Errorf("%s into the bake the old slot %d is %s with pid %d, want active with pid %d", time.Since(baking).Round(time.Millisecond), from, st, pid, oldPID)
@@ -143,7 +139,7 @@ func TestBakeOfAHealthyBuildRetiresTheOldSlotAfterIt(t *testing.T) {
 	switch after := stoppedAt.Sub(baking); {
 	case stoppedAt.IsZero():
 		t.Errorf("the old slot %d was never seen stopping", from)
-	case after < bake-100*time.Millisecond:
+	case after < bake-lineLag:
 		t.Errorf("the old slot stopped %s after the drain, before the %s bake was over", after.Round(time.Millisecond), bake)
 	default:
 		t.Logf("the old slot stopped %s after the drain line", after.Round(time.Millisecond))
@@ -222,9 +218,6 @@ func TestBakeRollsBackASickBuildToTheOldSlot(t *testing.T) {
 			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, "rolled back: the new slot failed its bake") || !strings.Contains(stderr, "503") {
 				t.Errorf("switch: %v, want exit 1 saying the new slot failed its bake with a 503:\n%s", err, stderr)
 			}
-			if took >= bake {
-				t.Errorf("the rollback came %s after the start, want within the %s bake", took.Round(time.Millisecond), bake)
-			}
 			// The new slot had traffic between the two reloads; whatever
 			// failed around them is counted here (0 expected for GETs).
 			if stats.BySlot[strconv.Itoa(to)] == 0 || stats.BySlot[strconv.Itoa(from)] == 0 {
@@ -249,7 +242,9 @@ func TestBakeRollsBackASickBuildToTheOldSlot(t *testing.T) {
 				t.Fatalf("last history record %+v, want rolled-back to %d naming the 503 during the bake", last, to)
 			}
 			// The bake failed after the sickness began and long before its
-			// own end: the watch is continuous, not a look at the end. (How
+			// own end, by the switch's own clock, which a busy machine does
+			// not stretch as it does the whole run's: the watch is
+			// continuous, not a look at the end. (How
 			// soon, about one health-interval, is logged, not asserted: a
 			// busy machine delays it.) failed is a little late: the drain
 			// line was seen after the bake began.

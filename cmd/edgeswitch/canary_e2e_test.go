@@ -115,7 +115,7 @@ func TestCanaryGetsItsShareDuringTheBakeAndAllAfter(t *testing.T) {
 	if share < 5 || share > 20 {
 		t.Errorf("during the bake the new slot got %.1f%% of the requests (%d of %d), want about %d%% (5 to 20)", share, newN, newN+oldN, canary)
 	}
-	if baked < bake-100*time.Millisecond {
+	if baked < bake-lineLag {
 		t.Errorf("the bake's line came %s after the drain line, before the %s bake was over", baked.Round(time.Millisecond), bake)
 	}
 	if total.Failed != 0 {
@@ -232,9 +232,6 @@ func TestCanaryCutsTheFailuresOfABadBuild(t *testing.T) {
 			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, "rolled back: the new slot failed its bake") || !strings.Contains(stderr, "with 5xx during the bake, over bake-max-5xx 5%") {
 				t.Errorf("switch: %v, want exit 1 saying the new slot failed its bake with a share of 5xx over bake-max-5xx 5%%:\n%s", err, stderr)
 			}
-			if took := exited.Sub(t0); took >= bake {
-				t.Errorf("the rollback came %s after the start, want within the %s bake", took.Round(time.Millisecond), bake)
-			}
 			if len(tt.flags) > 0 {
 				assertAddedLines(t, stdout.String(), weightedLine(from, 90), weightedLine(to, 10))
 			}
@@ -273,6 +270,12 @@ func TestCanaryCutsTheFailuresOfABadBuild(t *testing.T) {
 			last := st.Last
 			if last == nil || last.Result != "rolled-back" || last.To != to || !strings.Contains(last.Error, "with 5xx during the bake, over bake-max-5xx") {
 				t.Fatalf("last history record %+v, want rolled-back to %d naming the share of 5xx during the bake", last, to)
+			}
+			// The 5xx watch ended the bake early, by the switch's own clock,
+			// which a busy machine does not stretch as it does the whole
+			// run's.
+			if secs, i := stepSeconds(last, "bake"); i < 0 || secs >= bake.Seconds() {
+				t.Errorf("history steps %+v: the bake ran %.1fs, want it ended by the 5xx watch within the %s bake", last.Steps, secs, bake)
 			}
 			if st.Pending != nil || len(st.Problems) != 0 {
 				t.Errorf("after the rollback status shows pending %+v, problems %q", st.Pending, st.Problems)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +61,13 @@ func TestSocketSwitchWaitsForARequestInFlight(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		done <- answer{resp.StatusCode, string(b), err}
 	}()
-	time.Sleep(300 * time.Millisecond) // deliberate: the request is at the old slot
+	// The request is at the old slot once nginx holds a connection to its
+	// socket: socket mode keeps no idle upstream connection.
+	old := "unix:" + strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[0]))
+	testedge.WaitFor(t, "nginx's connection to "+old, func() bool {
+		n, err := nginx.Conns("/proc", old)
+		return err == nil && n > 0
+	})
 	r := edgeswitch(t, e, "switch")
 	if r.code != 0 {
 		t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -82,7 +90,6 @@ func TestStreamsSurviveASwitch(t *testing.T) {
 			t.Run(mode+"/"+kind, func(t *testing.T) {
 				e := testedge.New(t, testedge.Options{Socket: mode == "socket"})
 				res := openStream(t, e, kind, 3*time.Second)
-				time.Sleep(500 * time.Millisecond) // deliberate: the stream is open at the switch
 				r := edgeswitch(t, e, "switch")
 				if r.code != 0 {
 					t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -114,7 +121,6 @@ func TestDrainTimeoutSaysWhatItCuts(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			res := openStream(t, e, "sse", 10*time.Second)
-			time.Sleep(500 * time.Millisecond)
 			r := edgeswitch(t, e, "switch", "--drain-timeout", "1s")
 			if r.code != 0 {
 				t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -133,21 +139,51 @@ func TestDrainTimeoutSaysWhatItCuts(t *testing.T) {
 }
 
 // openStream opens a demoapp stream of kind ("sse" or "websocket") through
-// the edge's nginx for d, and returns where its result will arrive.
+// the edge's nginx for d, and returns where its result will arrive once a
+// slot has answered it: nginx sends nothing before the slot answers, so the
+// stream's first bytes show it open at the slot.
 func openStream(t *testing.T, e *testedge.Edge, kind string, d time.Duration) <-chan testedge.StreamResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d+30*time.Second)
-	res := make(chan testedge.StreamResult, 1)
+	res, answered := make(chan testedge.StreamResult, 1), make(chan struct{})
+	var once sync.Once
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return firstRead{c, func() { once.Do(func() { close(answered) }) }}, nil
+	}
 	go func() {
 		defer cancel()
 		query := fmt.Sprintf("?seconds=%g", d.Seconds())
 		if kind == "sse" {
-			res <- testedge.SSE(ctx, nil, e.URL("/events"+query))
+			res <- testedge.SSE(ctx, dial, e.URL("/events"+query))
 		} else {
-			res <- testedge.WebSocket(ctx, nil, e.URL("/ws"+query))
+			res <- testedge.WebSocket(ctx, dial, e.URL("/ws"+query))
 		}
 	}()
+	select {
+	case <-answered:
+	case r := <-res:
+		t.Fatalf("the %s stream ended before a slot answered it: %s", kind, r)
+	}
 	return res
+}
+
+// firstRead is a connection that calls first at each read that returns
+// data.
+type firstRead struct {
+	net.Conn
+	first func()
+}
+
+func (c firstRead) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.first()
+	}
+	return n, err
 }
 
 // TestConvertingToSocketMode follows README's way from a reload-mode host
@@ -165,8 +201,11 @@ func TestConvertingToSocketMode(t *testing.T) {
 	}
 	conf := must(t)(readFile(e.UpstreamFile))
 	writeConf(t, e, "app.conf", strings.Replace(conf, "    keepalive 16;\n", "", 1))
+	workers := nginxWorkers(t, e)[1:]
 	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
-	time.Sleep(200 * time.Millisecond) // the reload's old workers go
+	testedge.WaitFor(t, "the reload's old workers gone", func() bool {
+		return !slices.ContainsFunc(workers, nginx.Procs{Root: "/proc"}.Alive)
+	})
 
 	r = edgeswitch(t, e, "switch")
 	if r.code != 0 {
