@@ -99,11 +99,12 @@ func TestCanaryGetsItsShareDuringTheBakeAndAllAfter(t *testing.T) {
 	}
 	took := time.Since(t0)
 	// After the switch: a moment of load that nginx must send to the new
-	// slot alone.
-	atEnd := load.Snapshot()
-	time.Sleep(300 * time.Millisecond)
+	// slot alone, counted by the requests sent after the exit: an answer
+	// from the old slot counted late was sent before.
+	sentAfter := load.From()
+	time.Sleep(300 * time.Millisecond) // deliberate load
 	total := load.Stop()
-	after := since(atEnd, total)
+	after := sentAfter()
 	t.Logf("switch with a %d%% canary and a %s bake took %s; load: %s", canary, bake, took.Round(time.Millisecond), total)
 	t.Logf("switch stderr:\n%s", sw.stderr())
 
@@ -217,12 +218,13 @@ func TestCanaryCutsTheFailuresOfABadBuild(t *testing.T) {
 			failed, atFail := time.Now(), load.Snapshot()
 			err := sw.wait(t)
 			exited := time.Now()
-			atExit := load.Snapshot()
+			atExit, sentAfter := load.Snapshot(), load.From()
 			// The clients run on a moment after the rollback: on the old
-			// slot alone, without a 500.
-			time.Sleep(300 * time.Millisecond)
+			// slot alone, without a 500, for the requests sent after the
+			// exit (a 500 counted late was sent before).
+			time.Sleep(300 * time.Millisecond) // deliberate load
 			stats := load.Stop()
-			after := since(atExit, stats)
+			after := sentAfter()
 			stderr := sw.stderr()
 			t.Logf("rolled back %s after the start, %s after the drain line; load: %s", exited.Sub(t0).Round(time.Millisecond), exited.Sub(baking).Round(time.Millisecond), stats)
 			t.Logf("switch stderr:\n%s", stderr)

@@ -74,6 +74,32 @@ func TestLoadSteadyKeepsItsPaceOn5xx(t *testing.T) {
 	}
 }
 
+// TestLoadFromCountsOnlyRequestsSentAfter: an answer to a request sent
+// before From is not in From's count, however late it comes.
+func TestLoadFromCountsOnlyRequestsSentAfter(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			close(held)
+			<-release
+			w.Header().Set("X-Slot", "before")
+			return
+		}
+		w.Header().Set("X-Slot", "after")
+	}))
+	defer srv.Close()
+	l := RunLoad(t.Context(), LoadOptions{URL: srv.URL, Clients: 1})
+	<-held
+	sentAfter := l.From()
+	close(release)
+	WaitFor(t, "an answer to a request sent after From", func() bool { return sentAfter().Requests > 0 })
+	all, from := l.Stop(), sentAfter()
+	if all.BySlot["before"] != 1 || from.BySlot["before"] != 0 || from.Requests != from.BySlot["after"] {
+		t.Errorf("all: %s; from: %s; want the answer to the request sent before From counted in all alone", all, from)
+	}
+}
+
 func TestLoadDialsOnlyLoopback(t *testing.T) {
 	l := RunLoad(t.Context(), LoadOptions{URL: "http://192.0.2.1:80", Clients: 2})
 	WaitFor(t, "a failed request", func() bool { return l.Snapshot().Failed > 0 })
