@@ -577,23 +577,19 @@ func assertSameTree(t *testing.T, dir string, before map[string]string) {
 // progress.
 func TestAppsStatusOfOneAppNeverWaitsOnAnother(t *testing.T) {
 	e, tpi := twoAppEdge(t, "", nil, nil)
-	// The hook holds tpi's switch until the test lets it go, not for a
-	// time that a busy machine could use up before the statuses ran.
-	held, release := filepath.Join(e.Dir, "tpi.held"), filepath.Join(e.Dir, "tpi.release")
-	hook := fmt.Sprintf("pre-start = [\"sh\", \"-c\", %q, \"hold\", %q, %q]\n", `touch "$1"; until [ -e "$2" ]; do sleep 0.05; done`, held, release)
-	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", hook))
-	// Run after the kill of a switch left running: the hook must end too.
-	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	hook, held, release := holdingHook(t, e.Dir)
+	quoted := make([]string, len(hook))
+	for i, a := range hook {
+		quoted[i] = strconv.Quote(a)
+	}
+	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", "pre-start = ["+strings.Join(quoted, ", ")+"]\n"))
 	// A first switch of api: its live slot is then the one enabled at
 	// boot, as status wants (the edge's first slots are not enabled).
 	if r := runApps(t, e, conf, "switch", "api"); r.code != 0 {
 		t.Fatalf("switch api: exit %d\n%s", r.code, r.stderr)
 	}
 	sw := startApps(t, e, conf, "switch", "tpi")
-	sw.waitUntil(t, "tpi's switch held in its pre-start hook", func() bool {
-		_, err := os.Stat(held)
-		return err == nil
-	})
+	sw.waitFile(t, held) // tpi's switch holds its lock, in its pre-start hook
 
 	t0 := time.Now()
 	r := runApps(t, e, conf, "status", "api")

@@ -89,11 +89,8 @@ func killSwitches(t *testing.T, o testedge.Options, tests []killCase) {
 			sw := startSwitch(t, e, "--to", strconv.Itoa(to), "--nginx-bin", nginxBin)
 			var seen string
 			if tt.hold != "" {
-				held := filepath.Join(tools, tt.hold+".held")
-				seen = sw.waitUntil(t, "nginx -t held by the wrapper", func() bool {
-					_, err := os.Stat(held)
-					return err == nil
-				})
+				sw.waitFile(t, filepath.Join(tools, tt.hold+".held")) // nginx -t held by the wrapper
+				seen = sw.stderr()
 			} else {
 				seen = sw.waitStep(t, tt.after)
 			}

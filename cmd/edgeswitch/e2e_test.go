@@ -277,6 +277,15 @@ func (r *running) waitUntil(t testing.TB, what string, ok func() bool) string {
 	return r.stderr()
 }
 
+// waitFile waits until path exists, as waitUntil does.
+func (r *running) waitFile(t testing.TB, path string) {
+	t.Helper()
+	r.waitUntil(t, path, func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+}
+
 // wait waits for the switch to exit and returns cmd.Wait's error; it fails
 // the test if the switch is still running after 2 minutes.
 func (r *running) wait(t testing.TB) error {
@@ -539,14 +548,31 @@ func TestFailurePaths(t *testing.T) {
 	}
 }
 
+// holdingHook is the argv of a pre-start hook that holds its switch, and
+// with it the switch's lock, until the test creates release; it creates
+// held once it holds. A hold until an event, not for a time that a busy
+// machine could use up before the test acts. The test's end releases it,
+// so that no hook outlives its test.
+func holdingHook(t *testing.T, dir string) (argv []string, held, release string) {
+	held, release = filepath.Join(dir, "hook.held"), filepath.Join(dir, "hook.release")
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	return []string{"sh", "-c", `touch "$1"; until [ -e "$2" ]; do sleep 0.05; done`, "hold", held, release}, held, release
+}
+
 func TestSecondSwitchFailsFastNamingTheHolder(t *testing.T) {
-	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=2s"}})
-	first := startSwitch(t, e)
-	first.waitStep(t, "start") // the first one holds the lock and now waits for health
+	e := testedge.New(t, testedge.Options{})
+	hook, held, release := holdingHook(t, t.TempDir())
+	var flags []string
+	for _, a := range hook {
+		flags = append(flags, "--pre-start="+a) // "=": an argument may start with "-"
+	}
+	first := startSwitch(t, e, flags...)
+	first.waitFile(t, held) // the first one holds the lock, in its pre-start hook
 	r := edgeswitch(t, e, "switch")
 	if r.code != 2 || !strings.Contains(r.stderr, "pid "+strconv.Itoa(first.cmd.Process.Pid)) {
 		t.Errorf("second switch: exit %d, want 2 naming pid %d:\n%s", r.code, first.cmd.Process.Pid, r.stderr)
 	}
+	writeFile(t, release, "")
 	if err := first.wait(t); err != nil {
 		t.Errorf("first switch: %v\n%s", err, first.stderr())
 	}

@@ -254,11 +254,7 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 	tools := t.TempDir()
 	must(t)("", os.WriteFile(filepath.Join(tools, "hold-t2"), nil, 0o644))
 	sw := startSwitch(t, e, "--nginx-bin", slowNginx(t, tools))
-	held := filepath.Join(tools, "hold-t2.held")
-	sw.waitUntil(t, "nginx -t held by the wrapper", func() bool {
-		_, err := os.Stat(held)
-		return err == nil
-	})
+	sw.waitFile(t, filepath.Join(tools, "hold-t2.held")) // nginx -t held by the wrapper
 	sw.cmd.Process.Kill()
 	sw.wait(t)
 	if conf := must(t)(readFile(e.UpstreamFile)); !strings.Contains(conf, "server unix:"+e.SocketLink+";") {
