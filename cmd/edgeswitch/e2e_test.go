@@ -409,12 +409,13 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 // it, and a load of the same kind sees failures. It shows the load
 // generator can see what the zero-failure tests say is not there.
 func TestWithoutTheDrainRequestsFail(t *testing.T) {
-	// Slots that exit at once on SIGTERM, and requests of 2 s: old workers
-	// have some in flight at the old slot when it stops unless the stop
-	// comes 2 s after the reload. (With requests of 200 ms a busy machine
-	// was seen to stop the old slot after the last of them ended.)
+	// Slots that exit at once on SIGTERM, and requests of 20 s (under the
+	// clients' 30 s timeout): old workers have some in flight at the old
+	// slot when it stops unless the stop comes 20 s after the reload. (A
+	// busy machine was seen to stop the old slot after requests of 200 ms,
+	// and of 2 s, had all ended.)
 	e := testedge.New(t, testedge.Options{AppArgs: []string{"-shutdown-grace=0s"}})
-	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=2s")
+	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=20s")
 	// Deliberate load, not waits for progress: the switches must meet
 	// requests in flight, and the gap lets the clients reconnect.
 	time.Sleep(200 * time.Millisecond)
