@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -287,10 +289,14 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 func TestSocketBakeAndRollback(t *testing.T) {
 	e := testedge.New(t, testedge.Options{Socket: true})
 	load := startLoad(t, e, 32, http.MethodPost, "/")
-	setAppArgs(t, e, "-sick-after=1s")
-	r := edgeswitch(t, e, "switch", "--bake", "4s")
-	if r.code != 1 || !strings.Contains(r.stderr, "rolled back") {
-		t.Fatalf("a bake of a build that turns sick: exit %d, want 1, rolled back\n%s", r.code, r.stderr)
+	sick := filepath.Join(t.TempDir(), "sick")
+	setAppArgs(t, e, "-sick-file", sick)
+	sw := startSwitch(t, e, "--bake", "4s")
+	sw.waitStep(t, "drain") // the bake starts now
+	writeFile(t, sick, "")  // and the new slot turns sick
+	var exit *exec.ExitError
+	if err := sw.wait(t); !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "rolled back") {
+		t.Fatalf("a bake of a build that turns sick: %v, want exit 1, rolled back\n%s", err, sw.stderr())
 	}
 	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
 		t.Errorf("after the rolled-back bake nginx answers from slot %s, want %d", got, e.Ports[0])
@@ -303,7 +309,7 @@ func TestSocketBakeAndRollback(t *testing.T) {
 	if r := edgeswitch(t, e, "switch", "--keep-old"); r.code != 0 {
 		t.Fatalf("switch --keep-old: exit %d\n%s", r.code, r.stderr)
 	}
-	r = edgeswitch(t, e, "rollback")
+	r := edgeswitch(t, e, "rollback")
 	if r.code != 0 || !strings.Contains(r.stderr, "already running") {
 		t.Fatalf("rollback to the slot kept running: exit %d\n%s", r.code, r.stderr)
 	}
