@@ -16,12 +16,28 @@ func job(ctx context.Context, call func(context.Context, string, string, chan<- 
 	select {
 	case r := <-ch:
 		if r != "done" {
-			return fmt.Errorf("job %s; see %s -u %s", r, journalctl, unit)
+			return &jobError{r, unit, journalctl}
 		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// jobError is a unit job that ended other than "done".
+type jobError struct{ result, unit, journalctl string }
+
+func (e *jobError) Error() string {
+	return fmt.Sprintf("job %s; see %s -u %s", e.result, e.journalctl, e.unit)
+}
+
+// appExited says that unit's app is gone when u shows it: not running, or
+// waiting to be restarted; nil while it runs.
+func appExited(unit string, u unitStatus, journalctl string) error {
+	if running(u.Active) && u.Sub != "auto-restart" {
+		return nil
+	}
+	return fmt.Errorf("%s is %s (%s): the app exited; see %s -u %s", unit, u.Active, u.Sub, journalctl, unit)
 }
 
 // unitStatus is what systemd says of a unit.

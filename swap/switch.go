@@ -385,6 +385,17 @@ func (s *switcher) start(ctx context.Context) (string, error) {
 		}
 	}
 	if err != nil {
+		// An app that exits at once fails its start job on a busy machine
+		// and passes it on an idle one, for health to find it gone: both
+		// say that the app exited.
+		var failed *jobError
+		if errors.As(err, &failed) {
+			if u, uerr := getUnit(ctx, sd, unit); uerr == nil {
+				if exited := appExited(unit, u, s.o.journalctl()); exited != nil {
+					return "", fmt.Errorf("start %s: job %s: %w", unit, failed.result, exited)
+				}
+			}
+		}
 		return "", fmt.Errorf("start %s: %w", unit, err)
 	}
 	return unit + " " + how, nil
@@ -409,10 +420,10 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 	h := newHealthCheck(o, target, s.env.HTTP)
 	alive := func() error {
 		u, err := getUnit(ctx, s.env.Systemd, target.Unit)
-		if err == nil && (!running(u.Active) || u.Sub == "auto-restart") {
-			return fmt.Errorf("%s is %s (%s): the app exited; see %s -u %s", target.Unit, u.Active, u.Sub, o.journalctl(), target.Unit)
+		if err != nil {
+			return nil
 		}
-		return nil
+		return appExited(target.Unit, u, o.journalctl())
 	}
 	n, err := h.wait(ctx, alive, func(n int, last string) {
 		s.env.report(Event{Step: "health", Poll: n, Detail: last})

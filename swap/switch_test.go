@@ -347,7 +347,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		name:    "the start job fails: the target is stopped again",
 		setup:   jobFails("start", b, jobFailed),
 		exit:    1,
-		says:    []string{"job failed", "journalctl -u"},
+		says:    []string{"job failed: ", "is failed (failed): the app exited", "journalctl -u"},
 		jobs:    "start b, stop b",
 		running: [2]bool{true, false},
 		listed:  "a",

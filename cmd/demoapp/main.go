@@ -40,11 +40,10 @@ type config struct {
 	neverReady    bool
 	crash         bool
 	shutdownGrace time.Duration
-	sickFrom      time.Duration // -sick-after, -sick-between: /health answers 503
-	sickUntil     time.Duration // from sickFrom until this long after start; 0: for good
-	failRoot      bool          // -fail-root: / answers 500, /health stays 200
-	bodyFile      string        // -body-file, {port} not yet replaced
-	body          []byte        // what GET answers instead of "slot N", when set
+	sickFile      string // -sick-file: /health answers 503 while it exists
+	failRoot      bool   // -fail-root: / answers 500, /health stays 200
+	bodyFile      string // -body-file, {port} not yet replaced
+	body          []byte // what GET answers instead of "slot N", when set
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -61,8 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.neverReady, "never-ready", false, "/health always answers 503")
 	fs.BoolVar(&c.crash, "crash", false, "exit 1 at start")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, wait this long for in-flight requests")
-	sickAfter := fs.Duration("sick-after", 0, "/health answers 503 from this long after start on (a build that turns bad once live)")
-	sickBetween := fs.String("sick-between", "", "`D1,D2`: /health answers 503 from D1 until D2 after start, then 200 again (a build that is bad for a moment)")
+	fs.StringVar(&c.sickFile, "sick-file", "", "/health answers 503 while `PATH` exists: a build that turns bad once live, or for a moment, when a test says")
 	fs.BoolVar(&c.failRoot, "fail-root", false, "/ answers 500 while /health answers 200 (a bad build that passes its health check)")
 	fs.StringVar(&c.bodyFile, "body-file", "", "answer GET with this file's content, read at start ({port} in `PATH` becomes the port), as a build installed into the slot")
 	if err := fs.Parse(args); err != nil {
@@ -70,19 +68,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if *sickAfter > 0 && *sickBetween != "" {
-		return c, errors.New("-sick-after and -sick-between: give one")
-	}
-	if *sickAfter > 0 {
-		c.sickFrom = *sickAfter
-	}
-	if *sickBetween != "" {
-		from, until, err := parseWindow(*sickBetween)
-		if err != nil {
-			return c, fmt.Errorf("-sick-between: %w", err)
-		}
-		c.sickFrom, c.sickUntil = from, until
 	}
 	if c.socket != "" && c.addr != "" {
 		return c, errors.New("-socket and -addr: give one")
@@ -105,28 +90,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return c, nil
 }
 
-// parseWindow reads "D1,D2", two durations with D1 < D2.
-func parseWindow(s string) (from, until time.Duration, err error) {
-	a, b, ok := strings.Cut(s, ",")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q is not D1,D2 (e.g. 1.5s,2.5s)", s)
+// sick says whether /health answers 503 because of -sick-file.
+func (c config) sick() bool {
+	if c.sickFile == "" {
+		return false
 	}
-	if from, err = time.ParseDuration(strings.TrimSpace(a)); err == nil {
-		until, err = time.ParseDuration(strings.TrimSpace(b))
-	}
-	switch {
-	case err != nil:
-		return 0, 0, err
-	case from <= 0 || until <= from:
-		return 0, 0, fmt.Errorf("%q: want 0 < D1 < D2", s)
-	}
-	return from, until, nil
-}
-
-// sick says whether /health answers 503 at age (time since start) because
-// of -sick-after or -sick-between.
-func (c config) sick(age time.Duration) bool {
-	return c.sickFrom > 0 && age >= c.sickFrom && (c.sickUntil == 0 || age < c.sickUntil)
+	_, err := os.Stat(c.sickFile)
+	return err == nil
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -275,7 +245,7 @@ func newHandler(c config, start time.Time, now func() time.Time, hijacked *sync.
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
 				return
 			}
-			if c.sick(now().Sub(start)) {
+			if c.sick() {
 				http.Error(w, "sick", http.StatusServiceUnavailable)
 				return
 			}

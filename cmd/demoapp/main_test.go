@@ -20,6 +20,11 @@ import (
 func TestHandler(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) func() time.Time { return func() time.Time { return start.Add(d) } }
+	dir := t.TempDir()
+	sick := filepath.Join(dir, "sick")
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		cfg        config
@@ -41,16 +46,13 @@ func TestHandler(t *testing.T) {
 		{"sleep delays the answer", config{}, at(0), "GET", "/?sleep=20ms", "", 200, "slot 4001\n"},
 		{"a bad sleep is a bad request", config{}, at(0), "GET", "/?sleep=soon", "", 400, "bad sleep duration\n"},
 		{"a body file is what GET answers", config{body: []byte("build 2\n")}, at(0), "GET", "/", "", 200, "build 2\n"},
-		{"health is ok before sick-after", config{sickFrom: time.Second}, at(999 * time.Millisecond), "GET", "/health", "", 200, "ok\n"},
-		{"health is 503 from sick-after on", config{sickFrom: time.Second}, at(time.Hour), "GET", "/health", "", 503, "sick\n"},
-		{"root still answers when sick", config{sickFrom: time.Second}, at(time.Hour), "GET", "/", "", 200, "slot 4001\n"},
-		{"health is ok before a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(999 * time.Millisecond), "GET", "/health", "", 200, "ok\n"},
-		{"health is 503 in a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(1500 * time.Millisecond), "GET", "/health", "", 503, "sick\n"},
-		{"health is ok again after a sick window", config{sickFrom: time.Second, sickUntil: 2 * time.Second}, at(2 * time.Second), "GET", "/health", "", 200, "ok\n"},
 		{"root is 500 with fail-root", config{failRoot: true}, at(0), "GET", "/", "", 500, "failing on purpose (-fail-root)\n"},
 		{"health stays ok with fail-root", config{failRoot: true}, at(0), "GET", "/health", "", 200, "ok\n"},
 		{"other paths answer with fail-root", config{failRoot: true}, at(0), "GET", "/some/page", "", 200, "slot 4001\n"},
 		{"health stays ok with a body file", config{body: []byte("build 2\n")}, at(0), "GET", "/health", "", 200, "ok\n"},
+		{"health is ok while the sick file is missing", config{sickFile: filepath.Join(dir, "missing")}, at(0), "GET", "/health", "", 200, "ok\n"},
+		{"health is 503 while the sick file exists", config{sickFile: sick}, at(0), "GET", "/health", "", 503, "sick\n"},
+		{"root still answers when sick", config{sickFile: sick}, at(0), "GET", "/", "", 200, "slot 4001\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,39 +97,6 @@ func TestFlags(t *testing.T) {
 			}
 			if err != nil || c.addr != tt.wantAddr || c.slot != tt.wantSlot {
 				t.Fatalf("got %q %q %v, want %q %q", c.addr, c.slot, err, tt.wantAddr, tt.wantSlot)
-			}
-		})
-	}
-}
-
-func TestSickFlags(t *testing.T) {
-	tests := []struct {
-		name            string
-		args            []string
-		wantFrom, until time.Duration
-		wantErr         string
-	}{
-		{"not sick by default", nil, 0, 0, ""},
-		{"sick-after is sick for good", []string{"-sick-after", "1s"}, time.Second, 0, ""},
-		{"sick-between is a window", []string{"-sick-between", "1.5s,2.5s"}, 1500 * time.Millisecond, 2500 * time.Millisecond, ""},
-		{"sick-between takes spaces", []string{"-sick-between", "1s, 2s"}, time.Second, 2 * time.Second, ""},
-		{"sick-between needs two durations", []string{"-sick-between", "1s"}, 0, 0, "not D1,D2"},
-		{"sick-between needs durations", []string{"-sick-between", "1s,soon"}, 0, 0, "-sick-between"},
-		{"sick-between must end after it starts", []string{"-sick-between", "2s,1s"}, 0, 0, "0 < D1 < D2"},
-		{"sick-between must start after start", []string{"-sick-between", "0s,1s"}, 0, 0, "0 < D1 < D2"},
-		{"one of the two", []string{"-sick-after", "1s", "-sick-between", "1s,2s"}, 0, 0, "give one"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseFlags(append([]string{"-port", "4000"}, tt.args...), io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || c.sickFrom != tt.wantFrom || c.sickUntil != tt.until {
-				t.Fatalf("got %s %s %v, want %s %s", c.sickFrom, c.sickUntil, err, tt.wantFrom, tt.until)
 			}
 		})
 	}

@@ -572,19 +572,24 @@ func assertSameTree(t *testing.T, dir string, before map[string]string) {
 }
 
 // TestAppsStatusOfOneAppNeverWaitsOnAnother: while a switch of tpi holds
-// its lock (its new slot is slow to become healthy), `status api` shows
+// its lock (its pre-start hook waits for the test), `status api` shows
 // only api and returns at once, and `status tpi` shows tpi's switch in
 // progress.
 func TestAppsStatusOfOneAppNeverWaitsOnAnother(t *testing.T) {
-	e, tpi := twoAppEdge(t, "", nil, []string{"-ready-after=3s"})
-	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", ""))
+	e, tpi := twoAppEdge(t, "", nil, nil)
+	hook, held, release := holdingHook(t, e.Dir)
+	quoted := make([]string, len(hook))
+	for i, a := range hook {
+		quoted[i] = strconv.Quote(a)
+	}
+	conf := writeAppsConfig(t, e, "apps.toml", appsConfig(e, "", "pre-start = ["+strings.Join(quoted, ", ")+"]\n"))
 	// A first switch of api: its live slot is then the one enabled at
 	// boot, as status wants (the edge's first slots are not enabled).
 	if r := runApps(t, e, conf, "switch", "api"); r.code != 0 {
 		t.Fatalf("switch api: exit %d\n%s", r.code, r.stderr)
 	}
 	sw := startApps(t, e, conf, "switch", "tpi")
-	sw.waitStep(t, "start") // tpi's switch holds its lock and polls the slow slot
+	sw.waitFile(t, held) // tpi's switch holds its lock, in its pre-start hook
 
 	t0 := time.Now()
 	r := runApps(t, e, conf, "status", "api")
@@ -625,6 +630,7 @@ func TestAppsStatusOfOneAppNeverWaitsOnAnother(t *testing.T) {
 		t.Errorf("the switch of tpi ended before the statuses did: they may have waited on it")
 	default:
 	}
+	writeFile(t, release, "")
 	if err := sw.wait(t); err != nil {
 		t.Fatalf("switch tpi: %v\n%s", err, sw.stderr())
 	}

@@ -247,6 +247,11 @@ func (r *running) waitStep(t testing.TB, step string) string {
 	})
 }
 
+// lineLag is the margin for how late a test sees a progress line after
+// the switch printed it on a busy machine, when it measures a duration
+// from the line: a step too short by more than that is still caught.
+const lineLag = 500 * time.Millisecond
+
 // waitUntil waits until ok, checking at every stderr line and every 10 ms
 // (for conditions outside the switch's output, such as a file a wrapper
 // creates); like waitStep, it fails the test after 30 s or when the switch
@@ -270,6 +275,15 @@ func (r *running) waitUntil(t testing.TB, what string, ok func() bool) string {
 		}
 	}
 	return r.stderr()
+}
+
+// waitFile waits until path exists, as waitUntil does.
+func (r *running) waitFile(t testing.TB, path string) {
+	t.Helper()
+	r.waitUntil(t, path, func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
 }
 
 // wait waits for the switch to exit and returns cmd.Wait's error; it fails
@@ -392,28 +406,32 @@ func TestPOSTsFailNoMoreThanBareReloads(t *testing.T) {
 
 // TestWithoutTheDrainRequestsFail is the control for the tests above: with
 // drain-timeout 0 the old slot stops while old nginx workers still proxy to
-// it, and the same load sees failures. It shows the load generator can see
-// what the zero-failure tests say is not there.
+// it, and a load of the same kind sees failures. It shows the load
+// generator can see what the zero-failure tests say is not there.
 func TestWithoutTheDrainRequestsFail(t *testing.T) {
-	// Slots that exit at once on SIGTERM, and requests of 200 ms: old
-	// workers always have some in flight at the old slot when it stops.
-	// (With the demo app's graceful stop and short requests, whether any
-	// is cut depends on how busy the machine is.)
+	// Slots that exit at once on SIGTERM, and requests of 20 s (under the
+	// clients' 30 s timeout): old workers have some in flight at the old
+	// slot when it stops unless the stop comes 20 s after the reload. (A
+	// busy machine was seen to stop the old slot after requests of 200 ms,
+	// and of 2 s, had all ended.)
 	e := testedge.New(t, testedge.Options{AppArgs: []string{"-shutdown-grace=0s"}})
-	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=200ms")
+	load := startLoad(t, e, 32, http.MethodGet, "/?sleep=20s")
 	// Deliberate load, not waits for progress: the switches must meet
 	// requests in flight, and the gap lets the clients reconnect.
 	time.Sleep(200 * time.Millisecond)
+	var said []string
 	for i := range 3 {
-		if r := edgeswitch(t, e, "switch", "--drain-timeout", "0s"); r.code != 0 {
+		r := edgeswitch(t, e, "switch", "--drain-timeout", "0s")
+		if r.code != 0 {
 			t.Fatalf("switch %d: exit %d\n%s", i+1, r.code, r.stderr)
 		}
+		said = append(said, r.stderr)
 		time.Sleep(100 * time.Millisecond)
 	}
 	stats := load.Stop()
 	t.Logf("load without the drain: %s", stats)
 	if stats.Failed == 0 {
-		t.Errorf("no request failed without the drain: the load cannot see a cut request")
+		t.Errorf("no request failed without the drain: the load cannot see a cut request; the switches said:\n%s", strings.Join(said, "\n"))
 	}
 }
 
@@ -445,13 +463,16 @@ func assertUnchanged(t *testing.T, e *testedge.Edge, before map[string]string) {
 // request, that every config file is byte-identical, and that the target is
 // not left running.
 func TestFailurePaths(t *testing.T) {
+	const reloadTimeout = 60 * time.Second
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, e *testedge.Edge)
 		flags []string
 		code  int
 		says  string
-		// within bounds the switch's run, for failures it must see early.
+		// within bounds the switch's run, for failures it must see
+		// before a timeout: only a switch that waited the timeout out
+		// takes that long, however busy the machine.
 		within time.Duration
 	}{
 		{
@@ -483,8 +504,8 @@ func TestFailurePaths(t *testing.T) {
 			},
 			// nginx logs the refusal after its bind retries (about 2.5 s);
 			// the switch must fail then, not wait out the reload timeout.
-			flags: []string{"--reload-timeout", "60s"},
-			code:  1, says: "bind()", within: 30 * time.Second,
+			flags: []string{"--reload-timeout", reloadTimeout.String()},
+			code:  1, says: "bind()", within: reloadTimeout,
 		},
 		{
 			name: "nginx's unit is stopped",
@@ -528,14 +549,31 @@ func TestFailurePaths(t *testing.T) {
 	}
 }
 
+// holdingHook is the argv of a pre-start hook that holds its switch, and
+// with it the switch's lock, until the test creates release; it creates
+// held once it holds. A hold until an event, not for a time that a busy
+// machine could use up before the test acts. The test's end releases it,
+// so that no hook outlives its test.
+func holdingHook(t *testing.T, dir string) (argv []string, held, release string) {
+	held, release = filepath.Join(dir, "hook.held"), filepath.Join(dir, "hook.release")
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	return []string{"sh", "-c", `touch "$1"; until [ -e "$2" ]; do sleep 0.05; done`, "hold", held, release}, held, release
+}
+
 func TestSecondSwitchFailsFastNamingTheHolder(t *testing.T) {
-	e := testedge.New(t, testedge.Options{AppArgs: []string{"-ready-after=2s"}})
-	first := startSwitch(t, e)
-	first.waitStep(t, "start") // the first one holds the lock and now waits for health
+	e := testedge.New(t, testedge.Options{})
+	hook, held, release := holdingHook(t, t.TempDir())
+	var flags []string
+	for _, a := range hook {
+		flags = append(flags, "--pre-start="+a) // "=": an argument may start with "-"
+	}
+	first := startSwitch(t, e, flags...)
+	first.waitFile(t, held) // the first one holds the lock, in its pre-start hook
 	r := edgeswitch(t, e, "switch")
 	if r.code != 2 || !strings.Contains(r.stderr, "pid "+strconv.Itoa(first.cmd.Process.Pid)) {
 		t.Errorf("second switch: exit %d, want 2 naming pid %d:\n%s", r.code, first.cmd.Process.Pid, r.stderr)
 	}
+	writeFile(t, release, "")
 	if err := first.wait(t); err != nil {
 		t.Errorf("first switch: %v\n%s", err, first.stderr())
 	}

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +63,13 @@ func TestSocketSwitchWaitsForARequestInFlight(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		done <- answer{resp.StatusCode, string(b), err}
 	}()
-	time.Sleep(300 * time.Millisecond) // deliberate: the request is at the old slot
+	// The request is at the old slot once nginx holds a connection to its
+	// socket: socket mode keeps no idle upstream connection.
+	old := "unix:" + strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[0]))
+	testedge.WaitFor(t, "nginx's connection to "+old, func() bool {
+		n, err := nginx.Conns("/proc", old)
+		return err == nil && n > 0
+	})
 	r := edgeswitch(t, e, "switch")
 	if r.code != 0 {
 		t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -82,7 +92,6 @@ func TestStreamsSurviveASwitch(t *testing.T) {
 			t.Run(mode+"/"+kind, func(t *testing.T) {
 				e := testedge.New(t, testedge.Options{Socket: mode == "socket"})
 				res := openStream(t, e, kind, 3*time.Second)
-				time.Sleep(500 * time.Millisecond) // deliberate: the stream is open at the switch
 				r := edgeswitch(t, e, "switch")
 				if r.code != 0 {
 					t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -114,7 +123,6 @@ func TestDrainTimeoutSaysWhatItCuts(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			res := openStream(t, e, "sse", 10*time.Second)
-			time.Sleep(500 * time.Millisecond)
 			r := edgeswitch(t, e, "switch", "--drain-timeout", "1s")
 			if r.code != 0 {
 				t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
@@ -133,21 +141,51 @@ func TestDrainTimeoutSaysWhatItCuts(t *testing.T) {
 }
 
 // openStream opens a demoapp stream of kind ("sse" or "websocket") through
-// the edge's nginx for d, and returns where its result will arrive.
+// the edge's nginx for d, and returns where its result will arrive once a
+// slot has answered it: nginx sends nothing before the slot answers, so the
+// stream's first bytes show it open at the slot.
 func openStream(t *testing.T, e *testedge.Edge, kind string, d time.Duration) <-chan testedge.StreamResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d+30*time.Second)
-	res := make(chan testedge.StreamResult, 1)
+	res, answered := make(chan testedge.StreamResult, 1), make(chan struct{})
+	var once sync.Once
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return firstRead{c, func() { once.Do(func() { close(answered) }) }}, nil
+	}
 	go func() {
 		defer cancel()
 		query := fmt.Sprintf("?seconds=%g", d.Seconds())
 		if kind == "sse" {
-			res <- testedge.SSE(ctx, nil, e.URL("/events"+query))
+			res <- testedge.SSE(ctx, dial, e.URL("/events"+query))
 		} else {
-			res <- testedge.WebSocket(ctx, nil, e.URL("/ws"+query))
+			res <- testedge.WebSocket(ctx, dial, e.URL("/ws"+query))
 		}
 	}()
+	select {
+	case <-answered:
+	case r := <-res:
+		t.Fatalf("the %s stream ended before a slot answered it: %s", kind, r)
+	}
 	return res
+}
+
+// firstRead is a connection that calls first at each read that returns
+// data.
+type firstRead struct {
+	net.Conn
+	first func()
+}
+
+func (c firstRead) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.first()
+	}
+	return n, err
 }
 
 // TestConvertingToSocketMode follows README's way from a reload-mode host
@@ -165,8 +203,11 @@ func TestConvertingToSocketMode(t *testing.T) {
 	}
 	conf := must(t)(readFile(e.UpstreamFile))
 	writeConf(t, e, "app.conf", testedge.BoundKeepalive(conf))
+	workers := nginxWorkers(t, e)[1:]
 	must(t)(e.Systemctl(t.Context(), "reload", e.NginxUnit))
-	time.Sleep(200 * time.Millisecond) // the reload's old workers go
+	testedge.WaitFor(t, "the reload's old workers gone", func() bool {
+		return !slices.ContainsFunc(workers, nginx.Procs{Root: "/proc"}.Alive)
+	})
 
 	r = edgeswitch(t, e, "switch")
 	if r.code != 0 {
@@ -215,11 +256,7 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 	tools := t.TempDir()
 	must(t)("", os.WriteFile(filepath.Join(tools, "hold-t2"), nil, 0o644))
 	sw := startSwitch(t, e, "--nginx-bin", slowNginx(t, tools))
-	held := filepath.Join(tools, "hold-t2.held")
-	sw.waitUntil(t, "nginx -t held by the wrapper", func() bool {
-		_, err := os.Stat(held)
-		return err == nil
-	})
+	sw.waitFile(t, filepath.Join(tools, "hold-t2.held")) // nginx -t held by the wrapper
 	sw.cmd.Process.Kill()
 	sw.wait(t)
 	if conf := must(t)(readFile(e.UpstreamFile)); !strings.Contains(conf, "server unix:"+e.SocketLink+";") {
@@ -252,10 +289,14 @@ func TestConversionKilledBeforeItsReload(t *testing.T) {
 func TestSocketBakeAndRollback(t *testing.T) {
 	e := testedge.New(t, testedge.Options{Socket: true})
 	load := startLoad(t, e, 32, http.MethodPost, "/")
-	setAppArgs(t, e, "-sick-after=1s")
-	r := edgeswitch(t, e, "switch", "--bake", "4s")
-	if r.code != 1 || !strings.Contains(r.stderr, "rolled back") {
-		t.Fatalf("a bake of a build that turns sick: exit %d, want 1, rolled back\n%s", r.code, r.stderr)
+	sick := filepath.Join(t.TempDir(), "sick")
+	setAppArgs(t, e, "-sick-file", sick)
+	sw := startSwitch(t, e, "--bake", "4s")
+	sw.waitStep(t, "drain") // the bake starts now
+	writeFile(t, sick, "")  // and the new slot turns sick
+	var exit *exec.ExitError
+	if err := sw.wait(t); !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "rolled back") {
+		t.Fatalf("a bake of a build that turns sick: %v, want exit 1, rolled back\n%s", err, sw.stderr())
 	}
 	if got := slotOf(t, e); got != strconv.Itoa(e.Ports[0]) {
 		t.Errorf("after the rolled-back bake nginx answers from slot %s, want %d", got, e.Ports[0])
@@ -268,7 +309,7 @@ func TestSocketBakeAndRollback(t *testing.T) {
 	if r := edgeswitch(t, e, "switch", "--keep-old"); r.code != 0 {
 		t.Fatalf("switch --keep-old: exit %d\n%s", r.code, r.stderr)
 	}
-	r = edgeswitch(t, e, "rollback")
+	r := edgeswitch(t, e, "rollback")
 	if r.code != 0 || !strings.Contains(r.stderr, "already running") {
 		t.Fatalf("rollback to the slot kept running: exit %d\n%s", r.code, r.stderr)
 	}

@@ -2,7 +2,6 @@ package testedge
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,7 +52,7 @@ func TestSwitchByHand(t *testing.T) {
 	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
+	WaitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
 		return status(t, "http://127.0.0.1:"+strconv.Itoa(p1)+"/health") == http.StatusOK
 	})
 	conf, err := os.ReadFile(e.UpstreamFile)
@@ -70,7 +69,7 @@ func TestSwitchByHand(t *testing.T) {
 	if _, err := e.Systemctl(ctx, "reload", e.NginxUnit); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "nginx answering from slot "+strconv.Itoa(p1), func() bool { return slotOf(t, e.URL("/")) == p1 })
+	WaitFor(t, "nginx answering from slot "+strconv.Itoa(p1), func() bool { return slotOf(t, e.URL("/")) == p1 })
 	// Some load on the new slot: deliberate load, not a wait for progress
 	// (the switch is done: nginx answers from p1).
 	time.Sleep(200 * time.Millisecond)
@@ -120,7 +119,7 @@ func TestSetAppArgs(t *testing.T) {
 	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e.SlotUnit(p1)+" failed", func() bool {
+	WaitFor(t, e.SlotUnit(p1)+" failed", func() bool {
 		out, _ := e.Systemctl(ctx, "is-failed", e.SlotUnit(p1))
 		return strings.TrimSpace(out) == "failed"
 	})
@@ -134,7 +133,7 @@ func TestSetAppArgs(t *testing.T) {
 	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
+	WaitFor(t, "slot "+strconv.Itoa(p1)+" healthy", func() bool {
 		return status(t, "http://127.0.0.1:"+strconv.Itoa(p1)+"/health") == http.StatusOK
 	})
 }
@@ -227,19 +226,6 @@ func status(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no %s after 10s", what)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // processesUnder lists live processes whose command line mentions dir:

@@ -67,7 +67,18 @@ type Load struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	stats  LoadStats
+	from   []*window // counts begun by From
 	stop   sync.Once
+}
+
+// window counts the requests sent after from.
+type window struct {
+	from  time.Time
+	stats LoadStats
+}
+
+func newStats() LoadStats {
+	return LoadStats{BySlot: map[string]int64{}, Errors: map[string]int64{}}
 }
 
 // RunLoad starts o.Clients goroutines that send requests back to back
@@ -78,7 +89,7 @@ type Load struct {
 // on, as real clients have it.
 func RunLoad(ctx context.Context, o LoadOptions) *Load {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &Load{cancel: cancel, stats: LoadStats{BySlot: map[string]int64{}, Errors: map[string]int64{}}}
+	l := &Load{cancel: cancel, stats: newStats()}
 	method := cmp.Or(o.Method, http.MethodGet)
 	target := o.URL + cmp.Or(o.Path, "/")
 	for range max(o.Clients, 1) {
@@ -117,9 +128,10 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 		if body != nil {
 			rd = bytes.NewReader(body)
 		}
+		sent := time.Now()
 		req, err := http.NewRequestWithContext(ctx, method, target, rd)
 		if err != nil {
-			l.record(nil, err)
+			l.record(sent, nil, err)
 			return
 		}
 		resp, err := c.Do(req)
@@ -130,7 +142,7 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 		if err != nil && ctx.Err() != nil {
 			return // cut short by Stop: not the server's failure
 		}
-		if l.record(resp, err) && (err != nil || !steady) {
+		if l.record(sent, resp, err) && (err != nil || !steady) {
 			// Do not spin on a server that is down: a 502 comes back in
 			// microseconds, and counting thousands of them would measure
 			// the client's loop, not the outage.
@@ -142,32 +154,62 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 	}
 }
 
-// record counts one answer and reports whether it failed.
-func (l *Load) record(resp *http.Response, err error) (failed bool) {
+// record counts one answer to a request sent at sent, also in each count
+// From began before then, and reports whether it failed.
+func (l *Load) record(sent time.Time, resp *http.Response, err error) (failed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stats.Requests++
+	for _, w := range l.from {
+		if sent.After(w.from) {
+			w.stats.count(resp, err)
+		}
+	}
+	return l.stats.count(resp, err)
+}
+
+// count counts one answer and reports whether it failed.
+func (s *LoadStats) count(resp *http.Response, err error) (failed bool) {
+	s.Requests++
 	switch {
 	case err != nil:
-		l.stats.Errors[errKind(err)]++
+		s.Errors[errKind(err)]++
 	case resp.StatusCode >= 500:
-		l.stats.Errors["status "+strconv.Itoa(resp.StatusCode)]++
+		s.Errors["status "+strconv.Itoa(resp.StatusCode)]++
 	default:
-		l.stats.BySlot[resp.Header.Get("X-Slot")]++
+		s.BySlot[resp.Header.Get("X-Slot")]++
 		return false
 	}
-	l.stats.Failed++
+	s.Failed++
 	return true
+}
+
+func (s LoadStats) clone() LoadStats {
+	s.BySlot = maps.Clone(s.BySlot)
+	s.Errors = maps.Clone(s.Errors)
+	return s
 }
 
 // Snapshot returns the counts so far.
 func (l *Load) Snapshot() LoadStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.stats
-	s.BySlot = maps.Clone(s.BySlot)
-	s.Errors = maps.Clone(s.Errors)
-	return s
+	return l.stats.clone()
+}
+
+// From begins a count of the requests sent from now on, which the function
+// it returns gives so far. Unlike the difference of two Snapshots it holds
+// no answer to a request sent before, however late a busy machine lets a
+// client count that answer.
+func (l *Load) From() (counted func() LoadStats) {
+	w := &window{from: time.Now(), stats: newStats()}
+	l.mu.Lock()
+	l.from = append(l.from, w)
+	l.mu.Unlock()
+	return func() LoadStats {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return w.stats.clone()
+	}
 }
 
 // Stop ends the load, waits for the clients and returns the final counts.

@@ -139,11 +139,14 @@ func releaseManager() error {
 	return stopMarkedManager()
 }
 
-// managerAnswers reports whether a user manager answers systemctl within a
-// second. (`is-system-running` is no test: it prints "offline" and exits 1
-// for a working user manager here.)
+// managerAnswers reports whether a user manager answers systemctl within
+// managerTimeout: where none runs, systemctl fails at once, and a busy
+// machine was seen to take over a second to answer, which made a second
+// manager start on top of the first and hide its units. (`is-system-running`
+// is no test: it prints "offline" and exits 1 for a working user manager
+// here.)
 func managerAnswers(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, managerTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "systemctl", "--user", "show", "-p", "Version", "--value")
 	cmd.Env = append(os.Environ(), userEnv()...)

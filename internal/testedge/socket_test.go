@@ -51,7 +51,7 @@ func TestSocketEdge(t *testing.T) {
 	if _, err := e.Systemctl(ctx, "start", e.SlotUnit(p1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "slot "+strconv.Itoa(p1)+" listening on its socket", func() bool {
+	WaitFor(t, "slot "+strconv.Itoa(p1)+" listening on its socket", func() bool {
 		c, err := net.Dial("unix", sock(p1))
 		if err == nil {
 			c.Close()

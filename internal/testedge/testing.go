@@ -38,3 +38,21 @@ func New(t testing.TB, o Options) *Edge {
 	})
 	return e
 }
+
+// WaitFor waits until ok, looking at once and every 10 ms, and fails the
+// test if it has not held within 30 s. It is for a state a test must reach
+// before it acts (a connection open, a worker gone): waiting for it is
+// right on a busy machine, where a sleep would be too short.
+func WaitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !ok() {
+		select {
+		case <-deadline:
+			t.Fatalf("no %s within 30 s", what)
+		case <-tick.C:
+		}
+	}
+}
