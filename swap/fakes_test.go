@@ -589,7 +589,7 @@ func (r *rig) writePending(from, to int) {
 // there is none (or no state dir).
 func (r *rig) lastRecord() string {
 	r.t.Helper()
-	hist, err := History(r.o.StateDir, r.o.Upstream)
+	hist, err := History(r.o.StateDir, r.o.Upstream, nil)
 	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
 		r.t.Fatal(err)
 	}

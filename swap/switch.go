@@ -65,7 +65,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 		if req.DryRun {
 			take = lockToLook
 		}
-		release, err = take(o.StateDir, o.app(), o.describe())
+		release, err = take(env.Procs.Root, o.StateDir, o.app(), o.describe())
 		return o.StateDir, err
 	})
 	if err != nil {
@@ -121,7 +121,7 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 	if err := prepareStateDir(o.StateDir); err != nil {
 		return Result{}, err
 	}
-	hist, err := History(o.StateDir, o.app())
+	hist, err := History(o.StateDir, o.app(), func(w string) { env.report(Event{Step: "history", Warn: true, Detail: w}) })
 	if err != nil {
 		return Result{}, err
 	}
@@ -215,7 +215,7 @@ func (s *switcher) routerSteps(ch *route.Change, commit bool) []step {
 // relock takes the nginx lock again for a later change of the same switch.
 func (s *switcher) relock(do func(context.Context) (string, error)) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
+		unlock, err := lockNginx(ctx, s.env.Procs.Root, s.o.StateDir)
 		if err != nil {
 			return "", err
 		}
@@ -439,7 +439,7 @@ func (s *switcher) rewrite(context.Context) (string, error) {
 // crash from there on is resumed the right way by the next run.
 func (s *switcher) pending(do func(context.Context) (string, error)) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
+		unlock, err := lockNginx(ctx, s.env.Procs.Root, s.o.StateDir)
 		if err != nil {
 			return "", err
 		}
@@ -472,19 +472,29 @@ func (s *switcher) unlockNginx() {
 // revert undoes the router's steps, saying how to finish when it cannot.
 func (s *switcher) revert(ctx context.Context) error {
 	if s.unlock == nil {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
+		unlock, err := lockNginx(ctx, s.env.Procs.Root, s.o.StateDir)
 		if err != nil {
-			return fmt.Errorf("%w; traffic is on slot %d: run %s --to %d to finish, or --to %d to go back", err, s.res.To.Port, s.o.command("switch"), s.res.To.Port, s.o.other(s.res.To).Port)
+			return fmt.Errorf("%w; %s: run %s --to %d to finish, or --to %d to go back", err, s.listing(), s.o.command("switch"), s.res.To.Port, s.o.other(s.res.To).Port)
 		}
 		s.unlock = unlock
 	}
 	if err := s.router.Revert(ctx); err != nil {
-		return fmt.Errorf("%w; run %s --to %d to finish", err, s.o.command("switch"), s.res.To.Port)
+		return fmt.Errorf("%w; %s: run %s --to %d to finish", err, s.listing(), s.o.command("switch"), s.res.To.Port)
 	}
 	if d := s.router.Reverted(); d.Left > 0 {
 		s.env.report(Event{Step: "revert", Warn: true, Detail: d.Warn})
 	}
 	return nil
+}
+
+// listing says which slots nginx lists now, read afresh: a switch that
+// cannot restore must not guess where the traffic is.
+func (s *switcher) listing() string {
+	l, err := s.router.Read()
+	if err != nil {
+		return fmt.Sprintf("which slot nginx lists is unknown (%v)", err)
+	}
+	return fmt.Sprintf("upstream %s lists %v now", s.o.Upstream, ports(s.o.byAddr(l.Addrs)))
 }
 
 // drain waits until the proxy holds nothing for the old slot; a timeout

@@ -304,6 +304,9 @@ func (d *deps) offline() swap.Env {
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
+	if caller := os.Getenv("SUDO_USER"); underSudo() && caller != "" {
+		name = caller // who asked, not root
+	}
 	return swap.Env{
 		Run:   nginx.ExecRunner,
 		Procs: nginx.Procs{Root: "/proc"},

@@ -182,6 +182,9 @@ func (p *printer) status(st *swap.Status) {
 	for _, pr := range st.Problems {
 		fmt.Fprintf(w, "problem   %s\n", pr)
 	}
+	for _, wr := range st.Warnings {
+		fmt.Fprintf(w, "warning   %s\n", wr)
+	}
 }
 
 func (p *printer) checklist(items []swap.CheckItem) {
