@@ -487,10 +487,10 @@ func (s *switcher) revert(ctx context.Context) error {
 	return nil
 }
 
-// listing says which slots nginx lists now, read afresh: a switch that
-// cannot restore must not guess where the traffic is.
+// listing says which slots nginx lists now, read afresh by a router of its
+// own: a switch that cannot restore must not guess where the traffic is.
 func (s *switcher) listing() string {
-	l, err := s.router.Read()
+	l, err := s.env.router(s.o).Read()
 	if err != nil {
 		return fmt.Sprintf("which slot nginx lists is unknown (%v)", err)
 	}
