@@ -459,7 +459,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 			r.rt.revErr = errors.New("restore app.conf: read-only file system")
 		}),
 		exit:     3,
-		says:     []string{"read-only file system", "upstream app lists [40081] now", "run edgeswitch switch --to", "validate failed"},
+		says:     []string{"read-only file system", "upstream app lists [", "] now: run", "run edgeswitch switch --to", "validate failed"},
 		jobs:     "start b",
 		running:  [2]bool{true, true},
 		listed:   "b",
