@@ -60,13 +60,16 @@ type fakeSystemd struct {
 	// enabled holds the units linked to start at boot; static the units
 	// whose file has no [Install] section.
 	enabled, static map[string]bool
+	// scopes are the hooks' transient scopes, each the process group of
+	// its first PID: what the fake kills in one.
+	scopes map[string]int
 }
 
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
 	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{},
-		enabled: map[string]bool{}, static: map[string]bool{}}
+		enabled: map[string]bool{}, static: map[string]bool{}, scopes: map[string]int{}}
 }
 
 func (f *fakeSystemd) set(unit string, s unitState) {
@@ -185,6 +188,27 @@ func (f *fakeSystemd) StopUnitContext(_ context.Context, unit, _ string, ch chan
 
 func (f *fakeSystemd) ReloadUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
 	return f.job("reload", unit, ch, f.state(unit))
+}
+
+func (f *fakeSystemd) StartTransientUnitContext(_ context.Context, name, _ string, props []dbus.Property, ch chan<- string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range props {
+		if pids, ok := p.Value.Value().([]uint32); ok && p.Name == "PIDs" {
+			f.scopes[name] = int(pids[0])
+		}
+	}
+	ch <- "done"
+	return 0, nil
+}
+
+func (f *fakeSystemd) KillUnitWithTarget(_ context.Context, name string, _ dbus.Who, signal int32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if pid, ok := f.scopes[name]; ok {
+		return syscall.Kill(-pid, syscall.Signal(signal))
+	}
+	return fmt.Errorf("unit %s not loaded", name)
 }
 
 // job records the call and, unless a fault says otherwise, leaves the unit

@@ -69,6 +69,12 @@ type Options struct {
 	PreStart   []string // before the target starts (e.g. install the build); failing aborts
 	PostSwitch []string // after a switch that moved traffic; failing only warns
 	OnFailure  []string // after a failed or rolled-back switch, with EDGESWITCH_ERROR; failing only warns
+	// HookTimeout bounds each hook: then it and every process it started
+	// are killed, and it fails. Default 5m.
+	HookTimeout time.Duration
+	// HookUser is whom hooks run as, a name or a UID; default "": as
+	// edgeswitch (the CLI fills in the sudo caller's UID).
+	HookUser string
 }
 
 // app names the app in the state dir and the history.
@@ -131,6 +137,7 @@ func Defaults() Options {
 		StateDir:       "/var/lib/edgeswitch",
 		BakeMax5xx:     5,
 		Mode:           "reload",
+		HookTimeout:    5 * time.Minute,
 	}
 }
 
@@ -193,6 +200,8 @@ func (o Options) Check() error {
 		return bad("bake-max-5xx %g%% is not a share: set it from 0%% to 100%%, e.g. \"5%%\"", o.BakeMax5xx)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:
 		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout and bake not negative")
+	case o.HookTimeout <= 0:
+		return bad("hook-timeout %s: set how long a hook may run before it is killed, e.g. 5m", o.HookTimeout)
 	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":
 		return bad("upstream, nginx-conf, nginx-unit and state-dir must not be empty")
 	}
@@ -279,6 +288,10 @@ type Systemd interface {
 	// disk now; the UnitFileState property of a loaded unit is only as new
 	// as the last daemon-reload.
 	GetUnitFileStateContext(ctx context.Context, unit string) (string, error)
+	// A hook runs in a transient scope of its own, and all in it is
+	// killed at once: what a hook starts cannot outlive its time.
+	StartTransientUnitContext(ctx context.Context, name string, mode string, properties []dbus.Property, ch chan<- string) (int, error)
+	KillUnitWithTarget(ctx context.Context, name string, target dbus.Who, signal int32) error
 }
 
 // Env holds the effects a switch has on the world, as values so tests can

@@ -105,7 +105,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	if err != nil && !errors.Is(err, ErrUsage) && len(o.OnFailure) > 0 {
 		hctx := context.WithoutCancel(ctx) // after Ctrl-C too: someone should hear of it
 		if herr := s.step("on-failure", func() (string, error) {
-			return s.runHook(hctx, o.OnFailure, "EDGESWITCH_ERROR="+err.Error())
+			return s.runHook(hctx, o.OnFailure, "EDGESWITCH_ERROR="+cut(err.Error(), maxField))
 		}); herr != nil {
 			env.report(Event{Step: "on-failure", Warn: true, Detail: "the hook failed; the switch's own error follows"})
 		}

@@ -69,6 +69,8 @@ type settings struct {
 	PreStart       []string      `sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
 	PostSwitch     []string      `sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
 	OnFailure      []string      `sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
+	HookTimeout    time.Duration `default:"${hook_timeout}" group:"hooks" help:"Kill a hook, and every process it started, after this: a pre-start hook then fails the switch, a later one only warns."`
+	HookUser       string        `placeholder:"USER" group:"hooks" help:"Run the hooks as this user (default: the sudo caller, else edgeswitch's own user); through sudo, from the config file only."`
 }
 
 // options turns the settings into swap's options.
@@ -84,7 +86,11 @@ func (s settings) options() (swap.Options, error) {
 		HealthHost: s.HealthHost, HealthScheme: s.HealthScheme, HealthInsecure: s.HealthInsecure,
 		ReloadTimeout: s.ReloadTimeout, DrainTimeout: s.DrainTimeout, Bake: s.Bake, Canary: s.Canary, StateDir: s.StateDir,
 		UserManager: s.User, PreStart: s.PreStart, PostSwitch: s.PostSwitch, OnFailure: s.OnFailure,
+		HookTimeout: s.HookTimeout, HookUser: s.HookUser,
 		Mode: s.Mode, Socket: s.Socket, SocketLink: s.SocketLink,
+	}
+	if o.HookUser == "" && underSudo() {
+		o.HookUser = os.Getenv("SUDO_UID") // never root on the caller's paths
 	}
 	if s.HealthBody != nil { // set, unlike swap's "" for any body
 		if *s.HealthBody == "" {
@@ -346,6 +352,7 @@ func defaultVars() kong.Vars {
 		"bake_max_5xx":    strconv.FormatFloat(d.BakeMax5xx, 'f', -1, 64) + "%",
 		"state_dir":       d.StateDir,
 		"mode":            d.Mode,
+		"hook_timeout":    d.HookTimeout.String(),
 	}
 }
 

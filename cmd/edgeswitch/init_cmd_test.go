@@ -191,8 +191,8 @@ func kebab(s string) string {
 }
 
 // hooksOn uncomments the examples of the example config: the hooks,
-// health-host and health-body.
-var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body) = )`)
+// hook-user, health-host and health-body.
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|hook-user|health-host|health-body) = )`)
 
 // socketKeys are the settings of socket mode, which the example config of
 // the reload mode leaves out (its bytes are as they were before socket mode).
@@ -247,7 +247,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	}
 	uncomment := hooksOn
 	if mode == "socket" {
-		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|socket-link) = )`)
+		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|hook-user|health-host|health-body|socket-link) = )`)
 	}
 	withHooks := filepath.Join(dir, "hooks.toml")
 	if err := os.WriteFile(withHooks, uncomment.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
@@ -289,6 +289,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	hooked.PreStart = []string{"install", "-m", "0644", "/home/deploy/{app}.jar", "/srv/{app}/{to}/{app}.jar"}
 	hooked.PostSwitch = []string{"/usr/local/bin/notify", "{app} deployed to {to}"}
 	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
+	hooked.HookUser = "deploy"
 	hooked.HealthHost = "app.example.com"
 	hooked.HealthBody = new("app")
 	if mode == "socket" {

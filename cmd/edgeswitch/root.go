@@ -47,7 +47,7 @@ func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" 
 var sudoOnly = map[string]bool{
 	"pre-start": true, "post-switch": true, "on-failure": true, "nginx-bin": true, "nginx-conf": true,
 	"nginx-unit": true, "unit": true, "state-dir": true, "upstream": true, "ports": true, "host": true,
-	"mode": true, "socket": true, "socket-link": true,
+	"mode": true, "socket": true, "socket-link": true, "hook-timeout": true, "hook-user": true,
 }
 
 func sudoRefusal(what string) error {
