@@ -132,11 +132,17 @@ func appendHistory(stateDir string, r Record) error {
 // History returns the recorded attempts of app, oldest first. A line that
 // is not a record or is longer than maxLine (a crash mid-write, an older
 // version's unbounded line) is skipped, and warn (if not nil) is told so
-// once: status and rollback must work whatever one line holds.
+// once: status and rollback must work whatever one line holds. A history
+// the caller may not read (status by a user who is not root) is only
+// warned of, too.
 func History(stateDir, app string, warn func(string)) ([]Record, error) {
 	path := filepath.Join(stateDir, historyFile)
 	data, err := readOwn(path)
 	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if errors.Is(err, os.ErrPermission) && warn != nil {
+		warn(fmt.Sprintf("history: %s is root's (0640); run with sudo to see it", path))
 		return nil, nil
 	}
 	if err != nil {

@@ -394,3 +394,20 @@ func TestHistoryIsNotForEveryone(t *testing.T) {
 		}
 	}
 }
+
+// TestAHistoryOthersMayNotReadIsOnlyWarnedOf: status by a user who is not
+// root cannot read the 0640 history; it says so and goes on.
+func TestAHistoryOthersMayNotReadIsOnlyWarnedOf(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads any file: run as another user")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, historyFile), nil, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	got, err := History(dir, "app", func(w string) { warned = append(warned, w) })
+	if err != nil || len(got) != 0 || len(warned) != 1 || !strings.Contains(warned[0], "run with sudo to see it") {
+		t.Errorf("History = %v, %v, warnings %q; want none, with a warning to use sudo", got, err, warned)
+	}
+}
