@@ -2,6 +2,8 @@ package swap
 
 import (
 	"os"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,33 @@ func TestHookUserRefusals(t *testing.T) {
 	}
 	if c, err := hookCredential("0"); c != nil || err != nil {
 		t.Errorf("root's hooks as root = %+v, %v; want no change", c, err)
+	}
+}
+
+// TestAHookRunsAsTheHookUser: as root, with hook-user (or the sudo caller)
+// set, a hook runs as that user, so a link to a root-only file that the
+// caller planted in the hook's way gives them nothing.
+func TestAHookRunsAsTheHookUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root runs hooks as another user")
+	}
+	_, s := hookRig(t)
+	s.o.HookUser = "nobody"
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("root's only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	if detail, err := s.runHook(t.Context(), []string{"id", "-u"}); err != nil || !strings.HasSuffix(detail, "ok "+nobody.Uid) {
+		t.Errorf("runHook(id -u) = %q, %v; want nobody's uid %s", detail, err, nobody.Uid)
+	}
+	if _, err := s.runHook(t.Context(), []string{"cat", secret}); err == nil || !strings.Contains(err.Error(), "Permission denied") || strings.Contains(err.Error(), "root's only") {
+		t.Errorf("runHook(cat %s) = %v; want permission denied", secret, err)
 	}
 }

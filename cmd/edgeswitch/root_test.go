@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,8 @@ func TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig(t *testing.T) {
 		{[]string{"switch", "--state-dir", "/tmp/x"}, "--state-dir cannot be given through sudo"},
 		{[]string{"rollback", "--nginx-conf", "/tmp/nginx.conf"}, "--nginx-conf cannot be given through sudo"},
 		{[]string{"status", "--unit", "sshd@.service"}, "--unit cannot be given through sudo"},
+		{[]string{"switch", "--hook-user", "root"}, "--hook-user cannot be given through sudo"},
+		{[]string{"switch", "--hook-timeout", "1000h"}, "--hook-timeout cannot be given through sudo"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), tt.args, &stdout, &stderr)
@@ -115,4 +118,30 @@ func writeMode(t *testing.T, p string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestSudoHooksRunAsTheCallerWhoIsRecorded: through sudo the hooks run as
+// SUDO_UID unless the config names hook-user, and the history records
+// SUDO_USER, not root.
+func TestSudoHooksRunAsTheCallerWhoIsRecorded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: sudo runs edgeswitch as root")
+	}
+	t.Setenv("SUDO_UID", "1000")
+	t.Setenv("SUDO_USER", "deploy")
+	var s settings
+	s.Ports, s.HealthPath, s.HealthStatus, s.HealthScheme, s.Mode = []int{4000, 4001}, "/", "200", "http", "reload"
+	s.Unit, s.Upstream, s.NginxConf, s.NginxUnit, s.StateDir = "app@.service", "app", "/etc/nginx/nginx.conf", "nginx.service", "/var/lib/edgeswitch"
+	s.HealthInterval, s.HealthTimeout, s.ReloadTimeout, s.HookTimeout, s.BakeMax5xx = 1, 1, 1, 1, "5"
+	o, err := s.options()
+	if err != nil || o.HookUser != "1000" {
+		t.Errorf("hook user through sudo = %q (%v), want SUDO_UID 1000", o.HookUser, err)
+	}
+	s.HookUser = "builder"
+	if o, _ := s.options(); o.HookUser != "builder" {
+		t.Errorf("hook user with hook-user set = %q, want builder", o.HookUser)
+	}
+	if login := (&deps{out: newPrinter(io.Discard, io.Discard, false)}).offline().Login; login != "deploy" {
+		t.Errorf("the history records %q, want the sudo caller deploy", login)
+	}
 }
