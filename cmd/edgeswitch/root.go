@@ -43,15 +43,23 @@ func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" 
 // what is switched. Through sudo they come only from the default config
 // file, which only root can change: a sudoers line for "edgeswitch switch
 // *" must not let the caller pass --on-failure=/bin/sh, nor point the
-// switch at another upstream or at app@22.service.
+// switch at another upstream or at app@22.service. So are the limits that
+// decide what counts as healthy and how long root waits (the health-*
+// settings, drain-timeout, reload-timeout, bake-max-5xx): a caller must
+// not pass a slot that answers nothing, nor hold the locks for hours.
 var sudoOnly = map[string]bool{
 	"pre-start": true, "post-switch": true, "on-failure": true, "nginx-bin": true, "nginx-conf": true,
 	"nginx-unit": true, "unit": true, "state-dir": true, "upstream": true, "ports": true, "host": true,
 	"mode": true, "socket": true, "socket-link": true, "hook-timeout": true, "hook-user": true,
+	"user": true, "drain-timeout": true, "reload-timeout": true, "bake-max-5xx": true,
 }
 
+// isSudoOnly reports whether a setting comes only from root's config
+// through sudo; every health-* setting does, those to come too.
+func isSudoOnly(name string) bool { return sudoOnly[name] || strings.HasPrefix(name, "health-") }
+
 func sudoRefusal(what string) error {
-	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program or pick a path come only from %s, which only root can change; set it there", what, defaultConfig))
+	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program, pick a path or set root's limits come only from %s, which only root can change; set it there", what, defaultConfig))
 }
 
 // sudoConfig refuses another config file than the default through sudo.
@@ -70,7 +78,7 @@ func sudoConfig(flag string) error {
 // file gave, marked Resolved: those are root's.
 func sudoFlags(kctx *kong.Context) error {
 	for _, p := range kctx.Path {
-		if p.Flag != nil && !p.Resolved && sudoOnly[p.Flag.Name] {
+		if p.Flag != nil && !p.Resolved && isSudoOnly(p.Flag.Name) {
 			return sudoRefusal("--" + p.Flag.Name)
 		}
 	}

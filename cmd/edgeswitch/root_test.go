@@ -89,6 +89,13 @@ func TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig(t *testing.T) {
 		{[]string{"status", "--unit", "sshd@.service"}, "--unit cannot be given through sudo"},
 		{[]string{"switch", "--hook-user", "root"}, "--hook-user cannot be given through sudo"},
 		{[]string{"switch", "--hook-timeout", "1000h"}, "--hook-timeout cannot be given through sudo"},
+		{[]string{"switch", "--health-path", "/" + strings.Repeat("h", 70000)}, "--health-path cannot be given through sudo"},
+		{[]string{"switch", "--health-status", "100-599"}, "--health-status cannot be given through sudo"},
+		{[]string{"switch", "--health-timeout", "1000h"}, "--health-timeout cannot be given through sudo"},
+		{[]string{"rollback", "--drain-timeout", "1000h"}, "--drain-timeout cannot be given through sudo"},
+		{[]string{"switch", "--reload-timeout", "1000h"}, "--reload-timeout cannot be given through sudo"},
+		{[]string{"switch", "--bake", "1m", "--bake-max-5xx", "100%"}, "--bake-max-5xx cannot be given through sudo"},
+		{[]string{"status", "--user"}, "--user cannot be given through sudo"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), tt.args, &stdout, &stderr)
