@@ -207,11 +207,17 @@ func prepareStateDir(dir string) error {
 }
 
 // stateDirTrusted is the root part of prepareStateDir, for an existing dir.
+// The sticky exception is for the directories above it: in a sticky
+// state dir others could still create the files root is about to.
 func stateDirTrusted(dir string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	if err := trusted.Check(dir); err != nil {
+	err := trusted.Check(dir)
+	if fi, serr := os.Stat(dir); err == nil && serr == nil && fi.Mode().Perm()&0o022 != 0 {
+		err = fmt.Errorf("%w: %s is writable by group or others (%s), sticky or not: chmod go-w %s", trusted.ErrUntrusted, dir, fi.Mode().Perm(), dir)
+	}
+	if err != nil {
 		return Usage(fmt.Errorf("state dir: %w", err))
 	}
 	return nil

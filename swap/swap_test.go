@@ -411,3 +411,22 @@ func TestAHistoryOthersMayNotReadIsOnlyWarnedOf(t *testing.T) {
 		t.Errorf("History = %v, %v, warnings %q; want none, with a warning to use sudo", got, err, warned)
 	}
 }
+
+// TestAStickyStateDirIsRefused: /tmp's exception is for the directories
+// above the state dir; in a sticky one others could still plant the files
+// root is about to create.
+func TestAStickyStateDirIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the state dir is checked only when edgeswitch runs as root")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock("/proc", dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "chmod go-w "+dir) {
+		t.Errorf("lock in a sticky state dir = %v, want exit 2 saying chmod go-w %s", err, dir)
+	}
+}
