@@ -182,25 +182,31 @@ func (t *tail) String() string {
 	return cutMark + " " + string(b)
 }
 
-// hookCredential is whom hooks run as: the hook-user setting (a name, or
-// the sudo caller's UID that the CLI fills in), with its groups; nil for
-// edgeswitch's own user. Only root may run them as another user.
+// hookCredential is whom hooks run as: the hook-user setting, a name, a
+// UID, or UID:GID as the CLI fills in for the sudo caller (SUDO_UID and
+// SUDO_GID, which need no entry in the user database), with the user's
+// groups where the database has them; nil for edgeswitch's own user. Only
+// root may run them as another user.
 func hookCredential(who string) (*syscall.Credential, error) {
 	if who == "" {
 		return nil, nil
 	}
+	name, gidText, pair := strings.Cut(who, ":")
 	lookup := user.Lookup
-	if _, err := strconv.Atoi(who); err == nil {
+	if _, err := strconv.Atoi(name); err == nil {
 		lookup = user.LookupId
 	}
-	u, err := lookup(who)
-	if err != nil {
+	u, err := lookup(name)
+	if err != nil && !pair {
 		return nil, Usage(fmt.Errorf("hook-user %s: %w; set hook-user to a user of this host", who, err))
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err == nil && !pair {
+		name, gidText = u.Uid, u.Gid
+	}
+	uid, err1 := strconv.ParseUint(name, 10, 32)
+	gid, err2 := strconv.ParseUint(gidText, 10, 32)
 	if err := errors.Join(err1, err2); err != nil {
-		return nil, Usage(fmt.Errorf("hook-user %s: %w", who, err))
+		return nil, Usage(fmt.Errorf("hook-user %s is not a user, a UID or UID:GID: %w", who, err))
 	}
 	if int(uid) == os.Geteuid() {
 		return nil, nil
@@ -208,11 +214,13 @@ func hookCredential(who string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, Usage(fmt.Errorf("hook-user %s: only root may run hooks as another user; drop hook-user or run edgeswitch as root", who))
 	}
-	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	ids, _ := u.GroupIds()
-	for _, id := range ids {
-		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
-			c.Groups = append(c.Groups, uint32(g))
+	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
+	if u != nil {
+		ids, _ := u.GroupIds()
+		for _, id := range ids {
+			if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != c.Gid {
+				c.Groups = append(c.Groups, uint32(g))
+			}
 		}
 	}
 	return c, nil

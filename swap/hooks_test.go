@@ -124,6 +124,13 @@ func TestHookUserRefusals(t *testing.T) {
 	if c, err := hookCredential("0"); c != nil || err != nil {
 		t.Errorf("root's hooks as root = %+v, %v; want no change", c, err)
 	}
+	// A sudo caller the user database does not know (LDAP, without cgo).
+	if c, err := hookCredential("4242424:4343"); err != nil || c == nil || c.Uid != 4242424 || c.Gid != 4343 || len(c.Groups) != 1 || c.Groups[0] != 4343 {
+		t.Errorf("hookCredential(4242424:4343) = %+v, %v; want that uid and gid", c, err)
+	}
+	if _, err := hookCredential("deploy:staff"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "not a user, a UID or UID:GID") {
+		t.Errorf("hookCredential(deploy:staff) = %v, want exit 2", err)
+	}
 }
 
 // TestAHookRunsAsTheHookUser: as root, with hook-user (or the sudo caller)

@@ -72,8 +72,8 @@ type Options struct {
 	// HookTimeout bounds each hook: then it and every process it started
 	// are killed, and it fails. Default 5m.
 	HookTimeout time.Duration
-	// HookUser is whom hooks run as, a name or a UID; default "": as
-	// edgeswitch (the CLI fills in the sudo caller's UID).
+	// HookUser is whom hooks run as: a name, a UID or UID:GID; default "":
+	// as edgeswitch (the CLI fills in the sudo caller's SUDO_UID:SUDO_GID).
 	HookUser string
 }
 

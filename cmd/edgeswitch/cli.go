@@ -70,7 +70,7 @@ type settings struct {
 	PostSwitch     []string      `sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
 	OnFailure      []string      `sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
 	HookTimeout    time.Duration `default:"${hook_timeout}" group:"hooks" help:"Kill a hook, and every process it started, after this: a pre-start hook then fails the switch, a later one only warns."`
-	HookUser       string        `placeholder:"USER" group:"hooks" help:"Run the hooks as this user (default: the sudo caller, else edgeswitch's own user); through sudo, from the config file only."`
+	HookUser       string        `placeholder:"USER" group:"hooks" help:"Run the hooks as this user, a name, UID or UID:GID (default: the sudo caller, else edgeswitch's own user); through sudo, from the config file only."`
 }
 
 // options turns the settings into swap's options.
@@ -90,7 +90,7 @@ func (s settings) options() (swap.Options, error) {
 		Mode: s.Mode, Socket: s.Socket, SocketLink: s.SocketLink,
 	}
 	if o.HookUser == "" && underSudo() {
-		o.HookUser = os.Getenv("SUDO_UID") // never root on the caller's paths
+		o.HookUser = os.Getenv("SUDO_UID") + ":" + os.Getenv("SUDO_GID") // never root on the caller's paths
 	}
 	if s.HealthBody != nil { // set, unlike swap's "" for any body
 		if *s.HealthBody == "" {

@@ -135,14 +135,15 @@ func TestSudoHooksRunAsTheCallerWhoIsRecorded(t *testing.T) {
 		t.Skip("needs root: sudo runs edgeswitch as root")
 	}
 	t.Setenv("SUDO_UID", "1000")
+	t.Setenv("SUDO_GID", "1001")
 	t.Setenv("SUDO_USER", "deploy")
 	var s settings
 	s.Ports, s.HealthPath, s.HealthStatus, s.HealthScheme, s.Mode = []int{4000, 4001}, "/", "200", "http", "reload"
 	s.Unit, s.Upstream, s.NginxConf, s.NginxUnit, s.StateDir = "app@.service", "app", "/etc/nginx/nginx.conf", "nginx.service", "/var/lib/edgeswitch"
 	s.HealthInterval, s.HealthTimeout, s.ReloadTimeout, s.HookTimeout, s.BakeMax5xx = 1, 1, 1, 1, "5"
 	o, err := s.options()
-	if err != nil || o.HookUser != "1000" {
-		t.Errorf("hook user through sudo = %q (%v), want SUDO_UID 1000", o.HookUser, err)
+	if err != nil || o.HookUser != "1000:1001" {
+		t.Errorf("hook user through sudo = %q (%v), want SUDO_UID:SUDO_GID 1000:1001", o.HookUser, err)
 	}
 	s.HookUser = "builder"
 	if o, _ := s.options(); o.HookUser != "builder" {
