@@ -239,3 +239,27 @@ func TestAPostSwitchHookThatLeavesAChildDoesNotBlock(t *testing.T) {
 		t.Errorf("nginx answers from slot %s, want %d", got, e.Ports[1])
 	}
 }
+
+// TestEscapesInAHealthAnswerAreShownEscaped: an app whose answer sets the
+// terminal's title and erases a line is shown escaped by switch's error
+// and status; --json keeps the answer as it is.
+func TestEscapesInAHealthAnswerAreShownEscaped(t *testing.T) {
+	body := filepath.Join(t.TempDir(), "body")
+	writeFile(t, body, "\x1b]0;pwned\x07\r\x1b[2Khealth  healthy\n")
+	e := testedge.New(t, testedge.Options{AppArgs: []string{"-body-file=" + body}})
+	flags := append(edgeFlags(e), "--health-path", "/", "--health-body", "ok", "--health-timeout", "1s")
+	before := snapshot(t, e)
+	r := runWith(t, e.Env, append([]string{"switch"}, flags...)...)
+	if r.code != 1 || strings.ContainsAny(r.stderr, "\x1b\x07\r") || !strings.Contains(errorLine(t, r.stderr), `\x1b]0;pwned\a\r\x1b[2Khealth  healthy`) {
+		t.Errorf("switch: exit %d, want 1 with the answer escaped:\n%q", r.code, r.stderr)
+	}
+	before.assertSame(t, e)
+	st := runWith(t, e.Env, append([]string{"status"}, flags...)...)
+	if st.code != 1 || strings.ContainsAny(st.stdout, "\x1b\x07\r") || !strings.Contains(st.stdout, `body lacks "ok": \x1b]0;pwned\a`) {
+		t.Errorf("status: exit %d, want 1 with the answer escaped:\n%q", st.code, st.stdout)
+	}
+	js := runWith(t, e.Env, append([]string{"--json", "status"}, flags...)...)
+	if !strings.Contains(js.stdout, `\u001b]0;pwned\u0007`) {
+		t.Errorf("status --json does not keep the answer as it is:\n%s", js.stdout)
+	}
+}
