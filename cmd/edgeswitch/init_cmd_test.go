@@ -423,3 +423,35 @@ func TestInitSocketMode(t *testing.T) {
 		}
 	}
 }
+
+// TestInitNeverWritesThroughALinkNorIntoAnothersDir: with --force, a link
+// planted where a file goes is refused, its target untouched; a --dir of
+// another user is refused before anything is written.
+func TestInitNeverWritesThroughALinkNorIntoAnothersDir(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "app.conf")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runInit(t, "init", "--force", "--dir", dir)
+	if got, _ := os.ReadFile(victim); code != 2 || string(got) != "precious\n" || !strings.Contains(stderr, "is a symlink") || len(files(t, dir)) != 1 {
+		t.Errorf("init --force over a link: exit %d, victim %q, files %v:\n%s", code, got, files(t, dir), stderr)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runInit(t, "init", "--dir", theirs)
+	if code != 2 || !strings.Contains(stderr, "is owned by uid 65534, not by you") || len(files(t, theirs)) != 0 {
+		t.Errorf("init into nobody's dir: exit %d, files %v:\n%s", code, files(t, theirs), stderr)
+	}
+}
