@@ -169,11 +169,11 @@ func (t *tail) Write(p []byte) (int, error) {
 
 // String is what was kept, from a rune's start, marked when cut.
 func (t *tail) String() string {
-	b := t.buf
+	b, cut := t.buf, t.cut
 	if len(b) > t.n {
-		b, t.cut = b[len(b)-t.n:], true
+		b, cut = b[len(b)-t.n:], true
 	}
-	if !t.cut {
+	if !cut {
 		return string(b)
 	}
 	for len(b) > 0 && !utf8.RuneStart(b[0]) {
