@@ -85,7 +85,7 @@ func firstDeploy(ctx context.Context, o Options, env Env, slot Slot) bool {
 	if env.Systemd == nil {
 		return false
 	}
-	hist, err := History(o.StateDir, o.app())
+	hist, err := History(o.StateDir, o.app(), nil)
 	if err != nil || len(hist) > 0 {
 		return false
 	}

@@ -1,11 +1,13 @@
 // Package swap moves live traffic from one app slot to the other on one
 // nginx host, as a sequence of steps each with its way back:
 //
-//	lock      flock per app in the state dir; a second switch fails fast
+//	lock      flock per app in the state dir's locks/, root's alone; a
+//	          second switch fails fast
 //	read      the slots the router lists now (package route)
 //	decide    the target: --to, or the slot that is not live
 //	preflight the router's checks (nginx active, nginx -t), the slot's unit
-//	pre-start the hook that installs the build, if any
+//	pre-start the hook that installs the build, if any (each hook runs as
+//	          the caller, in a scope of its own, within hook-timeout)
 //	start     (re)start the target slot's unit over D-Bus
 //	health    poll the target over HTTP until it answers as expected
 //	warmup    with warmup paths: requests to the target before traffic moves

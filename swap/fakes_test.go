@@ -56,13 +56,16 @@ type fakeSystemd struct {
 	// enabled holds the units linked to start at boot; static the units
 	// whose file has no [Install] section.
 	enabled, static map[string]bool
+	// scopes are the hooks' transient scopes, each the process group of
+	// its first PID: what the fake kills in one.
+	scopes map[string]int
 }
 
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
 	return &fakeSystemd{units: map[string]unitState{}, faults: map[string]fault{},
-		enabled: map[string]bool{}, static: map[string]bool{}}
+		enabled: map[string]bool{}, static: map[string]bool{}, scopes: map[string]int{}}
 }
 
 func (f *fakeSystemd) set(unit string, s unitState) {
@@ -179,6 +182,30 @@ func (f *fakeSystemd) StopUnitContext(_ context.Context, unit, _ string, ch chan
 	return f.job("stop", unit, ch, unitDown)
 }
 
+func (f *fakeSystemd) StartTransientUnitContext(_ context.Context, name, _ string, props []dbus.Property, ch chan<- string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range props {
+		if pids, ok := p.Value.Value().([]uint32); ok && p.Name == "PIDs" {
+			f.scopes[name] = int(pids[0])
+		}
+	}
+	ch <- "done"
+	return 0, nil
+}
+
+func (f *fakeSystemd) KillUnitWithTarget(_ context.Context, name string, _ dbus.Who, signal int32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if pid, ok := f.scopes[name]; ok {
+		return syscall.Kill(-pid, syscall.Signal(signal))
+	}
+	return fmt.Errorf("unit %s not loaded", name)
+}
+
+// job records the call and, unless a fault says otherwise, leaves the unit
+// in state done and reports "done". A start that fails leaves the unit
+// failed; a stop that fails leaves it as it was.
 func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -614,7 +641,7 @@ func (r *rig) writePending(from, to int) {
 // there is none (or no state dir).
 func (r *rig) lastRecord() string {
 	r.t.Helper()
-	hist, err := History(r.o.StateDir, r.o.Upstream)
+	hist, err := History(r.o.StateDir, r.o.Upstream, nil)
 	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
 		r.t.Fatal(err)
 	}

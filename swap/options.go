@@ -18,10 +18,11 @@ import (
 // Options are the settings of a switch, each defined here once: its name
 // (the long flag and the config file's key), its default, its help and its
 // group are the CLI's kong tags. Two tags of edgeswitch's own say who may
-// set it: sudo:"config" settings run a program or pick a path, a unit or
-// what is switched, so through sudo they come only from the root-owned
-// config file; scope:"host" settings are the same for every app of a host,
-// so they may only be set at the top of the file.
+// set it: sudo:"config" settings run a program, pick a path, a unit or
+// what is switched, or set root's limits (what counts as healthy, how long
+// root waits), so through sudo they come only from the root-owned config
+// file; scope:"host" settings are the same for every app of a host, so
+// they may only be set at the top of the file.
 type Options struct {
 	// App names the app in the state dir (lock, pending record) and the
 	// history: its [app.NAME] in the config file. "" for a file with one
@@ -32,21 +33,21 @@ type Options struct {
 	NginxConf     string        `group:"nginx" sudo:"config" scope:"host" default:"/etc/nginx/nginx.conf" help:"Main nginx config; the upstream is found in it or its includes."`
 	NginxBin      string        `group:"nginx" sudo:"config" scope:"host" default:"nginx" help:"nginx binary used for nginx -t -c <nginx-conf>."`
 	NginxUnit     string        `group:"nginx" sudo:"config" scope:"host" default:"nginx.service" help:"systemd unit that is reloaded (never restarted)."`
-	ReloadTimeout time.Duration `group:"nginx" default:"10s" help:"Wait this long for nginx's new workers."`
-	DrainTimeout  time.Duration `group:"nginx" default:"30s" help:"Wait this long for old nginx workers to finish."`
+	ReloadTimeout time.Duration `group:"nginx" sudo:"config" default:"10s" help:"Wait this long for nginx's new workers."`
+	DrainTimeout  time.Duration `group:"nginx" sudo:"config" default:"30s" help:"Wait this long for old nginx workers to finish."`
 
 	Unit           string        `group:"slots" sudo:"config" default:"app@.service" help:"systemd template unit of the app; the instance is the port."`
 	Host           string        `group:"slots" sudo:"config" default:"127.0.0.1" help:"Address of the slots."`
 	Ports          []int         `group:"slots" sudo:"config" default:"4000,4001" help:"The two slot ports."`
-	HealthPath     string        `group:"slots" default:"/" help:"Path polled on the starting slot."`
-	HealthStatus   string        `group:"slots" default:"200-299" help:"Accepted status codes, e.g. 200-299,301."`
-	HealthInterval time.Duration `group:"slots" default:"100ms" help:"Time between health polls."`
-	HealthTimeout  time.Duration `group:"slots" default:"60s" help:"Give up on the new slot after this."`
-	HealthHost     string        `group:"slots" placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
-	HealthScheme   string        `group:"slots" default:"http" placeholder:"http|https" help:"https for slots that only speak TLS."`
-	HealthInsecure bool          `group:"slots" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
+	HealthPath     string        `group:"slots" sudo:"config" default:"/" help:"Path polled on the starting slot."`
+	HealthStatus   string        `group:"slots" sudo:"config" default:"200-299" help:"Accepted status codes, e.g. 200-299,301."`
+	HealthInterval time.Duration `group:"slots" sudo:"config" default:"100ms" help:"Time between health polls."`
+	HealthTimeout  time.Duration `group:"slots" sudo:"config" default:"60s" help:"Give up on the new slot after this."`
+	HealthHost     string        `group:"slots" sudo:"config" placeholder:"HOST" help:"Host header of the health request, for apps that route by host (default: the slot's address)."`
+	HealthScheme   string        `group:"slots" sudo:"config" default:"http" placeholder:"http|https" help:"https for slots that only speak TLS."`
+	HealthInsecure bool          `group:"slots" sudo:"config" help:"With health-scheme https: accept the slot's certificate unverified (self-signed)."`
 	// HealthBody is nil for any body; set, it must not be empty.
-	HealthBody *string `group:"slots" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
+	HealthBody *string `group:"slots" sudo:"config" placeholder:"TEXT" help:"Text the health answer's body must contain (in its first 64 KiB)."`
 	// Warm-up requests go to the new slot once it is healthy, before
 	// traffic moves, so that its first users do not pay its cold start (a
 	// JSP compiled on first use, a cold JIT).
@@ -55,7 +56,7 @@ type Options struct {
 
 	Bake       time.Duration `group:"bake" default:"0s" help:"After the reload, keep the old slot running this long while the new one is watched (health, unit, nginx's failed requests to it); at its first failure traffic goes back to the old slot. 0s: no bake."`
 	Canary     int           `group:"bake" default:"0" placeholder:"PERCENT" help:"With bake: the percent of requests (1-99) the new slot gets during the bake, both slots listed with nginx weights; then all. 0: none."`
-	BakeMax5xx Percent       `name:"bake-max-5xx" group:"bake" default:"5%" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
+	BakeMax5xx Percent       `name:"bake-max-5xx" group:"bake" sudo:"config" default:"5%" placeholder:"PERCENT" help:"During a bake, the share of 5xx answers from the new slot (over at least 20, read from an access log that records $upstream_addr and $upstream_status) that rolls back."`
 
 	Mode       string `group:"socket" sudo:"config" default:"reload" placeholder:"reload|socket" help:"How traffic moves: reload rewrites the upstream and reloads nginx; socket points a link the upstream lists at the new slot's socket, with no reload."`
 	Socket     string `group:"socket" sudo:"config" placeholder:"PATH" help:"Socket mode: where slot PORT listens, with {port} in it, e.g. /run/app/{port}.sock."`
@@ -66,9 +67,13 @@ type Options struct {
 	PreStart   []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run before the new slot starts (e.g. install the build); an argv list, no shell; repeat the flag per argument. Failing aborts the switch."`
 	PostSwitch []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run after a switch; an argv list, no shell. Failing only warns."`
 	OnFailure  []string `group:"hooks" sudo:"config" sep:"none" placeholder:"ARG" help:"Hook run after a failed or rolled-back switch, with the error in EDGESWITCH_ERROR; an argv list, no shell. Failing only warns."`
+	// HookUser is "" for edgeswitch's own user; the CLI fills in the sudo
+	// caller's SUDO_UID:SUDO_GID.
+	HookTimeout time.Duration `group:"hooks" sudo:"config" default:"5m" help:"Kill a hook, and every process it started, after this: a pre-start hook then fails the switch, a later one only warns."`
+	HookUser    string        `group:"hooks" sudo:"config" placeholder:"USER" help:"Run the hooks as this user, a name, UID or UID:GID (default: the sudo caller, else edgeswitch's own user); through sudo, from the config file only."`
 
 	StateDir    string `group:"state" sudo:"config" scope:"host" default:"/var/lib/edgeswitch" help:"Directory for the lock and the history."`
-	UserManager bool   `name:"user" group:"state" scope:"host" help:"Talk to the per-user systemd manager (systemctl --user)."`
+	UserManager bool   `name:"user" group:"state" sudo:"config" scope:"host" help:"Talk to the per-user systemd manager (systemctl --user)."`
 }
 
 // healthBody is the text the health answer must contain, "" for any.
@@ -201,6 +206,8 @@ func (o Options) Check() error {
 		return bad(`health-body is empty: set it to the text the health answer's body must contain, e.g. health-body = "ok", or drop it`)
 	case o.HealthInterval <= 0 || o.HealthTimeout <= 0 || o.ReloadTimeout <= 0 || o.DrainTimeout < 0 || o.Bake < 0:
 		return bad("health-interval, health-timeout and reload-timeout must be positive, drain-timeout and bake not negative")
+	case o.HookTimeout <= 0:
+		return bad("hook-timeout %s: set how long a hook may run before it is killed, e.g. 5m", o.HookTimeout)
 	case o.Upstream == "" || o.NginxConf == "" || o.NginxUnit == "" || o.StateDir == "":
 		return bad("upstream, nginx-conf, nginx-unit and state-dir must not be empty")
 	}
@@ -290,6 +297,10 @@ type Systemd interface {
 	// disk now; the UnitFileState property of a loaded unit is only as new
 	// as the last daemon-reload.
 	GetUnitFileStateContext(ctx context.Context, unit string) (string, error)
+	// A hook runs in a transient scope of its own, and all in it is
+	// killed at once: what a hook starts cannot outlive its time.
+	StartTransientUnitContext(ctx context.Context, name string, mode string, properties []dbus.Property, ch chan<- string) (int, error)
+	KillUnitWithTarget(ctx context.Context, name string, target dbus.Who, signal int32) error
 }
 
 // Env holds the effects a switch has on the world, as values so tests can

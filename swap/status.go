@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -30,6 +31,9 @@ type Status struct {
 	// Problems put traffic at risk, one line each with what to run; status
 	// exits 1 when there is one. Never null.
 	Problems []string `json:"problems"`
+	// Warnings say what status could not read (a damaged history line);
+	// absent when there are none.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // LinkStatus is socket mode's link: the path the upstream lists and the
@@ -111,8 +115,8 @@ func readState(o Options, env Env, st *Status) error {
 	if st.Pending, err = readPending(o.StateDir, o.app()); err != nil {
 		return err
 	}
-	st.Switching = lockHolder(env.ProcRoot, o.StateDir, o.app())
-	hist, err := History(o.StateDir, o.app())
+	st.Switching = lockHolder(env.ProcRoot, filepath.Join(o.StateDir, lockFile(o.app())))
+	hist, err := History(o.StateDir, o.app(), func(w string) { st.Warnings = append(st.Warnings, w) })
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func TestReadStatusNamesWhatPutsTrafficAtRisk(t *testing.T) {
 		{"a switch left unfinished", func(r *rig) { r.writePending(a, b) }, []string{"did not finish", "run edgeswitch switch to finish it"}},
 		{"a switch running now is no problem", func(r *rig) {
 			r.writePending(a, b)
-			release, err := lock(r.o.StateDir, r.o.Upstream, "upstream app")
+			release, err := lock("/proc", r.o.StateDir, r.o.Upstream, "upstream app")
 			if err != nil {
 				r.t.Fatal(err)
 			}

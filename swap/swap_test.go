@@ -3,11 +3,12 @@ package swap
 import (
 	"context"
 	"errors"
-	"github.com/alecthomas/kong"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/google/go-cmp/cmp"
 )
@@ -142,22 +144,22 @@ func TestHealthGivesUpAtTheDeadlineWithTheLastAnswer(t *testing.T) {
 
 func TestLockNamesTheHolder(t *testing.T) {
 	dir := t.TempDir()
-	release, err := lock(dir, "app", "app")
+	release, err := lock("/proc", dir, "app", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lock(dir, "app", "app")
+	_, err = lock("/proc", dir, "app", "app")
 	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Errorf("second lock = %v, want exit 2 naming pid %d", err, os.Getpid())
 	}
-	other, err := lock(dir, "api", "api")
+	other, err := lock("/proc", dir, "api", "api")
 	if err != nil {
 		t.Errorf("another upstream's lock is blocked: %v", err)
 	} else {
 		other()
 	}
 	release()
-	again, err := lock(dir, "app", "app")
+	again, err := lock("/proc", dir, "app", "app")
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}
@@ -169,7 +171,7 @@ func TestLockNamesTheHolder(t *testing.T) {
 // naming the holder, while a switch runs.
 func TestADryRunLooksWithoutWriting(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	release, err := lockToLook(dir, "app", "app")
+	release, err := lockToLook("/proc", dir, "app", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,18 +179,18 @@ func TestADryRunLooksWithoutWriting(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("a dry run made the state dir (%v)", err)
 	}
-	held, err := lock(dir, "app", "app")
+	held, err := lock("/proc", dir, "app", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lockToLook(dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+	if _, err := lockToLook("/proc", dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
 		t.Errorf("dry run beside a switch = %v, want exit 2 naming pid %d", err, os.Getpid())
 	}
 	held()
-	if err := os.Chmod(filepath.Join(dir, "app.lock"), 0o444); err != nil {
+	if err := os.Chmod(filepath.Join(dir, lockFile("app")), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	look, err := lockToLook(dir, "app", "app")
+	look, err := lockToLook("/proc", dir, "app", "app")
 	if err != nil {
 		t.Fatalf("dry run with a lock file it may only read: %v", err)
 	}
@@ -206,7 +208,7 @@ func TestHistoryKeepsEachUpstreamsAttempts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := History(dir, "app")
+	got, err := History(dir, "app", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,4 +246,210 @@ func defaults() Options {
 		panic(err) // the tags are wrong
 	}
 	return c.Options
+}
+
+// TestLocksAreRootsAlone: the lock files are 0600 in a lock dir of mode
+// 0711, so that only their owner may open one (an flock needs only a read
+// descriptor) while anyone may stat one to find its holder.
+func TestLocksAreRootsAlone(t *testing.T) {
+	dir := t.TempDir()
+	release, err := lock("/proc", dir, "app", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if err := prepareStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	nginxRelease, err := lockNginx(t.Context(), "/proc", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nginxRelease()
+	for path, want := range map[string]os.FileMode{
+		filepath.Join(dir, lockDir):         0o711,
+		filepath.Join(dir, lockFile("app")): 0o600,
+		filepath.Join(dir, nginxLockFile):   0o600,
+	} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v (%v), want mode %v", path, fi.Mode().Perm(), err, want)
+		}
+	}
+	if got := lockHolder("/proc", filepath.Join(dir, lockFile("app"))); got != os.Getpid() {
+		t.Errorf("lockHolder = %d, want this process, %d", got, os.Getpid())
+	}
+}
+
+// TestALockDirMadeUnderAStrictUmaskIsOpenedForSearch: a lock dir of 0700
+// (umask 077, or by hand) would hide the holders from status run by
+// another user; it is set to 0711.
+func TestALockDirMadeUnderAStrictUmaskIsOpenedForSearch(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, lockDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, lockDir)); err != nil || fi.Mode().Perm() != 0o711 {
+		t.Errorf("lock dir mode %v (%v), want 0711", fi.Mode().Perm(), err)
+	}
+	if err := os.Remove(filepath.Join(dir, lockDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, lockDir), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareStateDir(dir); ExitCode(err) != 2 || !strings.Contains(err.Error(), "is not a directory: remove it") {
+		t.Errorf("a file where the lock dir goes = %v, want exit 2 saying to remove it", err)
+	}
+}
+
+// TestALockHeldByAnotherProgramIsNamedAsWhatItIs: a holder that is not a
+// switch (root's flock by hand) is named by its program and command line,
+// not taken for a switch, both by a switch and by the nginx lock's wait.
+func TestALockHeldByAnotherProgramIsNamedAsWhatItIs(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("needs util-linux's flock")
+	}
+	dir := t.TempDir()
+	if err := prepareStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, lockFile("app"))
+	cmd := exec.Command(flock, "--exclusive", path, "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for lockHolder("/proc", path) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	want := fmt.Sprintf("%s is held by pid %d (\"flock\": \"%s --exclusive %s sleep 30\"), which is not an edgeswitch switch; stop it", path, cmd.Process.Pid, flock, path)
+	if _, err := lock("/proc", dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+		t.Errorf("lock = %v\nwant exit 2 saying %q", err, want)
+	}
+	if os.Geteuid() == 0 {
+		if _, err := lockToLook("/proc", dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("lockToLook = %v\nwant exit 2 saying %q", err, want)
+		}
+	}
+}
+
+// TestHistoryLinesAreBounded: a long field (a 70,000-character health path
+// in the error, a hook's output, control characters JSON escapes sixfold)
+// is cut with a mark, and every line stays within what the reader takes.
+func TestHistoryLinesAreBounded(t *testing.T) {
+	long := strings.Repeat("a", 70000)
+	tests := []struct {
+		name string
+		r    Record
+	}{
+		{"a long error", Record{Upstream: "app", To: 4001, Result: "failed", Error: "http://127.0.0.1:4001/" + long + " answered 404"}},
+		{"an error of control characters", Record{Upstream: "app", To: 4001, Result: "failed", Error: strings.Repeat("\x01", 70000)}},
+		{"a long login", Record{Upstream: "app", To: 4001, Result: "switched", Login: long}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := appendHistory(dir, tt.r); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, historyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(data) > maxLine+1 {
+				t.Errorf("the line is %d bytes, over %d", len(data), maxLine)
+			}
+			var warned []string
+			got, err := History(dir, "app", func(w string) { warned = append(warned, w) })
+			if err != nil || len(got) != 1 || len(warned) != 0 {
+				t.Fatalf("History = %d records, %v, warnings %q; want the one record", len(got), err, warned)
+			}
+			if r := got[0]; !strings.HasSuffix(r.Error+r.Login, cutMark) || len(r.Error) > maxField+len(cutMark) || len(r.Login) > maxField+len(cutMark) {
+				t.Errorf("fields of %d and %d bytes, want at most %d, ending in %q", len(r.Error), len(r.Login), maxField, cutMark)
+			}
+		})
+	}
+}
+
+// TestHistorySkipsADamagedOrOverLongLine: a line an older version wrote
+// unbounded, a line cut by a crash and one that is not JSON are skipped,
+// with one warning, and the records around them are read.
+func TestHistorySkipsADamagedOrOverLongLine(t *testing.T) {
+	dir := t.TempDir()
+	good := func(to int) string {
+		return fmt.Sprintf(`{"app":"app","upstream":"app","from":4000,"to":%d,"result":"switched","steps":[]}`, to)
+	}
+	over := `{"app":"app","upstream":"app","to":4001,"result":"failed","error":"` + strings.Repeat("x", 143000) + `"}`
+	lines := []string{good(4001), over, `{"app":"app","upst`, "not json", good(4000)}
+	if err := os.WriteFile(filepath.Join(dir, historyFile), []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	got, err := History(dir, "app", func(w string) { warned = append(warned, w) })
+	if err != nil || len(got) != 2 || got[0].To != 4001 || got[1].To != 4000 {
+		t.Fatalf("History = %+v, %v; want the two good records", got, err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "skipped 3 damaged or over-long lines") || !strings.Contains(warned[0], "line 2") {
+		t.Errorf("warnings %q, want one saying 3 lines were skipped from line 2", warned)
+	}
+}
+
+// TestHistoryIsNotForEveryone: the history may quote a hook's output, so
+// it is 0640, and one an earlier version made 0644 is narrowed.
+func TestHistoryIsNotForEveryone(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, historyFile)
+	for _, before := range []os.FileMode{0, 0o644} {
+		if before != 0 {
+			if err := os.Chmod(path, before); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := appendHistory(dir, Record{Upstream: "app", To: 4001, Result: "switched"}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("history mode %v (%v) after one of %v, want 0640", fi.Mode().Perm(), err, before)
+		}
+	}
+}
+
+// TestAHistoryOthersMayNotReadIsOnlyWarnedOf: status by a user who is not
+// root cannot read the 0640 history; it says so and goes on.
+func TestAHistoryOthersMayNotReadIsOnlyWarnedOf(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads any file: run as another user")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, historyFile), nil, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	got, err := History(dir, "app", func(w string) { warned = append(warned, w) })
+	if err != nil || len(got) != 0 || len(warned) != 1 || !strings.Contains(warned[0], "run with sudo to see it") {
+		t.Errorf("History = %v, %v, warnings %q; want none, with a warning to use sudo", got, err, warned)
+	}
+}
+
+// TestAStickyStateDirIsRefused: /tmp's exception is for the directories
+// above the state dir; in a sticky one others could still plant the files
+// root is about to create.
+func TestAStickyStateDirIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the state dir is checked only when edgeswitch runs as root")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock("/proc", dir, "app", "app"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "chmod go-w "+dir) {
+		t.Errorf("lock in a sticky state dir = %v, want exit 2 saying chmod go-w %s", err, dir)
+	}
 }

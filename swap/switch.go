@@ -67,7 +67,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 		if req.DryRun {
 			take = lockToLook
 		}
-		release, err = take(o.StateDir, o.app(), o.describe())
+		release, err = take(env.ProcRoot, o.StateDir, o.app(), o.describe())
 		return o.StateDir, err
 	})
 	if err != nil {
@@ -107,7 +107,7 @@ func Switch(ctx context.Context, o Options, req Request, env Env) (Result, error
 	if err != nil && !errors.Is(err, ErrUsage) && len(o.OnFailure) > 0 {
 		hctx := context.WithoutCancel(ctx) // after Ctrl-C too: someone should hear of it
 		if herr := s.step("on-failure", func() (string, error) {
-			return s.runHook(hctx, o.OnFailure, "EDGESWITCH_ERROR="+err.Error())
+			return s.runHook(hctx, o.OnFailure, "EDGESWITCH_ERROR="+cut(err.Error(), maxField))
 		}); herr != nil {
 			env.report(Event{Step: "on-failure", Warn: true, Detail: "the hook failed; the switch's own error follows"})
 		}
@@ -123,7 +123,7 @@ func Rollback(ctx context.Context, o Options, req Request, env Env) (Result, err
 	if err := prepareStateDir(o.StateDir); err != nil {
 		return Result{}, err
 	}
-	hist, err := History(o.StateDir, o.app())
+	hist, err := History(o.StateDir, o.app(), func(w string) { env.report(Event{Step: "history", Warn: true, Detail: w}) })
 	if err != nil {
 		return Result{}, err
 	}
@@ -217,7 +217,7 @@ func (s *switcher) changeSteps(ch *route.Change, commit bool) []step {
 
 // relock takes the nginx lock again for a later change of the same switch.
 func (s *switcher) relock(ctx context.Context) (string, error) {
-	unlock, err := lockNginx(ctx, s.o.StateDir)
+	unlock, err := lockNginx(ctx, s.env.ProcRoot, s.o.StateDir)
 	s.unlock = unlock
 	return "", err
 }
@@ -449,7 +449,7 @@ func (s *switcher) rewrite(context.Context) (string, error) {
 // undone), then records the switch in the state dir, so that a crash from
 // there on is resumed the right way by the next run.
 func (s *switcher) begin(ctx context.Context) (string, error) {
-	unlock, err := lockNginx(ctx, s.o.StateDir)
+	unlock, err := lockNginx(ctx, s.env.ProcRoot, s.o.StateDir)
 	if err != nil {
 		return "", err
 	}
@@ -481,20 +481,30 @@ func (s *switcher) unlockNginx() {
 // revert undoes the router's steps, saying how to finish when it cannot.
 func (s *switcher) revert(ctx context.Context) error {
 	if s.unlock == nil {
-		unlock, err := lockNginx(ctx, s.o.StateDir)
+		unlock, err := lockNginx(ctx, s.env.ProcRoot, s.o.StateDir)
 		if err != nil {
-			return fmt.Errorf("%w; traffic is on slot %d: run %s --to %d to finish, or --to %d to go back", err, s.res.To.Port, s.o.command("switch"), s.res.To.Port, s.o.other(s.res.To).Port)
+			return fmt.Errorf("%w; %s: run %s --to %d to finish, or --to %d to go back", err, s.listing(), s.o.command("switch"), s.res.To.Port, s.o.other(s.res.To).Port)
 		}
 		s.unlock = unlock
 	}
 	d, err := s.router.Revert(ctx)
 	if err != nil {
-		return fmt.Errorf("%w; run %s --to %d to finish", err, s.o.command("switch"), s.res.To.Port)
+		return fmt.Errorf("%w; %s: run %s --to %d to finish", err, s.listing(), s.o.command("switch"), s.res.To.Port)
 	}
 	if d.Left > 0 {
 		s.env.report(Event{Step: "revert", Warn: true, Detail: d.Warn})
 	}
 	return nil
+}
+
+// listing says which slots nginx lists now, read afresh by a router of its
+// own: a switch that cannot restore must not guess where the traffic is.
+func (s *switcher) listing() string {
+	l, err := s.env.Router(s.o).Read()
+	if err != nil {
+		return fmt.Sprintf("which slot nginx lists is unknown (%v)", err)
+	}
+	return fmt.Sprintf("upstream %s lists %v now", s.o.Upstream, ports(s.o.byAddr(l.Addrs)))
 }
 
 // drain waits until the proxy holds nothing for the old slot; a timeout

@@ -476,7 +476,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 			r.rt.revErr = errors.New("restore app.conf: read-only file system")
 		}),
 		exit:     3,
-		says:     []string{"read-only file system", "run edgeswitch switch --to", "validate failed"},
+		says:     []string{"read-only file system", "upstream app lists [", "] now: run", "run edgeswitch switch --to", "validate failed"},
 		jobs:     "start b",
 		running:  [2]bool{true, true},
 		listed:   "b",
@@ -521,7 +521,7 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 
 // holdLock takes the switch lock as another switch would, until the test ends.
 func holdLock(r *rig) {
-	release, err := lock(r.o.StateDir, r.o.Upstream, "upstream app")
+	release, err := lock("/proc", r.o.StateDir, r.o.Upstream, "upstream app")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -676,7 +676,10 @@ func TestRollback(t *testing.T) {
 // what they do not share runs at once.
 func TestSwitchesTakeTurnsAtNginx(t *testing.T) {
 	r := newRig(t)
-	unlock, err := lockNginx(t.Context(), r.o.StateDir)
+	if err := prepareStateDir(r.o.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockNginx(t.Context(), r.procs, r.o.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,14 +705,14 @@ func TestSwitchesTakeTurnsAtNginx(t *testing.T) {
 		t.Fatalf("switch after the lock was released: %v", err)
 	}
 	// The switch let go of it after its confirm step.
-	again, err := lockNginx(t.Context(), r.o.StateDir)
+	again, err := lockNginx(t.Context(), r.procs, r.o.StateDir)
 	if err != nil {
 		t.Fatalf("nginx lock after the switch: %v", err)
 	}
 	// Ctrl-C while waiting for it says so, not that the wait ran out.
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	if _, err := lockNginx(ctx, r.o.StateDir); err == nil || !strings.Contains(err.Error(), "interrupted") {
+	if _, err := lockNginx(ctx, r.procs, r.o.StateDir); err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("nginx lock cut short while held: %v, want interrupted", err)
 	}
 	again()

@@ -236,7 +236,7 @@ func configParses(t *testing.T, d Data) {
 	if len(socket) > 0 {
 		t.Errorf("no key for %v", socket)
 	}
-	hooks := regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|socket-link) = )`).ReplaceAllString(text, "$1")
+	hooks := regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|hook-user|socket-link) = )`).ReplaceAllString(text, "$1")
 	got = nil
 	if err := toml.Unmarshal([]byte(hooks), &got); err != nil {
 		t.Fatalf("with the hooks uncommented: %v\n%s", err, hooks)

@@ -532,7 +532,7 @@ func TestAppsBadInputEndToEnd(t *testing.T) {
 			}
 			assertUnchanged(t, e, before)
 			assertSameTree(t, e.StateDir, beforeState)
-			if _, err := os.Stat(filepath.Join(e.Dir, "tpi.lock")); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(e.Dir, "locks")); !os.IsNotExist(err) {
 				t.Errorf("a lock was made outside the state dir (%v)", err)
 			}
 			if got := slotAt(t, e.URL("/")); got != strconv.Itoa(e.Ports[0]) {

@@ -195,6 +195,9 @@ type app struct {
 func (a app) options() (swap.Options, error) {
 	o := a.set.Options
 	o.App = a.name
+	if o.HookUser == "" && underSudo() {
+		o.HookUser = os.Getenv("SUDO_UID") + ":" + os.Getenv("SUDO_GID") // never root on the caller's paths
+	}
 	return o, o.Check()
 }
 
@@ -243,6 +246,9 @@ func (d *deps) offline() swap.Env {
 	name := fmt.Sprint(os.Getuid())
 	if u, err := user.Current(); err == nil {
 		name = u.Username
+	}
+	if caller := os.Getenv("SUDO_USER"); underSudo() && caller != "" {
+		name = caller // who asked, not root
 	}
 	return swap.Env{
 		ProcRoot: "/proc",

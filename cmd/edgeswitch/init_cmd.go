@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"github.com/alecthomas/kong"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/edgeswitch/edgeswitch/internal/atomicfile"
 	"github.com/edgeswitch/edgeswitch/swap"
@@ -86,7 +88,11 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps, k *kong.Context) error
 		}
 		texts[i] = text
 		path := filepath.Join(c.Dir, f.name)
-		if _, err := os.Lstat(path); err == nil {
+		fi, err := os.Lstat(path)
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return swap.Usage(fmt.Errorf("%s %w: remove it", path, atomicfile.ErrSymlink))
+		}
+		if err == nil {
 			if i == 0 && c.App != "" && !c.Force {
 				// One more app: its table goes into the settings there.
 				if texts[0], err = addApp(path, data); err != nil {
@@ -111,11 +117,14 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps, k *kong.Context) error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := ownDir(dir); err != nil {
+		return err
+	}
 	wrote := make([]string, len(files))
 	for i, f := range files {
 		wrote[i] = filepath.Join(dir, f.name)
-		if err := atomicfile.Write(wrote[i], texts[i], 0o644); err != nil {
-			return err
+		if err := atomicfile.WriteOwn(wrote[i], texts[i], 0o644); err != nil {
+			return swap.Usage(err)
 		}
 	}
 	if d.out.json {
@@ -123,6 +132,20 @@ func (c *initCmd) Run(_ context.Context, g *cli, d *deps, k *kong.Context) error
 		return nil
 	}
 	nextSteps(d.out.stdout, dir, data, files, c.App != "")
+	return nil
+}
+
+// ownDir refuses a --dir that is neither the caller's nor root's: its
+// owner could swap what init writes there (a unit, nginx's include) for
+// their own before it is installed, or plant links in it.
+func ownDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return swap.Usage(fmt.Errorf("--dir %s is owned by uid %d, not by you: init writes only into a directory of yours or root's; pass another --dir", dir, st.Uid))
+	}
 	return nil
 }
 

@@ -192,8 +192,8 @@ func kebab(s string) string {
 }
 
 // hooksOn uncomments the examples of the example config: the hooks,
-// health-host and health-body.
-var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|warmup) = )`)
+// hook-user, health-host, health-body and warmup.
+var hooksOn = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|hook-user|health-host|health-body|warmup) = )`)
 
 // socketKeys are the settings of socket mode, which the example config of
 // the reload mode leaves out (its bytes are as they were before socket mode).
@@ -259,7 +259,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	}
 	uncomment := hooksOn
 	if mode == "socket" {
-		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|health-host|health-body|warmup|socket-link) = )`)
+		uncomment = regexp.MustCompile(`(?m)^# ((pre-start|post-switch|on-failure|hook-user|health-host|health-body|warmup|socket-link) = )`)
 	}
 	withHooks := filepath.Join(dir, "hooks.toml")
 	if err := os.WriteFile(withHooks, uncomment.ReplaceAll(text, []byte("$1")), 0o644); err != nil {
@@ -304,6 +304,7 @@ func configHoldsEverySetting(t *testing.T, mode string) {
 	hooked.PreStart = []string{"install", "-m", "0644", "/home/deploy/{app}.jar", "/srv/{app}/{to}/{app}.jar"}
 	hooked.PostSwitch = []string{"/usr/local/bin/notify", "{app} deployed to {to}"}
 	hooked.OnFailure = []string{"/usr/local/bin/notify", "{app}: deploy to {to} failed"}
+	hooked.HookUser = "deploy"
 	hooked.HealthHost = "app.example.com"
 	hooked.HealthBody = new("app")
 	hooked.Warmup = []string{"/", "/index.jsp"}
@@ -436,5 +437,37 @@ func TestInitSocketMode(t *testing.T) {
 		if err := s.Check(); err != nil || s.Mode != "socket" || s.Socket != socket {
 			t.Errorf("app %s: mode %q, socket %q, %v; want socket mode on %s", app, s.Mode, s.Socket, err, socket)
 		}
+	}
+}
+
+// TestInitNeverWritesThroughALinkNorIntoAnothersDir: with --force, a link
+// planted where a file goes is refused, its target untouched; a --dir of
+// another user is refused before anything is written.
+func TestInitNeverWritesThroughALinkNorIntoAnothersDir(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "app.conf")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runInit(t, "init", "--force", "--dir", dir)
+	if got, _ := os.ReadFile(victim); code != 2 || string(got) != "precious\n" || !strings.Contains(stderr, "is a symlink") || len(files(t, dir)) != 1 {
+		t.Errorf("init --force over a link: exit %d, victim %q, files %v:\n%s", code, got, files(t, dir), stderr)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runInit(t, "init", "--dir", theirs)
+	if code != 2 || !strings.Contains(stderr, "is owned by uid 65534, not by you") || len(files(t, theirs)) != 0 {
+		t.Errorf("init into nobody's dir: exit %d, files %v:\n%s", code, files(t, theirs), stderr)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgeswitch/edgeswitch/swap"
 )
@@ -43,7 +45,7 @@ func (p *printer) event(ev swap.Event) {
 	switch {
 	case ev.Poll > 0:
 		if p.live {
-			fmt.Fprintf(p.stderr, "\r\033[K%-9s  poll %d: %s", ev.Step, ev.Poll, oneLine(ev.Detail))
+			fmt.Fprintf(p.stderr, "\r\033[K%-9s  poll %d: %s", ev.Step, ev.Poll, oneLine(printable(ev.Detail)))
 			p.polling = true
 		}
 		return
@@ -66,7 +68,7 @@ func (p *printer) event(ev swap.Event) {
 	if ev.Took > 0 || (!ev.Warn && ev.Step != "rollback") {
 		took = fmt.Sprintf("%6.3fs", ev.Took.Seconds())
 	}
-	fmt.Fprintf(p.stderr, "%-9s %7s  %s%s\n", ev.Step, took, mark, ev.Detail)
+	fmt.Fprintf(p.stderr, "%-9s %7s  %s%s\n", ev.Step, took, mark, printable(ev.Detail))
 }
 
 func (p *printer) result(r swap.Result, dryRun bool) {
@@ -140,9 +142,9 @@ func (p *printer) status(st *swap.Status) {
 	for _, s := range st.Slots {
 		health := ""
 		if s.Active == "active" {
-			health = "  unhealthy: " + s.Answer
+			health = "  unhealthy: " + printable(s.Answer)
 			if s.Healthy {
-				health = "  healthy: " + s.Answer
+				health = "  healthy: " + printable(s.Answer)
 			}
 		}
 		since := ""
@@ -181,7 +183,10 @@ func (p *printer) status(st *swap.Status) {
 		fmt.Fprintf(w, "%s%s  %s -> %d  %s  %.2fs  %s\n", label, r.Time, r.FromText(), r.To, r.Result, total, r.Login)
 	}
 	for _, pr := range st.Problems {
-		fmt.Fprintf(w, "problem   %s\n", pr)
+		fmt.Fprintf(w, "problem   %s\n", printable(pr))
+	}
+	for _, wr := range st.Warnings {
+		fmt.Fprintf(w, "warning   %s\n", printable(wr))
 	}
 }
 
@@ -197,7 +202,7 @@ func (p *printer) checklist(items []swap.CheckItem) {
 		if !it.OK {
 			mark = "FAIL"
 		}
-		fmt.Fprintf(p.stdout, "%s  %-40s %s\n", mark, it.Name, it.Detail)
+		fmt.Fprintf(p.stdout, "%s  %-40s %s\n", mark, it.Name, printable(it.Detail))
 	}
 }
 
@@ -207,12 +212,35 @@ func (p *printer) fail(err error) {
 	if p.json && !errors.Is(err, errAtRisk) {
 		p.line(map[string]any{"error": err.Error(), "exit": swap.ExitCode(err)})
 	}
-	fmt.Fprintln(p.stderr, "edgeswitch:", err)
+	fmt.Fprintln(p.stderr, "edgeswitch:", printable(err.Error()))
 }
 
 func (p *printer) line(v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintf(p.stdout, "%s\n", b)
+}
+
+// printable escapes, as Go does (\x1b, \n, \u009b), what a terminal acts
+// on: C0 and C1 control characters, DEL and bytes that are not UTF-8.
+// The app's answers reach these lines (a health answer's status line and
+// body), and ESC]0; would set the terminal's title, ESC[2K erase a line to
+// fake "healthy". Tabs stay; --json needs none of this.
+func printable(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r != '\t' && (r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 func oneLine(s string) string {

@@ -31,7 +31,7 @@ func (r *tomlResolver) trusted() error {
 func underSudo() bool { return os.Geteuid() == 0 && os.Getenv("SUDO_UID") != "" }
 
 func sudoRefusal(what string) error {
-	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program or pick a path come only from %s, which only root can change; set it there", what, defaultConfig))
+	return swap.Usage(fmt.Errorf("%s cannot be given through sudo: settings that run a program, pick a path or set root's limits come only from %s, which only root can change; set it there", what, defaultConfig))
 }
 
 // sudoConfig refuses another config file than the default through sudo.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,15 @@ func TestSudoTakesPathsAndProgramsOnlyFromTheDefaultConfig(t *testing.T) {
 		{[]string{"switch", "--state-dir", "/tmp/x"}, "--state-dir cannot be given through sudo"},
 		{[]string{"rollback", "--nginx-conf", "/tmp/nginx.conf"}, "--nginx-conf cannot be given through sudo"},
 		{[]string{"status", "--unit", "sshd@.service"}, "--unit cannot be given through sudo"},
+		{[]string{"switch", "--hook-user", "root"}, "--hook-user cannot be given through sudo"},
+		{[]string{"switch", "--hook-timeout", "1000h"}, "--hook-timeout cannot be given through sudo"},
+		{[]string{"switch", "--health-path", "/" + strings.Repeat("h", 70000)}, "--health-path cannot be given through sudo"},
+		{[]string{"switch", "--health-status", "100-599"}, "--health-status cannot be given through sudo"},
+		{[]string{"switch", "--health-timeout", "1000h"}, "--health-timeout cannot be given through sudo"},
+		{[]string{"rollback", "--drain-timeout", "1000h"}, "--drain-timeout cannot be given through sudo"},
+		{[]string{"switch", "--reload-timeout", "1000h"}, "--reload-timeout cannot be given through sudo"},
+		{[]string{"switch", "--bake", "1m", "--bake-max-5xx", "100%"}, "--bake-max-5xx cannot be given through sudo"},
+		{[]string{"status", "--user"}, "--user cannot be given through sudo"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(t.Context(), tt.args, &stdout, &stderr)
@@ -115,4 +125,28 @@ func writeMode(t *testing.T, p string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestSudoHooksRunAsTheCallerWhoIsRecorded: through sudo the hooks run as
+// SUDO_UID unless the config names hook-user, and the history records
+// SUDO_USER, not root.
+func TestSudoHooksRunAsTheCallerWhoIsRecorded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: sudo runs edgeswitch as root")
+	}
+	t.Setenv("SUDO_UID", "1000")
+	t.Setenv("SUDO_GID", "1001")
+	t.Setenv("SUDO_USER", "deploy")
+	c := &cli{Options: parseSettings(t, "", "")}
+	o, err := app{set: c}.options()
+	if err != nil || o.HookUser != "1000:1001" {
+		t.Errorf("hook user through sudo = %q (%v), want SUDO_UID:SUDO_GID 1000:1001", o.HookUser, err)
+	}
+	c.HookUser = "builder"
+	if o, _ := (app{set: c}).options(); o.HookUser != "builder" {
+		t.Errorf("hook user with hook-user set = %q, want builder", o.HookUser)
+	}
+	if login := (&deps{out: newPrinter(io.Discard, io.Discard, false)}).offline().Login; login != "deploy" {
+		t.Errorf("the history records %q, want the sudo caller deploy", login)
+	}
 }

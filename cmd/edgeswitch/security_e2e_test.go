@@ -126,7 +126,8 @@ func TestSecurityRefusesWhatOthersCouldChange(t *testing.T) {
 		return func(t *testing.T, marker string) refusal {
 			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o777)
 			v := []victim{newVictim(t, "victim1"), newVictim(t, "victim2"), newVictim(t, "victim3")}
-			symlink(t, v[0].path, filepath.Join(dir, "app.lock"))
+			mkdirMode(t, filepath.Join(dir, "locks"), 0o711)
+			symlink(t, v[0].path, filepath.Join(dir, "locks", "app.lock"))
 			symlink(t, v[1].path, filepath.Join(dir, "app.pending"))
 			symlink(t, v[2].path, filepath.Join(dir, "history.jsonl"))
 			return refusal{
@@ -146,7 +147,7 @@ func TestSecurityRefusesWhatOthersCouldChange(t *testing.T) {
 		{"b: a root-owned state dir with a planted lock symlink", func(t *testing.T, marker string) refusal {
 			dir := mkdirMode(t, filepath.Join(t.TempDir(), "state"), 0o755)
 			v := newVictim(t, "victim1")
-			link := filepath.Join(dir, "app.lock")
+			link := filepath.Join(mkdirMode(t, filepath.Join(dir, "locks"), 0o711), "app.lock")
 			symlink(t, v.path, link)
 			return refusal{
 				args:    []string{"switch"},

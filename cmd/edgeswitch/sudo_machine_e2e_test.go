@@ -88,7 +88,11 @@ func (b machineState) assertSame(t *testing.T, m *testedge.Machine) {
 	}
 }
 
-func TestSudoGivesADeployUserSwitchAndNothingMore(t *testing.T) {
+// sudoMachine is the machine set up as README says, with the deploy user
+// (home /var/lib/deploy) and README's sudoers line, removed when the test
+// ends.
+func sudoMachine(t *testing.T) *testedge.Machine {
+	t.Helper()
 	if _, err := os.Stat("/usr/bin/sudo"); err != nil {
 		t.Fatalf("needs sudo on the host, which the machine shares: %v (apt-get install sudo, or make deps)", err)
 	}
@@ -103,6 +107,11 @@ func TestSudoGivesADeployUserSwitchAndNothingMore(t *testing.T) {
 	}
 	t.Cleanup(func() { mustIn(t, m, "rm", "-f", machineSudoers) })
 	mustIn(t, m, "visudo", "-c", "-f", machineSudoers)
+	return m
+}
+
+func TestSudoGivesADeployUserSwitchAndNothingMore(t *testing.T) {
+	m := sudoMachine(t)
 	// Each refusal would leave this behind, were it to run its hook.
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -212,6 +221,60 @@ func TestSudoGivesADeployUserSwitchAndNothingMore(t *testing.T) {
 		t.Logf("edgeswitch status as deploy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		if r.code != 0 || !strings.Contains(r.stdout, "live      slot "+live) {
 			t.Errorf("edgeswitch status as deploy: exit %d, want 0 showing slot %s live:\n%s%s", r.code, live, r.stdout, r.stderr)
+		}
+	})
+}
+
+// TestSudoHooksRunAsTheDeployUser: through sudo, README's install hook runs
+// as deploy, so a link deploy planted to /etc/shadow gives them nothing:
+// the switch fails, traffic stays. Then a deploy works, recorded as
+// deploy's, in a 0640 history, and nobody can take its locks.
+func TestSudoHooksRunAsTheDeployUser(t *testing.T) {
+	m := sudoMachine(t)
+	slotDir := "/var/lib/deploy/slot-{to}"
+	installIn(t, m, machineConfig, machineSettings+fmt.Sprintf("pre-start = [\"install\", \"-m\", \"0644\", \"/var/lib/deploy/app.jar\", %q]\n", slotDir+"/app.jar"))
+	t.Cleanup(func() { installIn(t, m, machineConfig, machineSettings) })
+	for _, port := range machineSlots {
+		mustIn(t, m, "runuser", "-u", "deploy", "--", "mkdir", "-p", strings.ReplaceAll(slotDir, "{to}", port))
+	}
+	t.Cleanup(func() { mustIn(t, m, "sh", "-c", "rm -rf /var/lib/deploy/slot-* /var/lib/deploy/app.jar") })
+
+	t.Run("a link to /etc/shadow is not read", func(t *testing.T) {
+		mustIn(t, m, "runuser", "-u", "deploy", "--", "ln", "-sfn", "/etc/shadow", "/var/lib/deploy/app.jar")
+		before := machineSnapshot(t, m)
+		r := asDeploy(t, m, "sudo", "-n", "edgeswitch", "switch")
+		if r.code != 1 || !strings.Contains(r.stderr, "Permission denied") {
+			t.Errorf("switch with app.jar -> /etc/shadow: exit %d, want 1 with install's permission denied:\n%s", r.code, r.stderr)
+		}
+		if got := inMachine(t, m, "sh", "-c", "cat /var/lib/deploy/slot-*/app.jar"); strings.Contains(got.stdout, "root:") {
+			t.Errorf("the hook copied /etc/shadow into the slot:\n%s", got.stdout)
+		}
+		before.assertSame(t, m)
+	})
+
+	t.Run("a build is installed as deploy and recorded as deploy's", func(t *testing.T) {
+		mustIn(t, m, "runuser", "-u", "deploy", "--", "sh", "-c", "rm -f /var/lib/deploy/app.jar && echo build > /var/lib/deploy/app.jar")
+		from := machineLive(t, m)
+		r := asDeploy(t, m, "sudo", "-n", "edgeswitch", "switch")
+		if r.code != 0 {
+			t.Fatalf("switch: exit %d\n%s", r.code, r.stderr)
+		}
+		to := otherSlot(from)
+		if owner := strings.TrimSpace(mustIn(t, m, "stat", "-c", "%U", strings.ReplaceAll(slotDir, "{to}", to)+"/app.jar")); owner != "deploy" {
+			t.Errorf("the build in slot %s is %s's, want deploy's", to, owner)
+		}
+		last := mustIn(t, m, "sh", "-c", "tail -n 1 /var/lib/edgeswitch/history.jsonl")
+		if !strings.Contains(last, `"user":"deploy"`) {
+			t.Errorf("the history's last record does not name deploy: %s", last)
+		}
+		if mode := strings.TrimSpace(mustIn(t, m, "stat", "-c", "%a", "/var/lib/edgeswitch/history.jsonl")); mode != "640" {
+			t.Errorf("history mode %s, want 640", mode)
+		}
+		for _, lock := range []string{"/var/lib/edgeswitch/locks/app.lock", "/var/lib/edgeswitch/locks/nginx.lock"} {
+			r := inMachine(t, m, "runuser", "-u", "nobody", "--", "flock", "--nonblock", "--shared", lock, "true")
+			if r.code == 0 || !strings.Contains(r.stderr, "Permission denied") {
+				t.Errorf("nobody's flock on %s: exit %d, want EACCES:\n%s", lock, r.code, r.stderr)
+			}
 		}
 	})
 }
