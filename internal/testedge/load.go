@@ -34,6 +34,12 @@ type LoadOptions struct {
 	// slot that is down would come back in microseconds and make the
 	// clients spin.
 	Steady bool
+	// NoResend makes each client speak HTTP/1.1 itself over one keep-alive
+	// connection and never send a request twice: one whose connection the
+	// server closed under it fails, as wrk, curl scripts and many API
+	// clients see it. Without it the clients are net/http's, which resends
+	// an idempotent request (a GET) in that case and so hides the loss.
+	NoResend bool
 	// Dial, when set, makes the clients' connections instead of the host's
 	// network, e.g. Machine.Dial for nginx on a machine's own loopback. The
 	// URL's host must still be a loopback address (an IP, not a name).
@@ -96,13 +102,13 @@ func RunLoad(ctx context.Context, o LoadOptions) *Load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.client(ctx, method, target, o.Body, o.Dial, o.Steady)
+			l.client(ctx, method, target, o.Body, o.Dial, o.Steady, o.NoResend)
 		}()
 	}
 	return l
 }
 
-func (l *Load) client(ctx context.Context, method, target string, body []byte, dial func(context.Context, string, string) (net.Conn, error), steady bool) {
+func (l *Load) client(ctx context.Context, method, target string, body []byte, dial func(context.Context, string, string) (net.Conn, error), steady, noResend bool) {
 	dialContext := (&net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}).DialContext
 	if dial != nil {
 		dialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -123,6 +129,19 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	do := func(req *http.Request) (*http.Response, error) {
+		resp, err := c.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if noResend {
+		raw := &rawClient{dial: dialContext}
+		defer raw.close()
+		do = raw.do
+	}
 	for ctx.Err() == nil {
 		var rd io.Reader
 		if body != nil {
@@ -134,11 +153,7 @@ func (l *Load) client(ctx context.Context, method, target string, body []byte, d
 			l.record(sent, nil, err)
 			return
 		}
-		resp, err := c.Do(req)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
+		resp, err := do(req)
 		if err != nil && ctx.Err() != nil {
 			return // cut short by Stop: not the server's failure
 		}
