@@ -23,6 +23,7 @@ import (
 	"github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgeswitch/edgeswitch/internal/fakeproc"
 	"github.com/edgeswitch/edgeswitch/nginx"
 	"github.com/edgeswitch/edgeswitch/route"
 )
@@ -60,19 +61,31 @@ type fakeSystemd struct {
 	// enabled holds the units linked to start at boot; static the units
 	// whose file has no [Install] section.
 	enabled, static map[string]bool
+	// cgroups are the units' ControlGroup while they run.
+	cgroups map[string]string
+	// changed runs after each change of a unit's state, outside the lock.
+	changed func()
 }
 
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
 	return &fakeSystemd{units: map[string]unitState{}, pids: map[string]uint32{}, faults: map[string]fault{},
-		enabled: map[string]bool{}, static: map[string]bool{}}
+		enabled: map[string]bool{}, static: map[string]bool{}, cgroups: map[string]string{}}
 }
 
 func (f *fakeSystemd) set(unit string, s unitState) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.units[unit] = s
+	f.mu.Unlock()
+	f.tell()
+}
+
+// tell runs changed, if set.
+func (f *fakeSystemd) tell() {
+	if f.changed != nil {
+		f.changed()
+	}
 }
 
 func (f *fakeSystemd) state(unit string) unitState {
@@ -165,10 +178,17 @@ func (f *fakeSystemd) enabledUnits() map[string]bool {
 func (f *fakeSystemd) GetServicePropertyContext(_ context.Context, unit, name string) (*dbus.Property, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if name != "MainPID" {
-		return nil, fmt.Errorf("fake systemd: no property %s", name)
+	switch name {
+	case "MainPID":
+		return &dbus.Property{Name: name, Value: godbus.MakeVariant(f.pids[unit])}, nil
+	case "ControlGroup":
+		cg := ""
+		if running(cmp.Or(f.units[unit], unitUnknown).active) {
+			cg = f.cgroups[unit]
+		}
+		return &dbus.Property{Name: name, Value: godbus.MakeVariant(cg)}, nil
 	}
-	return &dbus.Property{Name: name, Value: godbus.MakeVariant(f.pids[unit])}, nil
+	return nil, fmt.Errorf("fake systemd: no property %s", name)
 }
 
 func (f *fakeSystemd) StartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
@@ -191,6 +211,7 @@ func (f *fakeSystemd) ReloadUnitContext(_ context.Context, unit, _ string, ch ch
 // in state done and reports "done". A start that fails leaves the unit
 // failed; a stop that fails leaves it as it was.
 func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (int, error) {
+	defer f.tell()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := call + " " + unit
@@ -442,7 +463,10 @@ type rig struct {
 	ev     *events
 	client *http.Client
 	procs  string
-	ctx    context.Context
+	// squatted: a process outside the slot units listens on slot i's
+	// address in the rig's /proc.
+	squatted [2]bool
+	ctx      context.Context
 	cancel context.CancelFunc
 }
 
@@ -464,6 +488,7 @@ func newRig(t *testing.T) *rig {
 	r.sd.set(r.unit(b), unitDown)
 	r.sd.enabled[r.unit(a)] = true
 	r.sd.set(r.o.NginxUnit, unitUp)
+	r.fakeProc()
 	r.ctx, r.cancel = context.WithCancel(t.Context())
 	t.Cleanup(r.cancel)
 	return r
@@ -623,4 +648,56 @@ func (r *rig) proc(pid, ppid int, cmdline string) {
 	); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// The rig's /proc has a process per slot (slotPID+i), in its unit's
+// cgroup, which listens on the slot's address while the unit runs, and a
+// squatter, which listens on a slot's address once squat says so.
+const (
+	slotPID    = 300
+	squatPID   = 666
+	squatCG    = "/user.slice/user-65534.slice/session-1.scope"
+	slotInode  = 5000 // + i: slot i's TCP socket; +100: its unix socket
+	squatInode = 6000 // + i, as for the slots
+)
+
+// fakeProc writes the processes of the rig's /proc, and its socket tables
+// from now on, whenever a unit's state changes.
+func (r *rig) fakeProc() {
+	for i := range 2 {
+		cg := "/app.slice/" + r.unit(i)
+		r.sd.cgroups[r.unit(i)] = cg
+		// Hybrid, as on Debian 12 hosts: systemd's own hierarchy first.
+		fakeproc.Process(r.t, r.procs, slotPID+i, "app", "1:name=systemd:"+cg+"\n0::"+cg+"\n", slotInode+i, slotInode+100+i)
+	}
+	fakeproc.Process(r.t, r.procs, squatPID, "squat", "0::"+squatCG+"\n", squatInode, squatInode+1, squatInode+100, squatInode+101)
+	r.sd.changed = r.writeTables
+	r.writeTables()
+}
+
+// writeTables writes the socket tables of the rig's /proc as the units'
+// states and the squatter say.
+func (r *rig) writeTables() {
+	tcp, unix := fakeproc.TCPHeader, fakeproc.UnixHeader
+	listen := func(i, inode int) {
+		tcp += fakeproc.TCPLine(r.o.tcpAddr(r.port(i)), "0.0.0.0:0", fakeproc.Listen, inode+i)
+		if path, ok := strings.CutPrefix(r.addr(i), "unix:"); ok {
+			unix += fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, inode+100+i, path)
+		}
+	}
+	for i := range 2 {
+		if r.running(i) {
+			listen(i, slotInode)
+		}
+		if r.squatted[i] {
+			listen(i, squatInode)
+		}
+	}
+	fakeproc.Tables(r.t, r.procs, map[string]string{"tcp": tcp, "tcp6": fakeproc.TCP6Header, "unix": unix})
+}
+
+// squat makes the squatter listen on slot i's address.
+func (r *rig) squat(i int) {
+	r.squatted[i] = true
+	r.writeTables()
 }
