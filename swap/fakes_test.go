@@ -466,8 +466,10 @@ type rig struct {
 	// squatted: a process outside the slot units listens on slot i's
 	// address in the rig's /proc.
 	squatted [2]bool
-	ctx      context.Context
-	cancel context.CancelFunc
+	// onEvent, if set, sees each event the switch reports, as it comes.
+	onEvent func(Event)
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // newRig sets up the usual start: slot a listed and running, b stopped,
@@ -510,11 +512,16 @@ func (r *rig) list(slots ...int) {
 
 func (r *rig) env() Env {
 	return Env{
-		Systemd:   r.sd,
-		Procs:     nginx.Procs{Root: r.procs},
-		HTTP:      r.client,
-		Now:       time.Now,
-		Report:    r.ev.add,
+		Systemd: r.sd,
+		Procs:   nginx.Procs{Root: r.procs},
+		HTTP:    r.client,
+		Now:     time.Now,
+		Report: func(ev Event) {
+			r.ev.add(ev)
+			if r.onEvent != nil {
+				r.onEvent(ev)
+			}
+		},
 		Login:     "tester",
 		NewRouter: func(Options) Router { return r.rt },
 	}
