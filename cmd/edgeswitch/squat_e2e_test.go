@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/testedge"
+)
+
+// The squatter tests (issue 20, finding 1): a local user who listens on
+// the idle slot's port and answers 200 must never be given the traffic,
+// whether it binds before the switch or while the slot starts. The
+// squatter is the edge's own demoapp, run as nobody: its answers look
+// like the slot's in every way but who gives them.
+
+// squat runs demoapp as user nobody on addr, and returns its PID once it
+// answers /health.
+func squat(t *testing.T, e *testedge.Edge, addr string) int {
+	t.Helper()
+	// nobody cannot reach the edge's directory: a copy of its own.
+	dir, err := os.MkdirTemp("", "squat-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "demoapp")
+	data, err := os.ReadFile(filepath.Join(e.Dir, "bin", "demoapp"))
+	if err == nil {
+		err = os.WriteFile(bin, data, 0o755)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-addr", addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd.Process.Pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the squatter on %s does not answer: %v", addr, err)
+		}
+	}
+}
+
+// slotAddr is where slot port listens.
+func slotAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// assertNames fails unless the switch's error names the squatter.
+func assertNames(t *testing.T, stderr string, pid int) {
+	t.Helper()
+	if want := "PID " + strconv.Itoa(pid) + " (demoapp)"; !strings.Contains(stderr, want) {
+		t.Errorf("the error does not name the squatter %q:\n%s", want, stderr)
+	}
+}
+
+func TestSquatterOnTheIdlePortIsRefused(t *testing.T) {
+	e := testedge.New(t, testedge.Options{})
+	pid := squat(t, e, slotAddr(e.Ports[1]))
+	before := snapshot(t, e)
+	r := edgeswitch(t, e, "switch")
+	if r.code != 2 || !strings.Contains(r.stderr, "is taken before it starts") || !strings.Contains(r.stderr, "stop that process") {
+		t.Errorf("switch: exit %d, want 2, refused before anything starts:\n%s", r.code, r.stderr)
+	}
+	assertNames(t, r.stderr, pid)
+	before.assertSame(t, e)
+	if _, err := e.LastBoot(e.Ports[1]); err == nil {
+		t.Errorf("slot %d was started", e.Ports[1])
+	}
+}
+
+func TestSquatterThatBindsWhileTheSlotStartsIsCaught(t *testing.T) {
+	// The slot sleeps before it listens: the squatter binds in between.
+	e := testedge.New(t, testedge.Options{AppArgs: []string{"-boot-delay=3s"}})
+	before := snapshot(t, e)
+	sw := startSwitch(t, e)
+	sw.waitStep(t, "start")
+	pid := squat(t, e, slotAddr(e.Ports[1]))
+	err := sw.wait(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "a process outside the slot's unit listens on") {
+		t.Errorf("switch: %v, want exit 1 with the squatter's answer not taken:\n%s", err, sw.stderr())
+	}
+	assertNames(t, sw.stderr(), pid)
+	assertUnchanged(t, e, before.files)
+	if got := slotOf(t, e); got != before.slot {
+		t.Errorf("traffic moved from slot %s to %s", before.slot, got)
+	}
+	if st := unitState(t, e, e.Ports[1]); st == "active" || st == "activating" {
+		t.Errorf("the target slot was left %s", st)
+	}
+}
