@@ -4,11 +4,14 @@
 //	lock      flock per app in the state dir; a second switch fails fast
 //	read      the slots the router lists now (package route)
 //	decide    the target: --to, or the slot that is not live
-//	preflight the router's checks (nginx active, nginx -t), the slot's unit
+//	preflight the router's checks (nginx active, nginx -t), the slot's unit,
+//	          its address not taken by another process
 //	pre-start the hook that installs the build, if any
 //	start     (re)start the target slot's unit over D-Bus
-//	health    poll the target over HTTP until it answers as expected
+//	health    poll the target over HTTP until it answers as expected,
+//	          from a socket only its unit's processes listen on
 //	rewrite   show the router's planned change, as a diff
+//	listener  prove that again, just before traffic moves
 //	validate  the router's steps: write the file atomically and nginx -t,
 //	reload    ReloadUnit over D-Bus (never a restart),
 //	confirm   a new generation of nginx's workers
