@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/edgeswitch/edgeswitch/nginx"
@@ -62,9 +63,9 @@ func proveOwner(ctx context.Context, env Env, slot Slot) (string, error) {
 				continue // gone since: it holds nothing now
 			}
 			held = true
-			who := fmt.Sprintf("PID %d (%s)", pid, env.Procs.Comm(pid))
+			who := fmt.Sprintf("PID %d (%s)", pid, printable(env.Procs.Comm(pid)))
 			if unitCG == "" || cg != unitCG && !strings.HasPrefix(cg, unitCG+"/") {
-				foreign = append(foreign, fmt.Sprintf("%s in cgroup %s on %s", who, cg, l.Addr))
+				foreign = append(foreign, fmt.Sprintf("%s in cgroup %s on %s", who, printable(cg), l.Addr))
 			} else if !slices.Contains(own, who) {
 				own = append(own, who)
 			}
@@ -81,6 +82,14 @@ func proveOwner(ctx context.Context, env Env, slot Slot) (string, error) {
 		return "", fmt.Errorf("%w %s: %s, not %s", errSquatted, addr, strings.Join(foreign, ", "), slot.Unit)
 	}
 	return fmt.Sprintf("only %s listens on %s (%s)", slot.Unit, addr, strings.Join(own, ", ")), nil
+}
+
+// printable escapes the control characters of a name that a process
+// chose itself (its program name, a cgroup it made), which would
+// otherwise reach the operator's terminal.
+func printable(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 // notTaken refuses a slot whose address another process holds before the

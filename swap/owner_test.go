@@ -124,6 +124,12 @@ func TestProveOwner(t *testing.T) {
 		{"a listener nobody holds any more", func(r *rig) {
 			os.RemoveAll(filepath.Join(r.procs, strconv.Itoa(slotPID+a)))
 		}, a, "", nil, "no process holds the socket"},
+		{"a squatter's name is escaped, not sent to the terminal", func(r *rig) {
+			r.squat(a)
+			if err := os.WriteFile(filepath.Join(r.procs, strconv.Itoa(squatPID), "comm"), []byte("\x1b]0;ok\a\n"), 0o644); err != nil {
+				r.t.Fatal(err)
+			}
+		}, a, "", errSquatted, `PID 666 (\x1b]0;ok\a)`},
 		{"in socket mode, a stale listener on the path that is not the unit's", func(r *rig) {
 			r.o.Mode, r.o.Socket = "socket", "/run/app/{port}.sock"
 			r.squat(a)
