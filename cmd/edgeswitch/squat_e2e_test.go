@@ -4,9 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,50 +16,45 @@ import (
 // The squatter tests (issue 20, finding 1): a local user who listens on
 // the idle slot's port and answers 200 must never be given the traffic,
 // whether it binds before the switch or while the slot starts. The
-// squatter is the edge's own demoapp, run as nobody: its answers look
-// like the slot's in every way but who gives them.
+// squatter is the edges' demoapp, run as nobody: its answers look like
+// the slot's in every way but who gives them.
 
 // squat runs demoapp as user nobody on addr, and returns its PID once it
-// answers /health.
-func squat(t *testing.T, e *testedge.Edge, addr string) int {
+// answers /health. A squatter that cannot listen there fails the test.
+func squat(t *testing.T, addr string) int {
 	t.Helper()
-	// nobody cannot reach the edge's directory: a copy of its own.
-	dir, err := os.MkdirTemp("", "squat-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	bin := filepath.Join(dir, "demoapp")
-	data, err := os.ReadFile(filepath.Join(e.Dir, "bin", "demoapp"))
-	if err == nil {
-		err = os.WriteFile(bin, data, 0o755)
-	}
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
+	bin, err := testedge.BuildDemoapp(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-addr", addr)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err == nil {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("the squatter on %s exited: %v: %s", addr, err, stderr.String())
+		default:
+		}
+		if resp, err := http.Get("http://" + addr + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return cmd.Process.Pid
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the squatter on %s does not answer: %v", addr, err)
-		}
 	}
+	t.Fatalf("the squatter on %s does not answer", addr)
+	return 0
 }
 
 // slotAddr is where slot port listens.
@@ -76,8 +69,16 @@ func assertNames(t *testing.T, stderr string, pid int) {
 }
 
 func TestSquatterOnTheIdlePortIsRefused(t *testing.T) {
-	e := testedge.New(t, testedge.Options{})
-	pid := squat(t, e, slotAddr(e.Ports[1]))
+	// The squatter takes a free port first, which the edge then makes its
+	// idle slot: no other edge on this machine can take it in between.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	pid := squat(t, slotAddr(idle))
+	e := testedge.New(t, testedge.Options{Ports: [2]int{0, idle}})
 	before := snapshot(t, e)
 	r := edgeswitch(t, e, "switch")
 	if r.code != 2 || !strings.Contains(r.stderr, "is taken before it starts") || !strings.Contains(r.stderr, "stop that process") {
@@ -96,7 +97,7 @@ func TestSquatterThatBindsWhileTheSlotStartsIsCaught(t *testing.T) {
 	before := snapshot(t, e)
 	sw := startSwitch(t, e)
 	sw.waitStep(t, "start")
-	pid := squat(t, e, slotAddr(e.Ports[1]))
+	pid := squat(t, slotAddr(e.Ports[1]))
 	err := sw.wait(t)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "a process outside the slot's unit listens on") {
