@@ -81,7 +81,7 @@ func proveOwner(ctx context.Context, env Env, slot Slot) (string, error) {
 	if len(foreign) > 0 {
 		return "", fmt.Errorf("%w %s: %s, not %s", errSquatted, addr, strings.Join(foreign, ", "), slot.Unit)
 	}
-	return fmt.Sprintf("only %s listens on %s (%s)", slot.Unit, addr, strings.Join(own, ", ")), nil
+	return fmt.Sprintf("only %s listens on %s: %s", slot.Unit, addr, strings.Join(own, ", ")), nil
 }
 
 // printable escapes the control characters of a name that a process
