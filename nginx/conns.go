@@ -1,10 +1,12 @@
 package nginx
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -269,14 +271,15 @@ func tcpSockets(procRoot, addr string, listening bool) ([]tcpSocket, error) {
 	var socks []tcpSocket
 	for _, name := range []string{"tcp", "tcp6"} {
 		table := filepath.Join(procRoot, "net", name)
-		b, err := os.ReadFile(table)
+		f, err := os.Open(table)
 		if name == "tcp6" && errors.Is(err, fs.ErrNotExist) {
 			continue // no IPv6 in this kernel
 		}
 		if err != nil {
 			return nil, err
 		}
-		s, err := scanTCP(table, string(b), ips, uint16(port), listening)
+		s, err := scanTCP(table, f, ips, uint16(port), listening)
+		f.Close()
 		if err != nil {
 			return nil, err
 		}
@@ -307,20 +310,29 @@ func hostAddrs(host string) ([]netip.Addr, error) {
 // address is one of ips (any, when ips is one unspecified address) on
 // port, in a state that holds a connection open, or with listening in
 // state LISTEN, where the unspecified address matches too.
-func scanTCP(table, text string, ips []netip.Addr, port uint16, listening bool) ([]tcpSocket, error) {
-	header, body, _ := strings.Cut(text, "\n")
-	if !strings.Contains(header, "local_address") {
-		return nil, fmt.Errorf("%s: unexpected header %q", table, header)
+//
+// The kernel lists the listening sockets first, from their own hash
+// table, and then all the others (tcp_seq_next), so a look for listeners
+// stops at the first line that is not one: a busy host's table holds
+// thousands of connections and TIME_WAIT sockets, which the kernel would
+// otherwise write out, taking a good part of a second.
+func scanTCP(table string, r io.Reader, ips []netip.Addr, port uint16, listening bool) ([]tcpSocket, error) {
+	lines := bufio.NewScanner(r)
+	if !lines.Scan() || !strings.Contains(lines.Text(), "local_address") {
+		return nil, errors.Join(fmt.Errorf("%s: unexpected header %q", table, lines.Text()), lines.Err())
 	}
 	anyIP := len(ips) == 1 && ips[0].IsUnspecified()
 	var socks []tcpSocket
-	for line := range strings.Lines(body) {
-		f := strings.Fields(line)
+	for lines.Scan() {
+		f := strings.Fields(lines.Text())
 		if len(f) < 4 {
 			continue
 		}
 		st, err := strconv.ParseUint(f[3], 16, 8)
-		if err != nil || listening != (st == tcpListen) || !listening && st != tcpEstablished && st != tcpSynRecv {
+		if err == nil && listening && st != tcpListen {
+			break
+		}
+		if err != nil || !listening && st != tcpEstablished && st != tcpSynRecv {
 			continue
 		}
 		ip, p, err := parseSockAddr(f[1])
@@ -338,6 +350,9 @@ func scanTCP(table, text string, ips []netip.Addr, port uint16, listening bool) 
 			s.inode, _ = strconv.ParseUint(f[9], 10, 64) // 0: no holder will be found
 		}
 		socks = append(socks, s)
+	}
+	if err := lines.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", table, err)
 	}
 	return socks, nil
 }

@@ -297,12 +297,14 @@ func TestConnsOnTheKernel(t *testing.T) {
 
 func TestListeners(t *testing.T) {
 	root := procDir(t, map[string]string{
+		// The listeners first, as the kernel writes the table.
 		"tcp": fakeproc.TCPHeader +
 			fakeproc.TCPLine("127.0.0.1:4001", "0.0.0.0:0", fakeproc.Listen, 11) +
 			fakeproc.TCPLine("0.0.0.0:4001", "0.0.0.0:0", fakeproc.Listen, 12) + // a squatter on every address
 			fakeproc.TCPLine("10.0.0.5:4001", "0.0.0.0:0", fakeproc.Listen, 13) + // another address
+			fakeproc.TCPLine("127.0.0.1:4000", "0.0.0.0:0", fakeproc.Listen, 15) +
 			fakeproc.TCPLine("127.0.0.1:4001", "127.0.0.1:51000", fakeproc.Established, 14) +
-			fakeproc.TCPLine("127.0.0.1:4000", "0.0.0.0:0", fakeproc.Listen, 15),
+			fakeproc.TCPLine("127.0.0.1:4001", "0.0.0.0:0", fakeproc.Listen, 16), // not read: the listeners are over
 		"tcp6": fakeproc.TCP6Header +
 			fakeproc.TCPLine("[::]:4001", "[::]:0", fakeproc.Listen, 21) +
 			fakeproc.TCPLine("[::ffff:127.0.0.1]:4001", "[::]:0", fakeproc.Listen, 22) +
