@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ import (
 // answers /health. A squatter that cannot listen there fails the test.
 func squat(t *testing.T, addr string) int {
 	t.Helper()
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("end-to-end, as root (the squatter runs as nobody); -short skips it")
+	}
 	bin, err := testedge.BuildDemoapp(t.Context())
 	if err != nil {
 		t.Fatal(err)
