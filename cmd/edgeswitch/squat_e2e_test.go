@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -114,5 +115,43 @@ func TestSquatterThatBindsWhileTheSlotStartsIsCaught(t *testing.T) {
 	}
 	if st := unitState(t, e, e.Ports[1]); st == "active" || st == "activating" {
 		t.Errorf("the target slot was left %s", st)
+	}
+}
+
+// TestMachineRefusesASquatter: on the production path (systemd as PID 1,
+// hybrid cgroups in the machine's own namespace), a process of nobody
+// that listens on the idle slot's port is refused before anything
+// starts, named by its PID in the machine and its program.
+func TestMachineRefusesASquatter(t *testing.T) {
+	m := readyMachine(t)
+	live := machineLive(t, m)
+	idle := otherSlot(live)
+	ctx, cancel := machineCtx()
+	defer cancel()
+	cmd, err := m.Command(ctx, "sh", "-c", "echo $$ > /run/squat.pid && exec setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/local/bin/demoapp -addr 127.0.0.1:"+idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		mustIn(t, m, "sh", "-c", "kill $(cat /run/squat.pid) && rm /run/squat.pid")
+		cmd.Wait()
+	}()
+	waitListening(t, m, "127.0.0.1:"+idle)
+	pid := strings.TrimSpace(mustIn(t, m, "cat", "/run/squat.pid"))
+	files, units := machineFiles(t, m), machineUnits(t, m)
+
+	r := inMachine(t, m, "edgeswitch", "switch")
+	if want := "PID " + pid + " (demoapp)"; r.code != 2 || !strings.Contains(r.stderr, "is taken before it starts") || !strings.Contains(r.stderr, want) {
+		t.Errorf("switch: exit %d, want 2 naming %q:\n%s", r.code, want, r.stderr)
+	}
+	assertSameFiles(t, files, machineFiles(t, m))
+	if got := machineUnits(t, m); !maps.Equal(got, units) {
+		t.Errorf("units %v, were %v", got, units)
+	}
+	if got := machineLive(t, m); got != live {
+		t.Errorf("traffic moved from slot %s to %s", live, got)
 	}
 }
