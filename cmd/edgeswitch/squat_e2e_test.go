@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,9 +23,10 @@ import (
 // squatter is the edges' demoapp, run as nobody: its answers look like
 // the slot's in every way but who gives them.
 
-// squat runs demoapp as user nobody on addr, and returns its PID once it
-// answers /health. A squatter that cannot listen there fails the test.
-func squat(t *testing.T, addr string) int {
+// squat runs demoapp as user nobody on addr of network ("tcp", or "unix"
+// for a socket path), and returns its PID once it answers /health. A
+// squatter that cannot listen there fails the test.
+func squat(t *testing.T, network, addr string) int {
 	t.Helper()
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("end-to-end, as root (the squatter runs as nobody); -short skips it")
@@ -32,7 +35,11 @@ func squat(t *testing.T, addr string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "-addr", addr)
+	listen := []string{"-addr", addr}
+	if network == "unix" {
+		listen = []string{"-socket", addr, "-port", "1"}
+	}
+	cmd := exec.Command("setpriv", append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", bin}, listen...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -44,6 +51,12 @@ func squat(t *testing.T, addr string) int {
 		cmd.Process.Kill()
 		<-exited
 	})
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	defer client.CloseIdleConnections()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		select {
 		case err := <-exited:
@@ -51,7 +64,7 @@ func squat(t *testing.T, addr string) int {
 			t.Fatalf("the squatter on %s exited: %v: %s", addr, err, stderr.String())
 		default:
 		}
-		if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+		if resp, err := client.Get("http://squatter/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return cmd.Process.Pid
@@ -82,7 +95,7 @@ func TestSquatterOnTheIdlePortIsRefused(t *testing.T) {
 	}
 	idle := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	pid := squat(t, slotAddr(idle))
+	pid := squat(t, "tcp", slotAddr(idle))
 	e := testedge.New(t, testedge.Options{Ports: [2]int{0, idle}})
 	before := snapshot(t, e)
 	r := edgeswitch(t, e, "switch")
@@ -96,13 +109,34 @@ func TestSquatterOnTheIdlePortIsRefused(t *testing.T) {
 	}
 }
 
+// TestSquatterOnTheIdleSocketIsRefused: in socket mode, where the
+// sockets' directory lets others create files, a squatter on the idle
+// slot's socket path is refused as on a port.
+func TestSquatterOnTheIdleSocketIsRefused(t *testing.T) {
+	e := testedge.New(t, testedge.Options{Socket: true})
+	run := filepath.Dir(e.SocketPattern)
+	for dir, mode := range map[string]os.FileMode{filepath.Dir(e.Dir): 0o755, e.Dir: 0o755, run: 0o1777} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := squat(t, "unix", strings.ReplaceAll(e.SocketPattern, "{port}", strconv.Itoa(e.Ports[1])))
+	before := snapshot(t, e)
+	r := edgeswitch(t, e, "switch")
+	if r.code != 2 || !strings.Contains(r.stderr, "is taken before it starts") {
+		t.Errorf("switch: exit %d, want 2, refused before anything starts:\n%s", r.code, r.stderr)
+	}
+	assertNames(t, r.stderr, pid)
+	before.assertSame(t, e)
+}
+
 func TestSquatterThatBindsWhileTheSlotStartsIsCaught(t *testing.T) {
 	// The slot sleeps before it listens: the squatter binds in between.
 	e := testedge.New(t, testedge.Options{AppArgs: []string{"-boot-delay=3s"}})
 	before := snapshot(t, e)
 	sw := startSwitch(t, e)
 	sw.waitStep(t, "start")
-	pid := squat(t, slotAddr(e.Ports[1]))
+	pid := squat(t, "tcp", slotAddr(e.Ports[1]))
 	err := sw.wait(t)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(sw.stderr(), "a process outside the slot's unit listens on") {
