@@ -1,15 +1,18 @@
 package nginx
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +58,53 @@ func Conns(procRoot, addr string) (int, error) {
 	return tcpConns(procRoot, addr)
 }
 
+// Listener is a socket listening on a slot's address.
+type Listener struct {
+	// Inode names the socket in its holders' /proc/PID/fd: "socket:[INODE]".
+	Inode uint64
+	Addr  string // where it listens, for messages: "[::]:4001", "/run/app/4001.sock"
+}
+
+// Listeners returns the sockets of the tables under procRoot that listen
+// on addr, which is written as Conns takes it: whoever holds one of them
+// may accept a connection made to addr.
+//
+// For "host:port", the LISTEN entries of net/tcp and net/tcp6 on the
+// port whose address is the host's (its IPv4-mapped form too), or the
+// unspecified one (0.0.0.0, ::), which takes connections to every
+// address; for an unspecified host, every listener on the port. Several
+// sockets may listen on one address (SO_REUSEPORT, another user's socket
+// on 0.0.0.0 beside the slot's on 127.0.0.1), each taking some of the
+// connections, so one answer proves nothing of who else may answer.
+//
+// For "unix:/path", every listening stream socket the table lists with
+// that path. A socket whose file was removed or replaced keeps its path
+// in the table, and nothing there tells which listener the file leads to
+// now (the file's own inode is not the socket's), so all are returned.
+func Listeners(procRoot, addr string) ([]Listener, error) {
+	var ls []Listener
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		_, entries, err := unixSockets(procRoot, path)
+		if err != nil {
+			return nil, fmt.Errorf("find the listeners on unix:%s: %w", path, err)
+		}
+		for _, e := range entries {
+			if e.flags&soAcceptCon != 0 {
+				ls = append(ls, Listener{Inode: e.inode, Addr: e.path})
+			}
+		}
+		return ls, nil
+	}
+	socks, err := tcpSockets(procRoot, addr, true)
+	if err != nil {
+		return nil, fmt.Errorf("find the listeners on %s: %w", addr, err)
+	}
+	for _, s := range socks {
+		ls = append(ls, Listener{Inode: s.inode, Addr: netip.AddrPortFrom(s.ip, s.port).String()})
+	}
+	return ls, nil
+}
+
 const (
 	soAcceptCon = 0x10000 // __SO_ACCEPTCON in the Flags column: a listener
 	sockDgram   = 2       // SOCK_DGRAM in the Type column: no connections
@@ -62,25 +112,12 @@ const (
 
 // unixConns counts the connected stream sockets bound to path.
 func unixConns(procRoot, path string) (int, error) {
-	if path == "" {
-		return 0, errors.New(`count connections: "unix:" without a path`)
-	}
-	table := filepath.Join(procRoot, "net", "unix")
-	b, err := os.ReadFile(table)
+	table, entries, err := unixSockets(procRoot, path)
 	if err != nil {
 		return 0, fmt.Errorf("count connections to unix:%s: %w", path, err)
 	}
-	lines := strings.Split(string(b), "\n")
-	if !strings.HasPrefix(lines[0], "Num ") {
-		return 0, fmt.Errorf("count connections to unix:%s: %s: unexpected header %q", path, table, lines[0])
-	}
-	match := pathMatcher(path)
 	n, listening := 0, false
-	for _, line := range lines[1:] {
-		e, ok := parseUnix(line)
-		if !ok || e.typ == sockDgram || !match(e.path) {
-			continue
-		}
+	for _, e := range entries {
 		if e.flags&soAcceptCon != 0 {
 			listening = true
 			continue
@@ -95,10 +132,36 @@ func unixConns(procRoot, path string) (int, error) {
 	return n, nil
 }
 
+// unixSockets returns the path of <procRoot>/net/unix and its stream
+// sockets bound to path.
+func unixSockets(procRoot, path string) (string, []unixEntry, error) {
+	table := filepath.Join(procRoot, "net", "unix")
+	if path == "" {
+		return table, nil, errors.New(`"unix:" without a path`)
+	}
+	b, err := os.ReadFile(table)
+	if err != nil {
+		return table, nil, err
+	}
+	lines := strings.Split(string(b), "\n")
+	if !strings.HasPrefix(lines[0], "Num ") {
+		return table, nil, fmt.Errorf("%s: unexpected header %q", table, lines[0])
+	}
+	match := pathMatcher(path)
+	var entries []unixEntry
+	for _, line := range lines[1:] {
+		if e, ok := parseUnix(line); ok && e.typ != sockDgram && match(e.path) {
+			entries = append(entries, e)
+		}
+	}
+	return table, entries, nil
+}
+
 // unixEntry is one line of /proc/net/unix.
 type unixEntry struct {
 	flags uint64
 	typ   uint64
+	inode uint64
 	path  string // "" when unbound; "@name" when abstract
 }
 
@@ -123,10 +186,11 @@ func parseUnix(line string) (unixEntry, bool) {
 	}
 	flags, err1 := strconv.ParseUint(fields[3], 16, 32)
 	typ, err2 := strconv.ParseUint(fields[4], 16, 16)
-	if err1 != nil || err2 != nil {
+	inode, err3 := strconv.ParseUint(fields[6], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return unixEntry{}, false
 	}
-	e := unixEntry{flags: flags, typ: typ}
+	e := unixEntry{flags: flags, typ: typ, inode: inode}
 	if rest != "" {
 		e.path = rest[1:]
 	}
@@ -169,39 +233,59 @@ func pathMatcher(path string) func(string) bool {
 const (
 	tcpEstablished = 0x01
 	tcpSynRecv     = 0x03
+	tcpListen      = 0x0A
 )
 
 // tcpConns counts the open connections whose local address is addr.
 func tcpConns(procRoot, addr string) (int, error) {
-	host, portText, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0, fmt.Errorf("count connections: %w", err)
-	}
-	port, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("count connections to %s: port %q", addr, portText)
-	}
-	ips, err := hostAddrs(host)
+	socks, err := tcpSockets(procRoot, addr, false)
 	if err != nil {
 		return 0, fmt.Errorf("count connections to %s: %w", addr, err)
 	}
-	n := 0
+	return len(socks), nil
+}
+
+// tcpSocket is an entry of /proc/net/tcp or tcp6.
+type tcpSocket struct {
+	ip    netip.Addr // unmapped
+	port  uint16
+	inode uint64
+}
+
+// tcpSockets returns the entries of net/tcp and net/tcp6 under procRoot
+// whose local address is addr: its open connections, or with listening
+// its listeners, which include those on the unspecified address.
+func tcpSockets(procRoot, addr string, listening bool) ([]tcpSocket, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("port %q", portText)
+	}
+	ips, err := hostAddrs(host)
+	if err != nil {
+		return nil, err
+	}
+	var socks []tcpSocket
 	for _, name := range []string{"tcp", "tcp6"} {
 		table := filepath.Join(procRoot, "net", name)
-		b, err := os.ReadFile(table)
+		f, err := os.Open(table)
 		if name == "tcp6" && errors.Is(err, fs.ErrNotExist) {
 			continue // no IPv6 in this kernel
 		}
 		if err != nil {
-			return 0, fmt.Errorf("count connections to %s: %w", addr, err)
+			return nil, err
 		}
-		c, err := countTCP(table, string(b), ips, uint16(port))
+		s, err := scanTCP(table, f, ips, uint16(port), listening)
+		f.Close()
 		if err != nil {
-			return 0, fmt.Errorf("count connections to %s: %w", addr, err)
+			return nil, err
 		}
-		n += c
+		socks = append(socks, s...)
 	}
-	return n, nil
+	return socks, nil
 }
 
 // hostAddrs returns the addresses of host, unmapped: an IP, or a name's
@@ -222,34 +306,55 @@ func hostAddrs(host string) ([]netip.Addr, error) {
 	return ips, nil
 }
 
-// countTCP counts the lines of a /proc/net/tcp or tcp6 table whose local
+// scanTCP returns the lines of a /proc/net/tcp or tcp6 table whose local
 // address is one of ips (any, when ips is one unspecified address) on
-// port, in a state that holds a connection open.
-func countTCP(table, text string, ips []netip.Addr, port uint16) (int, error) {
-	header, body, _ := strings.Cut(text, "\n")
-	if !strings.Contains(header, "local_address") {
-		return 0, fmt.Errorf("%s: unexpected header %q", table, header)
+// port, in a state that holds a connection open, or with listening in
+// state LISTEN, where the unspecified address matches too.
+//
+// The kernel lists the listening sockets first, from their own hash
+// table, and then all the others (tcp_seq_next), so a look for listeners
+// stops at the first line that is not one: a busy host's table holds
+// thousands of connections and TIME_WAIT sockets, which the kernel would
+// otherwise write out, taking a good part of a second.
+func scanTCP(table string, r io.Reader, ips []netip.Addr, port uint16, listening bool) ([]tcpSocket, error) {
+	lines := bufio.NewScanner(r)
+	if !lines.Scan() || !strings.Contains(lines.Text(), "local_address") {
+		return nil, errors.Join(fmt.Errorf("%s: unexpected header %q", table, lines.Text()), lines.Err())
 	}
 	anyIP := len(ips) == 1 && ips[0].IsUnspecified()
-	n := 0
-	for line := range strings.Lines(body) {
-		f := strings.Fields(line)
+	var socks []tcpSocket
+	for lines.Scan() {
+		f := strings.Fields(lines.Text())
 		if len(f) < 4 {
 			continue
 		}
 		st, err := strconv.ParseUint(f[3], 16, 8)
-		if err != nil || st != tcpEstablished && st != tcpSynRecv {
+		if err == nil && listening && st != tcpListen {
+			break
+		}
+		if err != nil || !listening && st != tcpEstablished && st != tcpSynRecv {
 			continue
 		}
 		ip, p, err := parseSockAddr(f[1])
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", table, err)
+			return nil, fmt.Errorf("%s: %w", table, err)
 		}
-		if p == port && (anyIP || containsAddr(ips, ip)) {
-			n++
+		// :: takes IPv4 connections too (unless IPV6_V6ONLY, which the
+		// table does not show); 0.0.0.0 only those.
+		wildcard := listening && ip.IsUnspecified() && (ip.Is6() || slices.ContainsFunc(ips, netip.Addr.Is4))
+		if p != port || !anyIP && !containsAddr(ips, ip) && !wildcard {
+			continue
 		}
+		s := tcpSocket{ip: ip, port: p}
+		if len(f) > 9 {
+			s.inode, _ = strconv.ParseUint(f[9], 10, 64) // 0: no holder will be found
+		}
+		socks = append(socks, s)
 	}
-	return n, nil
+	if err := lines.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", table, err)
+	}
+	return socks, nil
 }
 
 func containsAddr(ips []netip.Addr, ip netip.Addr) bool {

@@ -2,59 +2,17 @@ package nginx
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/internal/fakeproc"
 )
-
-// Socket table lines as the kernel writes them (net/unix/af_unix.c
-// unix_seq_show, net/ipv4/tcp_ipv4.c get_tcp4_sock).
-const (
-	unixHeader = "Num       RefCount Protocol Flags    Type St Inode Path\n"
-	tcpHeader  = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-	tcp6Header = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-)
-
-// Flags, types and states of the tables.
-const (
-	listening                                         = 0x10000 // __SO_ACCEPTCON
-	stream                                            = 1
-	dgram                                             = 2
-	ssConnecting, ssConnected                         = 2, 3
-	established, synRecv, timeWait, closeWait, listen = 0x01, 0x03, 0x06, 0x08, 0x0A
-)
-
-// unixLine is a line of /proc/net/unix; path "" for an unbound socket.
-func unixLine(flags, typ, st, inode int, path string) string {
-	line := fmt.Sprintf("%016x: %08X %08X %08X %04X %02X %5d", 0, 2, 0, flags, typ, st, inode)
-	if path != "" {
-		line += " " + path
-	}
-	return line + "\n"
-}
-
-// tcpLine is a line of /proc/net/tcp or tcp6.
-func tcpLine(local, remote string, st int) string {
-	return fmt.Sprintf("%4d: %s %s %02X 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0000000000000000 20 4 30 10 -1\n",
-		0, procAddr(local), procAddr(remote), st)
-}
-
-// procAddr writes "ip:port" as the kernel does: the address as 32-bit
-// words in host byte order, each %08X, and the port %04X.
-func procAddr(hostport string) string {
-	ap := netip.MustParseAddrPort(hostport)
-	b := ap.Addr().AsSlice()
-	var s strings.Builder
-	for i := 0; i < len(b); i += 4 {
-		fmt.Fprintf(&s, "%08X", binary.NativeEndian.Uint32(b[i:]))
-	}
-	return fmt.Sprintf("%s:%04X", s.String(), ap.Port())
-}
 
 func TestParseSockAddr(t *testing.T) {
 	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
@@ -70,8 +28,8 @@ func TestParseSockAddr(t *testing.T) {
 		if err != nil || netip.AddrPortFrom(ip, port).String() != want {
 			t.Errorf("parseSockAddr(%s) = %s, %d, %v; want %s", text, ip, port, err, want)
 		}
-		if got := procAddr(want); len(got) == len(text) && got != text {
-			t.Errorf("procAddr(%s) = %s, want %s", want, got, text)
+		if got := fakeproc.Addr(want); len(got) == len(text) && got != text {
+			t.Errorf("fakeproc.Addr(%s) = %s, want %s", want, got, text)
 		}
 	}
 	for _, bad := range []string{"", "0100007F", "0100007F:", "0100007G:0FA0", "01007F:0FA0", "0100007F:10000"} {
@@ -86,45 +44,38 @@ func TestParseSockAddr(t *testing.T) {
 func procDir(t *testing.T, tables map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, "net"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, text := range tables {
-		if err := os.WriteFile(filepath.Join(root, "net", name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fakeproc.Tables(t, root, tables)
 	return root
 }
 
 func TestConns(t *testing.T) {
-	unixTable := unixHeader +
-		unixLine(listening, stream, 1, 100, "/run/app/4000.sock") +
-		unixLine(0, stream, ssConnected, 101, "/run/app/4000.sock") + // accepted
-		unixLine(0, stream, ssConnecting, 102, "/run/app/4000.sock") + // waiting in the queue
-		unixLine(0, stream, ssConnected, 103, "") + // nginx's end: unbound
-		unixLine(0, stream, ssConnected, 104, "/run/app/4000.sock.old") +
-		unixLine(0, stream, ssConnected, 105, "@/run/app/4000.sock") + // abstract
-		unixLine(0, dgram, 1, 106, "/run/app/4001.sock") +
-		unixLine(listening, stream, 1, 107, "/run/app/4001.sock") +
-		unixLine(listening, stream, 1, 1234567, "/run/my app/a b.sock") +
-		unixLine(0, stream, ssConnected, 1234568, "/run/my app/a b.sock") +
-		unixLine(0, stream, ssConnected, 1234569, "/run/my app/a b.sock ") +
-		unixLine(0, 5, ssConnected, 5, "/run//app/./4000.sock") // seqpacket, spelled otherwise
-	tcpTable := tcpHeader +
-		tcpLine("127.0.0.1:4000", "0.0.0.0:0", listen) +
-		tcpLine("127.0.0.1:4000", "127.0.0.1:51000", established) +
-		tcpLine("127.0.0.1:4000", "127.0.0.1:51001", synRecv) +
-		tcpLine("127.0.0.1:4000", "127.0.0.1:51002", closeWait) +
-		tcpLine("127.0.0.1:4000", "127.0.0.1:51003", timeWait) +
-		tcpLine("127.0.0.1:51004", "127.0.0.1:4000", established) + // the client's end
-		tcpLine("10.0.0.5:4000", "10.0.0.9:40000", established) +
-		tcpLine("127.0.0.1:4001", "127.0.0.1:51005", established)
-	tcp6Table := tcp6Header +
-		tcpLine("[::]:4000", "[::]:0", listen) +
-		tcpLine("[::ffff:127.0.0.1]:4000", "[::ffff:127.0.0.1]:52000", established) + // a dual-stack listener's
-		tcpLine("[::1]:4000", "[::1]:52001", established) +
-		tcpLine("[::1]:4001", "[::1]:52002", established)
+	unixTable := fakeproc.UnixHeader +
+		fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 100, "/run/app/4000.sock") +
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 101, "/run/app/4000.sock") + // accepted
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnecting, 102, "/run/app/4000.sock") + // waiting in the queue
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 103, "") + // nginx's end: unbound
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 104, "/run/app/4000.sock.old") +
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 105, "@/run/app/4000.sock") + // abstract
+		fakeproc.UnixLine(0, fakeproc.Dgram, 1, 106, "/run/app/4001.sock") +
+		fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 107, "/run/app/4001.sock") +
+		fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 1234567, "/run/my app/a b.sock") +
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 1234568, "/run/my app/a b.sock") +
+		fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 1234569, "/run/my app/a b.sock ") +
+		fakeproc.UnixLine(0, 5, fakeproc.SSConnected, 5, "/run//app/./4000.sock") // seqpacket, spelled otherwise
+	tcpTable := fakeproc.TCPHeader +
+		fakeproc.TCPLine("127.0.0.1:4000", "0.0.0.0:0", fakeproc.Listen, 0) +
+		fakeproc.TCPLine("127.0.0.1:4000", "127.0.0.1:51000", fakeproc.Established, 0) +
+		fakeproc.TCPLine("127.0.0.1:4000", "127.0.0.1:51001", fakeproc.SynRecv, 0) +
+		fakeproc.TCPLine("127.0.0.1:4000", "127.0.0.1:51002", fakeproc.CloseWait, 0) +
+		fakeproc.TCPLine("127.0.0.1:4000", "127.0.0.1:51003", fakeproc.TimeWait, 0) +
+		fakeproc.TCPLine("127.0.0.1:51004", "127.0.0.1:4000", fakeproc.Established, 0) + // the client's end
+		fakeproc.TCPLine("10.0.0.5:4000", "10.0.0.9:40000", fakeproc.Established, 0) +
+		fakeproc.TCPLine("127.0.0.1:4001", "127.0.0.1:51005", fakeproc.Established, 0)
+	tcp6Table := fakeproc.TCP6Header +
+		fakeproc.TCPLine("[::]:4000", "[::]:0", fakeproc.Listen, 0) +
+		fakeproc.TCPLine("[::ffff:127.0.0.1]:4000", "[::ffff:127.0.0.1]:52000", fakeproc.Established, 0) + // a dual-stack listener's
+		fakeproc.TCPLine("[::1]:4000", "[::1]:52001", fakeproc.Established, 0) +
+		fakeproc.TCPLine("[::1]:4001", "[::1]:52002", fakeproc.Established, 0)
 	root := procDir(t, map[string]string{"unix": unixTable, "tcp": tcpTable, "tcp6": tcp6Table})
 
 	for _, tt := range []struct {
@@ -138,7 +89,7 @@ func TestConns(t *testing.T) {
 		{"a unix path with spaces is the rest of the line", "unix:/run/my app/a b.sock", 1},
 		{"a unix path nobody binds has none", "unix:/run/app/4002.sock", 0},
 		{"an abstract socket never matches a path", "unix:@/run/app/4000.sock", 0},
-		{"an IPv4 slot counts established and half-open connections of both tables", "127.0.0.1:4000", 3},
+		{"an IPv4 slot counts fakeproc.Established and half-open connections of both tables", "127.0.0.1:4000", 3},
 		{"another port is another slot", "127.0.0.1:4001", 1},
 		{"an IPv6 slot", "[::1]:4000", 1},
 		{"an unspecified host counts every local address on the port", "0.0.0.0:4000", 5},
@@ -169,10 +120,10 @@ func TestConns(t *testing.T) {
 		{"no tcp table", map[string]string{"tcp6": tcp6Table}, "127.0.0.1:4000", "no such file"},
 		{"a unix table in another format", map[string]string{"unix": "Path\n/run/app.sock\n"}, "unix:/run/app.sock", "unexpected header"},
 		{"a tcp table in another format", map[string]string{"tcp": "sl local\n"}, "127.0.0.1:4000", "unexpected header"},
-		{"a tcp line that does not read", map[string]string{"tcp": tcpHeader + "   0: 0100007F 00000000:0000 01 0\n"}, "127.0.0.1:4000", `address "0100007F"`},
-		{"unix: without a path", map[string]string{"unix": unixHeader}, "unix:", "without a path"},
-		{"an address without a port", map[string]string{"tcp": tcpHeader}, "127.0.0.1", "missing port"},
-		{"a port that is no port", map[string]string{"tcp": tcpHeader}, "127.0.0.1:http", `port "http"`},
+		{"a tcp line that does not read", map[string]string{"tcp": fakeproc.TCPHeader + "   0: 0100007F 00000000:0000 01 0\n"}, "127.0.0.1:4000", `address "0100007F"`},
+		{"unix: without a path", map[string]string{"unix": fakeproc.UnixHeader}, "unix:", "without a path"},
+		{"an address without a port", map[string]string{"tcp": fakeproc.TCPHeader}, "127.0.0.1", "missing port"},
+		{"a port that is no port", map[string]string{"tcp": fakeproc.TCPHeader}, "127.0.0.1:http", `port "http"`},
 	} {
 		t.Run(tt.name+" is an error", func(t *testing.T) {
 			root := procDir(t, tt.tables)
@@ -190,7 +141,7 @@ func TestConns(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		root := procDir(t, map[string]string{"unix": unixHeader + unixLine(listening, stream, 1, 100, "app.sock")})
+		root := procDir(t, map[string]string{"unix": fakeproc.UnixHeader + fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 100, "app.sock")})
 		n, err := Conns(root, "unix:"+path)
 		if err == nil || !strings.Contains(err.Error(), "no listener in "+filepath.Join(root, "net", "unix")+" has that path") {
 			t.Errorf("Conns = %d, %v; want an error that no listener has the path", n, err)
@@ -342,4 +293,49 @@ func TestConnsOnTheKernel(t *testing.T) {
 		dial(t, ln, "tcp6", ln.Addr().String())
 		want(t, ln.Addr().String(), n)
 	})
+}
+
+func TestListeners(t *testing.T) {
+	root := procDir(t, map[string]string{
+		// The listeners first, as the kernel writes the table.
+		"tcp": fakeproc.TCPHeader +
+			fakeproc.TCPLine("127.0.0.1:4001", "0.0.0.0:0", fakeproc.Listen, 11) +
+			fakeproc.TCPLine("0.0.0.0:4001", "0.0.0.0:0", fakeproc.Listen, 12) + // a squatter on every address
+			fakeproc.TCPLine("10.0.0.5:4001", "0.0.0.0:0", fakeproc.Listen, 13) + // another address
+			fakeproc.TCPLine("127.0.0.1:4000", "0.0.0.0:0", fakeproc.Listen, 15) +
+			fakeproc.TCPLine("127.0.0.1:4001", "127.0.0.1:51000", fakeproc.Established, 14) +
+			fakeproc.TCPLine("127.0.0.1:4001", "0.0.0.0:0", fakeproc.Listen, 16), // not read: the listeners are over
+		"tcp6": fakeproc.TCP6Header +
+			fakeproc.TCPLine("[::]:4001", "[::]:0", fakeproc.Listen, 21) +
+			fakeproc.TCPLine("[::ffff:127.0.0.1]:4001", "[::]:0", fakeproc.Listen, 22) +
+			fakeproc.TCPLine("[::1]:4001", "[::]:0", fakeproc.Listen, 23),
+		"unix": fakeproc.UnixHeader +
+			fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 31, "/run/app/4001.sock") +
+			fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 32, "/run/app/4001.sock") + // a stale one, its file replaced
+			fakeproc.UnixLine(0, fakeproc.Stream, fakeproc.SSConnected, 33, "/run/app/4001.sock") +
+			fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, 34, "/run/app/4000.sock"),
+	})
+	for _, tt := range []struct {
+		name string
+		addr string
+		want []Listener
+	}{
+		{"an IPv4 slot: its own, the wildcards and the v4-mapped, in tcp and tcp6", "127.0.0.1:4001", []Listener{
+			{11, "127.0.0.1:4001"}, {12, "0.0.0.0:4001"}, {21, "[::]:4001"}, {22, "127.0.0.1:4001"},
+		}},
+		{"an IPv6 slot: not the IPv4 wildcard", "[::1]:4001", []Listener{{21, "[::]:4001"}, {23, "[::1]:4001"}}},
+		{"an unspecified host: every listener on the port", "0.0.0.0:4000", []Listener{{15, "127.0.0.1:4000"}}},
+		{"a port nothing listens on", "127.0.0.1:4002", nil},
+		{"a unix path: every listener with it, stale ones too", "unix:/run/app/4001.sock", []Listener{{31, "/run/app/4001.sock"}, {32, "/run/app/4001.sock"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Listeners(root, tt.addr)
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("Listeners(%s) = %v, %v; want %v", tt.addr, got, err, tt.want)
+			}
+		})
+	}
+	if _, err := Listeners(procDir(t, nil), "127.0.0.1:4001"); err == nil || !strings.Contains(err.Error(), "find the listeners on 127.0.0.1:4001") {
+		t.Errorf("Listeners without a table: %v; want an error", err)
+	}
 }

@@ -187,3 +187,77 @@ func (p Procs) ShuttingDown(pids []int) []int {
 	}
 	return out
 }
+
+// Holders returns, for each socket inode of ls that some process holds,
+// the PIDs holding a descriptor of it, read from <Root>/PID/fd links
+// ("socket:[INODE]"). Denied reports that some process's descriptors
+// could not be read: a caller who is not root cannot read other users'.
+// A process that exits during the walk is skipped.
+func (p Procs) Holders(ls []Listener) (holders map[uint64][]int, denied bool, err error) {
+	want := map[string]uint64{}
+	for _, l := range ls {
+		want["socket:["+strconv.FormatUint(l.Inode, 10)+"]"] = l.Inode
+	}
+	entries, err := os.ReadDir(p.Root)
+	if err != nil {
+		return nil, false, fmt.Errorf("list processes: %w", err)
+	}
+	holders = map[uint64][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join(p.Root, e.Name(), "fd")
+		fds, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrPermission) {
+			denied = true
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(dir, fd.Name()))
+			denied = denied || errors.Is(err, fs.ErrPermission)
+			if inode, ok := want[link]; ok && !slices.Contains(holders[inode], pid) {
+				holders[inode] = append(holders[inode], pid)
+			}
+		}
+	}
+	return holders, denied, nil
+}
+
+// Cgroup returns pid's cgroup in systemd's hierarchy, as a unit's
+// ControlGroup property names it: the path of the "0::" line of
+// <Root>/PID/cgroup (cgroup v2), or of the "name=systemd" line where there
+// is one (v1 and hybrid, where systemd's own hierarchy is that one).
+func (p Procs) Cgroup(pid int) (string, error) {
+	path := filepath.Join(p.Root, strconv.Itoa(pid), "cgroup")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	cg := ""
+	for line := range strings.Lines(string(b)) {
+		_, rest, _ := strings.Cut(strings.TrimSuffix(line, "\n"), ":")
+		controllers, dir, ok := strings.Cut(rest, ":")
+		switch {
+		case ok && controllers == "name=systemd":
+			return dir, nil
+		case ok && controllers == "" && strings.HasPrefix(line, "0:"):
+			cg = dir
+		}
+	}
+	if cg == "" {
+		return "", fmt.Errorf("%s: no systemd or cgroup v2 line", path)
+	}
+	return cg, nil
+}
+
+// Comm returns pid's program name (<Root>/PID/comm), or "?" when it cannot
+// be read.
+func (p Procs) Comm(pid int) string {
+	b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}

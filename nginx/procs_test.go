@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/edgeswitch/edgeswitch/internal/fakeproc"
 )
 
 // proc is one process of a fake /proc tree.
@@ -338,5 +341,81 @@ func TestShuttingDownReadsNginxsProcessTitle(t *testing.T) {
 	got := Procs{Root: root}.ShuttingDown([]int{11, 12, 13, 14})
 	if len(got) != 1 || got[0] != 12 {
 		t.Errorf("ShuttingDown = %v, want [12]", got)
+	}
+}
+
+func TestHolders(t *testing.T) {
+	root := fakeProc(t)
+	fakeproc.Process(t, root, 300, "app", "0::/app.slice/app@4001.service\n", 11, 12)
+	fakeproc.Process(t, root, 301, "app", "0::/app.slice/app@4001.service\n", 11) // a forked worker shares it
+	fakeproc.Process(t, root, 666, "nc", "0::/user.slice\n", 13)
+	fakeproc.Process(t, root, 700, "sleep", "0::/\n")
+	ls := []Listener{{Inode: 11}, {Inode: 13}, {Inode: 14}}
+
+	holders, denied, err := Procs{root}.Holders(ls)
+	want := map[uint64][]int{11: {300, 301}, 13: {666}}
+	if err != nil || denied || !cmp.Equal(holders, want) {
+		t.Errorf("Holders = %v, denied %v, %v; want %v", holders, denied, err, want)
+	}
+
+	t.Run("another user's descriptors are denied, not missing", func(t *testing.T) {
+		fakeproc.Deny(t, root, 666)
+		fakeproc.AsOtherUser(t, func() {
+			holders, denied, err = Procs{root}.Holders(ls)
+		})
+		want := map[uint64][]int{11: {300, 301}}
+		if err != nil || !denied || !cmp.Equal(holders, want) {
+			t.Errorf("Holders = %v, denied %v, %v; want %v, denied", holders, denied, err, want)
+		}
+	})
+}
+
+func TestCgroup(t *testing.T) {
+	root := fakeProc(t)
+	const unit = "/system.slice/app@4001.service"
+	for pid, file := range map[int]string{
+		300: "0::" + unit + "\n",                                                           // cgroup v2
+		301: "12:pids:/system.slice/app@4001.service\n1:name=systemd:" + unit + "\n0::/\n", // hybrid: systemd's hierarchy is name=systemd
+		302: "2:cpu,cpuacct:/\n1:name=systemd:" + unit + "\n",                              // v1
+		303: "0::" + unit + "/worker\n",                                                    // a cgroup below the unit's
+	} {
+		fakeproc.Process(t, root, pid, "app", file)
+	}
+	fakeproc.Process(t, root, 304, "app", "4:memory:/x\n")
+	for pid, want := range map[int]string{300: unit, 301: unit, 302: unit, 303: unit + "/worker"} {
+		if got, err := (Procs{root}).Cgroup(pid); err != nil || got != want {
+			t.Errorf("Cgroup(%d) = %q, %v; want %q", pid, got, err, want)
+		}
+	}
+	if got, err := (Procs{root}).Cgroup(304); err == nil {
+		t.Errorf("Cgroup without systemd's line = %q; want an error", got)
+	}
+	if got := (Procs{root}).Comm(300); got != "app" {
+		t.Errorf("Comm = %q, want app", got)
+	}
+	if got := (Procs{root}).Comm(999); got != "?" {
+		t.Errorf("Comm of a process that is gone = %q, want ?", got)
+	}
+}
+
+// TestHoldersOnTheKernel: this process's own listener is found in the
+// kernel's tables, held by this process, in the cgroup /proc/self says.
+func TestHoldersOnTheKernel(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ls, err := Listeners("/proc", ln.Addr().String())
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("Listeners(%s) = %v, %v; want this test's", ln.Addr(), ls, err)
+	}
+	p := Procs{"/proc"}
+	holders, _, err := p.Holders(ls)
+	if err != nil || !slices.Equal(holders[ls[0].Inode], []int{os.Getpid()}) {
+		t.Errorf("Holders = %v, %v; want this process, %d", holders, err, os.Getpid())
+	}
+	if _, err := p.Cgroup(os.Getpid()); err != nil {
+		t.Error(err)
 	}
 }

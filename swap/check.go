@@ -67,6 +67,10 @@ func Check(ctx context.Context, o Options, env Env) []CheckItem {
 			answer = fmt.Sprintf("slot %d is not started yet: the first switch starts it (%s --to %d)", listed[0].Port, o.command("switch"), listed[0].Port)
 		} else if healthy, a := newHealthCheck(o, o.servingAt(listed[0]), env.HTTP).probe(ctx); !healthy {
 			err = fmt.Errorf("slot %d answers %s on %s; start it or fix the app (%s status %s)", listed[0].Port, a, o.HealthPath, o.Systemctl(), listed[0].Unit)
+		} else if who, ok, a := lookAtListeners(ctx, env, o.servingAt(listed[0]), a); who == listenerForeign {
+			err = fmt.Errorf("slot %d: %s; stop that process, which may take the slot's traffic", listed[0].Port, a)
+		} else if !ok {
+			err = fmt.Errorf("slot %d answers %s", listed[0].Port, a)
 		} else {
 			answer = fmt.Sprintf("slot %d answers %s", listed[0].Port, a)
 		}

@@ -5,13 +5,16 @@
 //	          second switch fails fast
 //	read      the slots the router lists now (package route)
 //	decide    the target: --to, or the slot that is not live
-//	preflight the router's checks (nginx active, nginx -t), the slot's unit
+//	preflight the router's checks (nginx active, nginx -t), the slot's unit,
+//	          its address not taken by another process
 //	pre-start the hook that installs the build, if any (each hook runs as
 //	          the caller, in a scope of its own, within hook-timeout)
 //	start     (re)start the target slot's unit over D-Bus
-//	health    poll the target over HTTP until it answers as expected
+//	health    poll the target over HTTP until it answers as expected,
+//	          from a socket only its unit's processes listen on
 //	warmup    with warmup paths: requests to the target before traffic moves
 //	rewrite   show the router's planned change, as a diff
+//	listener  prove that again, just before traffic moves
 //	validate  the router's steps: write the file atomically and nginx -t,
 //	reload    ReloadUnit over D-Bus (never a restart),
 //	confirm   a new generation of nginx's workers

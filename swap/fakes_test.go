@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/edgeswitch/edgeswitch/internal/fakeproc"
 	"github.com/edgeswitch/edgeswitch/route"
 )
 
@@ -59,19 +61,31 @@ type fakeSystemd struct {
 	// scopes are the hooks' transient scopes, each the process group of
 	// its first PID: what the fake kills in one.
 	scopes map[string]int
+	// cgroups are the units' ControlGroup while they run.
+	cgroups map[string]string
+	// changed runs after each change of a unit's state, outside the lock.
+	changed func()
 }
 
 var _ Systemd = (*fakeSystemd)(nil)
 
 func newFakeSystemd() *fakeSystemd {
 	return &fakeSystemd{units: map[string]unitState{}, faults: map[string]fault{},
-		enabled: map[string]bool{}, static: map[string]bool{}, scopes: map[string]int{}}
+		enabled: map[string]bool{}, static: map[string]bool{}, scopes: map[string]int{}, cgroups: map[string]string{}}
 }
 
 func (f *fakeSystemd) set(unit string, s unitState) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.units[unit] = s
+	f.mu.Unlock()
+	f.tell()
+}
+
+// tell runs changed, if set.
+func (f *fakeSystemd) tell() {
+	if f.changed != nil {
+		f.changed()
+	}
 }
 
 func (f *fakeSystemd) state(unit string) unitState {
@@ -170,6 +184,20 @@ func (f *fakeSystemd) ResetFailedUnitContext(_ context.Context, unit string) err
 	return nil
 }
 
+// GetServicePropertyContext gives a unit's ControlGroup while it runs.
+func (f *fakeSystemd) GetServicePropertyContext(_ context.Context, unit, name string) (*dbus.Property, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if name != "ControlGroup" {
+		return nil, fmt.Errorf("fake systemd: no property %s", name)
+	}
+	cg := ""
+	if running(cmp.Or(f.units[unit], unitUnknown).active) {
+		cg = f.cgroups[unit]
+	}
+	return &dbus.Property{Name: name, Value: godbus.MakeVariant(cg)}, nil
+}
+
 func (f *fakeSystemd) StartUnitContext(_ context.Context, unit, _ string, ch chan<- string) (int, error) {
 	return f.job("start", unit, ch, unitUp)
 }
@@ -207,6 +235,7 @@ func (f *fakeSystemd) KillUnitWithTarget(_ context.Context, name string, _ dbus.
 // in state done and reports "done". A start that fails leaves the unit
 // failed; a stop that fails leaves it as it was.
 func (f *fakeSystemd) job(call, unit string, ch chan<- string, done unitState) (int, error) {
+	defer f.tell()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := call + " " + unit
@@ -495,8 +524,13 @@ type rig struct {
 	ev     *events
 	client *http.Client
 	procs  string
-	ctx    context.Context
-	cancel context.CancelFunc
+	// squatted: a process outside the slot units listens on slot i's
+	// address in the rig's /proc.
+	squatted [2]bool
+	// onEvent, if set, sees each event the switch reports, as it comes.
+	onEvent func(Event)
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // newRig sets up the usual start: slot a listed and running, b stopped,
@@ -516,6 +550,7 @@ func newRig(t *testing.T) *rig {
 	r.sd.set(r.unit(a), unitUp)
 	r.sd.set(r.unit(b), unitDown)
 	r.sd.enabled[r.unit(a)] = true
+	r.fakeProc()
 	r.ctx, r.cancel = context.WithCancel(t.Context())
 	t.Cleanup(r.cancel)
 	return r
@@ -541,9 +576,14 @@ func (r *rig) env() Env {
 		ProcRoot: r.procs,
 		HTTP:     r.client,
 		Now:      time.Now,
-		Report:   r.ev.add,
-		Login:    "tester",
-		Router:   func(Options) Router { return r.rt },
+		Report: func(ev Event) {
+			r.ev.add(ev)
+			if r.onEvent != nil {
+				r.onEvent(ev)
+			}
+		},
+		Login:  "tester",
+		Router: func(Options) Router { return r.rt },
 	}
 }
 
@@ -661,4 +701,56 @@ func (r *rig) appendHistory(result string, from, to int) {
 	if err := appendHistory(r.o.StateDir, Record{Upstream: r.o.Upstream, From: r.o.slot(r.port(from)).port(), To: r.port(to), Result: result}); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// The rig's /proc has a process per slot (slotPID+i), in its unit's
+// cgroup, which listens on the slot's address while the unit runs, and a
+// squatter, which listens on a slot's address once squat says so.
+const (
+	slotPID    = 300
+	squatPID   = 666
+	squatCG    = "/user.slice/user-65534.slice/session-1.scope"
+	slotInode  = 5000 // + i: slot i's TCP socket; +100: its unix socket
+	squatInode = 6000 // + i, as for the slots
+)
+
+// fakeProc writes the processes of the rig's /proc, and its socket tables
+// from now on, whenever a unit's state changes.
+func (r *rig) fakeProc() {
+	for i := range 2 {
+		cg := "/app.slice/" + r.unit(i)
+		r.sd.cgroups[r.unit(i)] = cg
+		// Hybrid, as on Debian 12 hosts: systemd's own hierarchy first.
+		fakeproc.Process(r.t, r.procs, slotPID+i, "app", "1:name=systemd:"+cg+"\n0::"+cg+"\n", slotInode+i, slotInode+100+i)
+	}
+	fakeproc.Process(r.t, r.procs, squatPID, "squat", "0::"+squatCG+"\n", squatInode, squatInode+1, squatInode+100, squatInode+101)
+	r.sd.changed = r.writeTables
+	r.writeTables()
+}
+
+// writeTables writes the socket tables of the rig's /proc as the units'
+// states and the squatter say.
+func (r *rig) writeTables() {
+	tcp, unix := fakeproc.TCPHeader, fakeproc.UnixHeader
+	listen := func(i, inode int) {
+		tcp += fakeproc.TCPLine(r.o.TCPAddr(r.port(i)).String(), "0.0.0.0:0", fakeproc.Listen, inode+i)
+		if path, ok := r.addr(i).Socket(); ok {
+			unix += fakeproc.UnixLine(fakeproc.Listening, fakeproc.Stream, 1, inode+100+i, path)
+		}
+	}
+	for i := range 2 {
+		if r.running(i) {
+			listen(i, slotInode)
+		}
+		if r.squatted[i] {
+			listen(i, squatInode)
+		}
+	}
+	fakeproc.Tables(r.t, r.procs, map[string]string{"tcp": tcp, "tcp6": fakeproc.TCP6Header, "unix": unix})
+}
+
+// squat makes the squatter listen on slot i's address.
+func (r *rig) squat(i int) {
+	r.squatted[i] = true
+	r.writeTables()
 }

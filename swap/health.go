@@ -27,6 +27,9 @@ type healthCheck struct {
 	interval time.Duration
 	socket   bool // the slot listens on a unix socket
 	client   *http.Client
+	// own proves that an accepted answer is the slot's own (proveOwner);
+	// nil takes any answer.
+	own func(context.Context) error
 }
 
 // healthBodyMax bounds what is read of a health answer's body for
@@ -199,7 +202,8 @@ func firstLine(body []byte) string {
 // over, or when that one returns if it took longer: polls never overlap.
 // Failed polls are checked with alive and told to poll once an interval,
 // not at each fast poll: the fast polls add neither D-Bus calls nor
-// progress events.
+// progress events. An answer own cannot prove the slot's is not
+// accepted, and one another process may have given ends the wait.
 func (h healthCheck) wait(ctx context.Context, alive func() error, poll func(n int, last string)) (int, error) {
 	begin := time.Now()
 	var told time.Time // start of the last failed poll told
@@ -219,7 +223,17 @@ func (h healthCheck) wait(ctx context.Context, alive func() error, poll func(n i
 				}
 				return n, fmt.Errorf("%w; yet %s answered %s: another process holds the %s", err, h.url, answer, held)
 			}
-			return n, nil
+			if h.own == nil {
+				return n, nil
+			}
+			err := h.own(ctx)
+			if err == nil {
+				return n, nil
+			}
+			if errors.Is(err, errSquatted) {
+				return n, fmt.Errorf("%s answered %s, but %w: that answer may not be the slot's; stop that process and switch again", h.url, answer, err)
+			}
+			answer += ", but " + err.Error()
 		}
 		if ctx.Err() != nil { // the probe was cut short: its answer is the deadline, not the app's
 			return n, fmt.Errorf("no healthy answer from %s after %d polls (%w); last answer: %s", h.url, n, context.Cause(ctx), last)

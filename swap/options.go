@@ -279,6 +279,9 @@ func parseStatus(s string) ([]statusRange, error) {
 // app slots; nginx is only ever reloaded.
 type Systemd interface {
 	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]interface{}, error)
+	// GetServicePropertyContext reads a slot's ControlGroup: whose
+	// processes may answer for it.
+	GetServicePropertyContext(ctx context.Context, unit string, propertyName string) (*dbus.Property, error)
 	StartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)
 	RestartUnitContext(ctx context.Context, name string, mode string, ch chan<- string) (int, error)

@@ -53,6 +53,12 @@ type SlotStatus struct {
 	Enabled bool       `json:"enabled"`         // it starts at boot
 	Healthy bool       `json:"healthy"`
 	Answer  string     `json:"answer"` // the health answer, or why there is none
+	// Listener says, for a live slot that answers, who listens on its
+	// address: "own" (only its unit's processes), "unverified" (a user who
+	// is not root cannot see other users' descriptors), "foreign" (another
+	// process, which may take its traffic: then it is not healthy) or
+	// "unproven" (no listener its unit holds was found).
+	Listener string `json:"listener,omitempty"`
 }
 
 // NginxStatus is nginx's unit and its workers.
@@ -86,7 +92,11 @@ func ReadStatus(ctx context.Context, o Options, env Env) (*Status, error) {
 		st.Live = &listed[0].Port
 	}
 	for _, slot := range o.Slots() {
-		st.Slots = append(st.Slots, slotStatus(ctx, o, env, slot))
+		ss := slotStatus(ctx, o, env, slot)
+		if ss.Healthy && slices.Contains(listed, slot) {
+			ss.Listener, ss.Healthy, ss.Answer = lookAtListeners(ctx, env, o.servingAt(slot), ss.Answer)
+		}
+		st.Slots = append(st.Slots, ss)
 	}
 	p, err := r.Describe(ctx)
 	if err != nil {
@@ -158,6 +168,8 @@ func problems(o Options, st *Status, untrusted error) []string {
 	for _, s := range st.Slots {
 		live := s.Port == *st.Live
 		switch {
+		case live && s.Listener == listenerForeign:
+			ps = append(ps, fmt.Sprintf("slot %d is live but %s: stop that process, which may take the slot's traffic", s.Port, s.Answer))
 		case live && !running(s.Active):
 			ps = append(ps, fmt.Sprintf("slot %d is live but %s is %s: start it (%s start %s)", s.Port, s.Unit, s.Active, o.Systemctl(), s.Unit))
 		case live && !s.Healthy:

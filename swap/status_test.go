@@ -42,7 +42,7 @@ func TestReadStatusShowsWhatIsLive(t *testing.T) {
 		App: "app", Upstream: "app", File: routerFile, Line: 3, Mode: "reload",
 		Live: &live, Listed: []int{r.port(a)},
 		Slots: []SlotStatus{
-			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: &since, Enabled: true, Healthy: true, Answer: "200 OK"},
+			{Port: r.port(a), Unit: r.unit(a), Active: "active", Sub: "running", Since: &since, Enabled: true, Healthy: true, Answer: "200 OK", Listener: "own"},
 			{Port: r.port(b), Unit: r.unit(b), Active: "inactive", Sub: "dead", Since: &since, Answer: "not running"},
 		},
 		Nginx:   NginxStatus{Unit: "nginx.service", Active: "active", MasterPID: 100, Workers: 2, Draining: 1},

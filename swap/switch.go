@@ -175,7 +175,10 @@ func (s *switcher) plan() []step {
 	if len(s.o.Warmup) > 0 {
 		steps = append(steps, step{name: "warmup", do: s.warmup})
 	}
-	steps = append(steps, step{name: "rewrite", do: s.rewrite})
+	steps = append(steps,
+		step{name: "rewrite", do: s.rewrite},
+		step{name: "listener", do: s.listener},
+	)
 	steps = append(steps, s.changeSteps(s.change, s.o.Bake == 0)...)
 	steps = append(steps, step{name: "drain", do: s.drain})
 	if s.o.Bake > 0 {
@@ -184,6 +187,7 @@ func (s *switcher) plan() []step {
 	}
 	if s.promote != nil {
 		// After a canary's bake, the new slot alone.
+		steps = append(steps, step{name: "listener", do: s.listener})
 		steps = append(steps, s.changeSteps(s.promote, true)...)
 		steps = append(steps, step{name: "drain", do: s.drain})
 	}
@@ -352,6 +356,9 @@ func (s *switcher) preflight(ctx context.Context) (string, error) {
 	if err := slotInstalled(ctx, s.o, s.env, s.res.To); err != nil {
 		return "", Usage(err)
 	}
+	if err := notTaken(ctx, s.env, s.res.To); err != nil {
+		return "", Usage(err)
+	}
 	if err := s.o.checkHooks(); err != nil {
 		return "", err
 	}
@@ -418,6 +425,10 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, o.HealthTimeout, fmt.Errorf("health-timeout %s", o.HealthTimeout))
 	defer cancel()
 	h := newHealthCheck(o, target, s.env.HTTP)
+	h.own = func(ctx context.Context) error {
+		_, err := proveOwner(ctx, s.env, target)
+		return err
+	}
 	alive := func() error {
 		u, err := getUnit(ctx, s.env.Systemd, target.Unit)
 		if err != nil {
@@ -432,6 +443,17 @@ func (s *switcher) health(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s healthy after %d polls", h.url, n), nil
+}
+
+// listener proves, right before traffic moves, that only the target's
+// unit listens on its address: a process that bound it since the health
+// step would get the traffic.
+func (s *switcher) listener(ctx context.Context) (string, error) {
+	detail, err := proveOwner(ctx, s.env, s.res.To)
+	if errors.Is(err, errSquatted) {
+		err = fmt.Errorf("%w: stop that process and switch again", err)
+	}
+	return detail, err
 }
 
 // rewrite shows the change computed in decide.

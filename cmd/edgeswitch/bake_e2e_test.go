@@ -158,7 +158,7 @@ func TestBakeOfAHealthyBuildRetiresTheOldSlotAfterIt(t *testing.T) {
 }
 
 func TestBakeRollsBackASickBuildToTheOldSlot(t *testing.T) {
-	const bake = 5 * time.Second
+	const bake = 8 * time.Second
 	for _, tt := range []struct {
 		name    string
 		sickFor time.Duration // how long the slot is sick; 0: for good

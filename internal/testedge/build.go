@@ -19,8 +19,10 @@ var built struct {
 	paths map[string]string
 }
 
-// buildDemoapp builds cmd/demoapp once per process; see build.
-func buildDemoapp(ctx context.Context) (string, error) { return build(ctx, "demoapp") }
+// BuildDemoapp builds cmd/demoapp once per process (see build) and returns
+// its path, which any user may run: tests run it outside an edge too, as
+// a squatter of another user.
+func BuildDemoapp(ctx context.Context) (string, error) { return build(ctx, "demoapp") }
 
 // build builds ./cmd/<name> once per process into a fixed per-user path
 // under the temp dir (replaced atomically, so concurrent test processes

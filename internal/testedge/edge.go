@@ -300,7 +300,7 @@ func (e *Edge) start(ctx context.Context) error {
 			return err
 		}
 	}
-	bin, err := buildDemoapp(ctx)
+	bin, err := BuildDemoapp(ctx)
 	if err != nil {
 		return err
 	}

@@ -903,7 +903,7 @@ func ignoreNotExist(err error) error {
 // process) and installs them as /usr/local/bin/edgeswitch and
 // /usr/local/bin/demoapp, the machine on or off.
 func (m *Machine) InstallBinaries(ctx context.Context) error {
-	demo, err := buildDemoapp(ctx)
+	demo, err := BuildDemoapp(ctx)
 	if err != nil {
 		return err
 	}
