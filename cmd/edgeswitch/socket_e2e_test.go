@@ -337,9 +337,9 @@ func TestSocketKeepaliveWithoutBoundsIsRefused(t *testing.T) {
 		says       []string
 	}{
 		{"no keepalive_time", strings.Replace(conf, "    keepalive_time 500ms;\n", "", 1), nil,
-			[]string{"app.conf:4: upstream app has keepalive but no keepalive_time", `add "keepalive_time 10s;" and "keepalive_timeout 10s;"`}},
+			[]string{"app.conf:3: upstream app has keepalive but no keepalive_time", `add "keepalive_time 10s;" and "keepalive_timeout 10s;"`}},
 		{"bounds over half of drain-timeout", conf, []string{"--drain-timeout", "800ms"},
-			[]string{"app.conf:5: keepalive_time 500ms is longer than half of drain-timeout 800ms", "set keepalive_time to at most 400ms, or raise drain-timeout"}},
+			[]string{"app.conf:4: keepalive_time 500ms is longer than half of drain-timeout 800ms", "set keepalive_time to at most 400ms, or raise drain-timeout"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			writeConf(t, e, "app.conf", tt.conf)
