@@ -11,11 +11,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/nginx"
 )
 
 // TestSocketEdge: slots on unix sockets, nginx's upstream on the link to
-// the live one. Swapping the link by hand moves nginx's next request to
-// the other slot without a reload, which is what socket mode relies on.
+// the live one. Swapping the link by hand moves nginx's new connections to
+// the other slot without a reload, and its cached ones close within the
+// keepalive bounds: what socket mode relies on.
 func TestSocketEdge(t *testing.T) {
 	e := New(t, Options{Socket: true})
 	ctx := t.Context()
@@ -31,7 +34,7 @@ func TestSocketEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "upstream app {\n    server unix:" + e.SocketLink + ";\n}\n"; !strings.HasPrefix(string(conf), want) {
+	if want := "upstream app {\n    server unix:" + e.SocketLink + ";\n" + BoundKeepalive("    keepalive 16;\n") + "}\n"; !strings.HasPrefix(string(conf), want) {
 		t.Errorf("%s:\n%s\nwant it to start with\n%s", e.UpstreamFile, conf, want)
 	}
 	if fi, err := os.Stat(sock(p0)); err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o666 {
@@ -65,8 +68,14 @@ func TestSocketEdge(t *testing.T) {
 	if err := os.Rename(tmp, e.SocketLink); err != nil {
 		t.Fatal(err)
 	}
+	// New connections go to the new slot at once; the ones nginx keeps
+	// cached to the old slot close within the keepalive bounds.
+	WaitFor(t, "no connection open to the old slot's socket", func() bool {
+		n, err := nginx.Conns("/proc", "unix:"+sock(p0))
+		return err == nil && n == 0
+	})
 	if got := slotOf(t, e.URL("/")); got != p1 {
-		t.Errorf("after the link swap nginx answers from slot %d, want %d at once", got, p1)
+		t.Errorf("after the link swap and the old slot's connections closed nginx answers from slot %d, want %d", got, p1)
 	}
 	if _, err := e.Systemctl(ctx, "stop", e.SlotUnit(p0)); err != nil {
 		t.Fatal(err)
