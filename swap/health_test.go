@@ -3,7 +3,6 @@ package swap
 import (
 	"context"
 	"errors"
-	"github.com/edgeswitch/edgeswitch/route"
 	"io"
 	"log"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgeswitch/edgeswitch/route"
 )
 
 // probeWith builds the health check of o against srv, as a switch would,

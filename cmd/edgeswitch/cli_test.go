@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/edgeswitch/edgeswitch/swap"
 )
 
 // TestBadInput runs the CLI in-process on input that must be refused before

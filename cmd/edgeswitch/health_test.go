@@ -2,13 +2,14 @@ package main
 
 import (
 	"bytes"
-	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/edgeswitch/edgeswitch/swap"
 )
 
 // TestBadHealthInput runs the CLI in-process on health settings that must

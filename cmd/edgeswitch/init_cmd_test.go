@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"github.com/edgeswitch/edgeswitch/swap"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,9 +13,11 @@ import (
 	"unicode"
 
 	"github.com/alecthomas/kong"
-	"github.com/edgeswitch/edgeswitch/templates"
 	"github.com/google/go-cmp/cmp"
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/edgeswitch/edgeswitch/swap"
+	"github.com/edgeswitch/edgeswitch/templates"
 )
 
 // runInit runs the CLI in-process.
