@@ -232,14 +232,14 @@ func busAnswers(ctx context.Context) error {
 	return err
 }
 
+// managerStopTimeout bounds a user manager's stop on SIGTERM: a minute,
+// not managerTimeout, as stopping every unit took over 10 s on a busy
+// machine and the kill then failed a test that had passed.
+const managerStopTimeout = time.Minute
+
 // stopMarkedManager stops the manager named by the marker file, if it is
 // still that manager: SIGTERM makes a user manager stop its units and exit;
 // SIGKILL if it hangs.
-//
-// A minute, not managerTimeout: stopping every unit took over 10 s on a
-// busy machine, and the kill then failed a test that had passed.
-const managerStopTimeout = time.Minute
-
 func stopMarkedManager() error {
 	path := filepath.Join(runtimeDir(), markerName)
 	b, err := os.ReadFile(path)
