@@ -2,6 +2,8 @@ package testedge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -24,9 +26,13 @@ var built struct {
 // a squatter of another user.
 func BuildDemoapp(ctx context.Context) (string, error) { return build(ctx, "demoapp") }
 
-// build builds ./cmd/<name> once per process into a fixed per-user path
-// under the temp dir (replaced atomically, so concurrent test processes
-// neither clash nor pile up copies) and returns that path.
+// build builds ./cmd/<name> once per process into a per-user path under
+// the temp dir named by the binary's hash, and returns that path. Test
+// processes of one source share the file (replaced atomically with the
+// same bytes, so they neither clash nor pile up copies); those of another
+// (a checkout at another commit, run at the same time) get their own: with
+// one fixed path, whichever built last served all of them, and a flag one
+// source added was unknown to the edges of the other.
 func build(ctx context.Context, name string) (string, error) {
 	built.Lock()
 	defer built.Unlock()
@@ -48,7 +54,12 @@ func build(ctx context.Context, name string) (string, error) {
 		os.Remove(tmp)
 		return "", fmt.Errorf("go build ./cmd/%s in %s: %w: %s", name, root, err, strings.TrimSpace(string(out)))
 	}
-	path := filepath.Join(dir, name)
+	sum, err := fileHash(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	path := filepath.Join(dir, name+"-"+sum[:16])
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
@@ -57,6 +68,20 @@ func build(ctx context.Context, name string) (string, error) {
 	}
 	built.paths[name] = path
 	return path, nil
+}
+
+// fileHash is the SHA-256 of the file at path, in hex.
+func fileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // moduleRoot finds the edgeswitch module: from this source file when the

@@ -70,9 +70,10 @@ func TestSwitchByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	WaitFor(t, "nginx answering from slot "+strconv.Itoa(p1), func() bool { return slotOf(t, e.URL("/")) == p1 })
-	// Some load on the new slot: deliberate load, not a wait for progress
-	// (the switch is done: nginx answers from p1).
-	time.Sleep(200 * time.Millisecond)
+	// The load's clients reach the new slot once their connections to the
+	// old workers are done: a wait for that, not a sleep (200 ms was seen
+	// to pass with none there on a busy machine).
+	WaitFor(t, "the load answered from slot "+strconv.Itoa(p1), func() bool { return load.Snapshot().BySlot[strconv.Itoa(p1)] > 0 })
 
 	s := load.Stop()
 	t.Logf("load through the switch: %v", s)
