@@ -80,9 +80,10 @@ fuzz:
 soak: deps
 	$(GO) test -count=1 -timeout 30m -run TestSoak -v ./cmd/edgeswitch/ -soak 200
 
-# demo brings up a sandbox edge, switches under load and tears it down;
-# make demo MODE=socket shows socket mode (a link moves, nginx never reloads).
-MODE ?= reload
+# demo brings up a sandbox edge, switches under load and tears it down, in
+# socket mode (a link moves, nginx never reloads) under clients that never
+# resend; make demo MODE=reload shows the reload mode.
+MODE ?= socket
 .PHONY: demo
 demo: deps build
 	$(GO) run ./internal/testedge/demo -bin bin/edgeswitch -mode $(MODE)

@@ -25,7 +25,7 @@ func main() {
 	bin := flag.String("bin", "bin/edgeswitch", "edgeswitch binary to run")
 	switches := flag.Int("switches", 4, "how many switches to make")
 	clients := flag.Int("clients", 32, "concurrent keep-alive clients")
-	mode := flag.String("mode", "reload", "how traffic moves: reload (rewrite the upstream, reload nginx) or socket (move a link, no reload)")
+	mode := flag.String("mode", "socket", "how traffic moves: socket (move a link, no reload) or reload (rewrite the upstream, reload nginx)")
 	flag.Parse()
 	if *mode != "reload" && *mode != "socket" {
 		fmt.Fprintf(os.Stderr, "demo: -mode %q: want reload or socket\n", *mode)
@@ -82,12 +82,19 @@ func demo(ctx context.Context, bin, mode string, switches, clients int) error {
 	if err := run("switch", "--dry-run"); err != nil {
 		return err
 	}
-	fmt.Printf("\n== %d clients with keep-alive send %ss through nginx; switching %d times\n", clients, method, switches)
+	// Socket mode loses nothing even for clients that never resend; a
+	// reload closes idle keep-alive connections, so there the clients are
+	// ones that resend a GET on a new connection, as browsers do.
+	resend := "that never resend a request"
+	if mode == "reload" {
+		resend = "that resend a GET whose connection a reload closed, as browsers do (clients that never resend lose about what bare reloads lose; see README)"
+	}
+	fmt.Printf("\n== %d clients with keep-alive send %ss through nginx, %s; switching %d times\n", clients, method, resend, switches)
 	var body []byte
 	if method == http.MethodPost {
 		body = []byte(`{"order": 42}`)
 	}
-	load := testedge.RunLoad(ctx, testedge.LoadOptions{URL: e.URL(""), Clients: clients, Method: method, Body: body})
+	load := testedge.RunLoad(ctx, testedge.LoadOptions{URL: e.URL(""), Clients: clients, Method: method, Body: body, NoResend: mode == "socket"})
 	time.Sleep(300 * time.Millisecond)
 	for i := range switches {
 		fmt.Printf("\n-- switch %d: edgeswitch switch\n", i+1)
