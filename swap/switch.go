@@ -417,6 +417,14 @@ func (s *switcher) stopTarget(ctx context.Context) error {
 	if err := job(ctx, s.env.Systemd.StopUnitContext, unit, s.o.journalctl()); err != nil {
 		return fmt.Errorf("stop %s: %w; traffic stays where it was, stop it by hand: %s stop %s", unit, err, s.o.Systemctl(), unit)
 	}
+	// An app that exited at once, stopped as systemd was about to restart
+	// it, stays failed after the stop: leave the unit inactive, as the
+	// switch found it.
+	if u, err := getUnit(ctx, s.env.Systemd, unit); err == nil && u.Active == "failed" {
+		if err := s.env.Systemd.ResetFailedUnitContext(ctx, unit); err != nil {
+			s.env.report(Event{Step: "rollback", Warn: true, Detail: fmt.Sprintf("%s stays failed: %v; %s reset-failed %s clears it", unit, err, s.o.Systemctl(), unit)})
+		}
+	}
 	return nil
 }
 

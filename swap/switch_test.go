@@ -370,6 +370,15 @@ func TestSwitchUndoesEachFailedStep(t *testing.T) {
 		listed:  "a",
 		history: "failed a->b",
 	}, {
+		name:    "a target left failed by its stop is reset: the failed switch leaves it inactive",
+		setup:   both(jobFails("start", b, jobFailed), jobFails("stop", b, fault{leaves: &unitFailed})),
+		exit:    1,
+		says:    []string{"start app@"},
+		jobs:    "start b, stop b, reset-failed b",
+		running: [2]bool{true, false},
+		listed:  "a",
+		history: "failed a->b",
+	}, {
 		name:    "systemd refuses the start: the target is stopped again",
 		setup:   jobFails("start", b, fault{err: errors.New("access denied")}),
 		exit:    1,
