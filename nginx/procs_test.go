@@ -396,6 +396,15 @@ func TestCgroup(t *testing.T) {
 	if got := (Procs{root}).Comm(999); got != "?" {
 		t.Errorf("Comm of a process that is gone = %q, want ?", got)
 	}
+	if got, err := (Procs{root}).Cgroup(999); err == nil {
+		t.Errorf("Cgroup of a process that is gone = %q; want an error", got)
+	}
+	if gen, err := (Procs{root}).Snapshot(300); err != nil || gen.Master != 300 || len(gen.Workers) != 0 {
+		t.Errorf("Snapshot of a process without children = %+v, %v", gen, err)
+	}
+	if _, err := (Procs{filepath.Join(root, "missing")}).Snapshot(300); err == nil {
+		t.Error("Snapshot of a /proc that cannot be listed: no error")
+	}
 }
 
 // TestHoldersOnTheKernel: this process's own listener is found in the

@@ -160,3 +160,29 @@ func TestAHookRunsAsTheHookUser(t *testing.T) {
 		t.Errorf("runHook(cat %s) = %v; want permission denied", secret, err)
 	}
 }
+
+// TestHookProgramsAreFoundBeforeAnythingRuns: a hook's program is a name
+// on the hooks' PATH or a full path; a relative path, a missing program or
+// a name not on that PATH is refused (exit 2) with what to do.
+func TestHookProgramsAreFoundBeforeAnythingRuns(t *testing.T) {
+	for _, tt := range []struct {
+		argv []string
+		says string // "" when it is accepted
+	}{
+		{[]string{"true"}, ""},
+		{[]string{"/bin/true"}, ""},
+		{[]string{"bin/deploy"}, "name it by its full path: a relative one"},
+		{[]string{"/nonexistent/deploy"}, "install it or fix the hook setting"},
+		{[]string{"no-such-hook-program"}, "on the hooks' PATH"},
+	} {
+		o := defaults()
+		o.PostSwitch = tt.argv
+		err := o.checkHooks()
+		switch {
+		case tt.says == "" && err != nil:
+			t.Errorf("%q: %v", tt.argv, err)
+		case tt.says != "" && (ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.says)):
+			t.Errorf("%q: %v, want exit 2 saying %q", tt.argv, err, tt.says)
+		}
+	}
+}

@@ -453,3 +453,40 @@ func TestAStickyStateDirIsRefused(t *testing.T) {
 		t.Errorf("lock in a sticky state dir = %v, want exit 2 saying chmod go-w %s", err, dir)
 	}
 }
+
+// TestStateFilesAreWhereTheSwitchKeepsThem: the man page's FILES name the
+// paths a switch of app APP really uses in the state dir.
+func TestStateFilesAreWhereTheSwitchKeepsThem(t *testing.T) {
+	var names []string
+	for _, f := range StateFiles() {
+		if f.About == "" {
+			t.Errorf("%s has no description", f.Name)
+		}
+		names = append(names, f.Name)
+	}
+	want := []string{historyFile, lockDir + "/", lockFile("APP"), nginxLockFile, pendingFile("APP")}
+	if d := cmp.Diff(want, names); d != "" {
+		t.Errorf("StateFiles (-want +got):\n%s", d)
+	}
+}
+
+// TestPercentAndTheUserManager: bake-max-5xx reads "5%" or "5" and refuses
+// other text; with the user manager, hints name systemctl --user and the
+// slot's [Install] wants default.target.
+func TestPercentAndTheUserManager(t *testing.T) {
+	for text, want := range map[string]Percent{"5%": 5, " 12.5 ": 12.5, "0": 0} {
+		var p Percent
+		if err := p.UnmarshalText([]byte(text)); err != nil || p != want {
+			t.Errorf("Percent(%q) = %v, %v; want %v", text, p, err, want)
+		}
+	}
+	var p Percent
+	if err := p.UnmarshalText([]byte("five")); err == nil || !strings.Contains(err.Error(), `set it like "5%"`) {
+		t.Errorf(`Percent("five"): %v, want an error saying how to write it`, err)
+	}
+	o := defaults()
+	o.UserManager = true
+	if o.Systemctl() != "systemctl --user" || o.journalctl() != "journalctl --user" || o.wantedBy() != "default.target" {
+		t.Errorf("with the user manager: %q, %q, %q", o.Systemctl(), o.journalctl(), o.wantedBy())
+	}
+}

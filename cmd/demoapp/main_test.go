@@ -249,3 +249,35 @@ func TestBootTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestListenOnASocket: the slot's socket is made 0666 (nginx's workers
+// run as another user), a stale one a killed run left is replaced, and a
+// file that is not a socket is left alone.
+func TestListenOnASocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "4001.sock")
+	ln, err := listen(config{socket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o666 {
+		t.Errorf("socket %v, %v; want mode 0666", fi, err)
+	}
+	if _, err := listen(config{socket: path}); err == nil || !strings.Contains(err.Error(), "another process listens on it") {
+		t.Errorf("a second listen on a live socket: %v", err)
+	}
+	// A killed run leaves its socket file with nobody on it.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	ln, err = listen(config{socket: path})
+	if err != nil {
+		t.Fatalf("listen over a stale socket: %v", err)
+	}
+	ln.Close()
+	file := filepath.Join(t.TempDir(), "not-a-socket")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listen(config{socket: file}); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Errorf("listen on a regular file: %v", err)
+	}
+}
