@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/edgeswitch/edgeswitch/nginx"
+	"github.com/edgeswitch/edgeswitch/route"
 )
 
 // What the look at a slot's listeners can find besides the proof that its
@@ -43,36 +43,25 @@ func proveOwner(ctx context.Context, env Env, slot Slot) (string, error) {
 		return "", fmt.Errorf("cgroup of %s: %w", slot.Unit, err)
 	}
 	unitCG, _ := prop.Value.Value().(string) // "" when the unit does not run
-	procs := nginx.Procs{Root: env.ProcRoot}
-	ls, err := nginx.Listeners(procs.Root, slot.Addr.String())
+	ls, denied, err := route.Listeners(env.ProcRoot, slot.Addr)
 	if err != nil {
 		return "", err
 	}
 	if len(ls) == 0 {
 		return "", fmt.Errorf("%w %s", errNoListener, addr)
 	}
-	holders, denied, err := procs.Holders(ls)
-	if err != nil {
-		return "", err
-	}
 	var foreign, own []string
 	for _, l := range ls {
-		held := false
-		for _, pid := range holders[l.Inode] {
-			cg, err := procs.Cgroup(pid)
-			if err != nil {
-				continue // gone since: it holds nothing now
-			}
-			held = true
-			who := fmt.Sprintf("PID %d (%s)", pid, printable(procs.Comm(pid)))
-			if unitCG == "" || cg != unitCG && !strings.HasPrefix(cg, unitCG+"/") {
-				foreign = append(foreign, fmt.Sprintf("%s in cgroup %s on %s", who, printable(cg), l.Addr))
+		for _, h := range l.Holders {
+			who := fmt.Sprintf("PID %d (%s)", h.PID, printable(h.Program))
+			if unitCG == "" || h.Cgroup != unitCG && !strings.HasPrefix(h.Cgroup, unitCG+"/") {
+				foreign = append(foreign, fmt.Sprintf("%s in cgroup %s on %s", who, printable(h.Cgroup), l.Addr))
 			} else if !slices.Contains(own, who) {
 				own = append(own, who)
 			}
 		}
 		switch {
-		case held:
+		case len(l.Holders) > 0:
 		case denied:
 			return "", fmt.Errorf("%w: this user cannot read other users' /proc/PID/fd, so who listens on %s is not known; run as root to prove it is %s", errUnverified, l.Addr, slot.Unit)
 		default:
