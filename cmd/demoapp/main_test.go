@@ -281,3 +281,25 @@ func TestListenOnASocket(t *testing.T) {
 		t.Errorf("listen on a regular file: %v", err)
 	}
 }
+
+// TestRunRefusesBadFlags: -h is no error; an unknown flag, a stray
+// argument, an address without a port and a socket it cannot listen on
+// exit 2 or 1 with the reason.
+func TestRunRefusesBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"-h"}, 0, ""},
+		{[]string{"-no-such-flag"}, 2, "no-such-flag"},
+		{[]string{"-port", "4000", "extra"}, 2, `unexpected arguments: ["extra"]`},
+		{[]string{"-addr", "localhost"}, 2, "-addr:"},
+		{[]string{"-port", "4000", "-socket", filepath.Join(t.TempDir(), "missing", "4000.sock")}, 1, "no such file or directory"},
+	} {
+		var stderr strings.Builder
+		if code := run(t.Context(), tt.args, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.says) {
+			t.Errorf("demoapp %q: exit %d, want %d saying %q:\n%s", tt.args, code, tt.code, tt.says, stderr.String())
+		}
+	}
+}
