@@ -55,13 +55,13 @@ var edges = []edge{
 	{
 		bench: "BenchmarkFailedRequests", title: "On the sandbox edge", where: "sandbox edge",
 		unit:       "the sandbox edge's own unit (user manager, `nginx -s reload`, 2 workers as root)",
-		about:      "A systemd user manager (internal/testedge) runs nginx as a unit of the edge's own (`Type=forking`, `ExecReload=nginx -s reload`), 2 workers, the upstream with `keepalive 16`, and the slots as a template unit. Socket mode runs on an edge of the same kind whose slots listen on unix sockets and whose upstream lists one server, `unix:` the link, with no `keepalive`.",
+		about:      "A systemd user manager (internal/testedge) runs nginx as a unit of the edge's own (`Type=forking`, `ExecReload=nginx -s reload`), 2 workers, the upstream with `keepalive 16`, and the slots as a template unit. Socket mode runs on an edge of the same kind whose slots listen on unix sockets and whose upstream lists one server, `unix:` the link, with `keepalive 16` bounded by `keepalive_time` and `keepalive_timeout` of 500 ms.",
 		strategies: []string{"socket", "edgeswitch", "careful-script", "naive", "both-listed-kill", "bare-reload"},
 	},
 	{
 		bench: "BenchmarkMachineFailedRequests", title: "On the production path: systemd as PID 1, Debian's nginx.service", where: "Debian's nginx.service",
 		unit:       "Debian's `nginx.service`, unchanged (system manager, workers as www-data)",
-		about:      "A machine (internal/testedge): systemd as PID 1 in namespaces, the system bus, Debian's unchanged `nginx.service` and `/etc/nginx`, set up as README's \"Installing on a real host\" says (the upstream with `keepalive 16` in conf.d, Debian's default site proxying to it); edgeswitch runs inside it on its defaults, the clients on the host. For socket mode, run last, the template unit runs the app on `/run/app/PORT.sock` (`RuntimeDirectory=app`, `RuntimeDirectoryPreserve=yes`: both slots share the directory), the upstream loses its `keepalive`, and a first `edgeswitch switch --mode socket`, before the load, turns its server into `unix:/var/lib/edgeswitch/app.sock`.",
+		about:      "A machine (internal/testedge): systemd as PID 1 in namespaces, the system bus, Debian's unchanged `nginx.service` and `/etc/nginx`, set up as README's \"Installing on a real host\" says (the upstream with `keepalive 16` in conf.d, Debian's default site proxying to it); edgeswitch runs inside it on its defaults, the clients on the host. For socket mode, run last, the template unit runs the app on `/run/app/PORT.sock` (`RuntimeDirectory=app`, `RuntimeDirectoryPreserve=yes`: both slots share the directory), the upstream's `keepalive` gets those bounds, and a first `edgeswitch switch --mode socket`, before the load, turns its server into `unix:/var/lib/edgeswitch/app.sock`.",
 		strategies: []string{"edgeswitch", "bare-reload", "socket"},
 	},
 }
@@ -260,7 +260,7 @@ func (r *report) socketOverhead() string {
 	b.WriteString("| | overhead |\n|---|---|\n")
 	fmt.Fprintf(&b, "| socket mode | %s |\n| reload mode | %s |\n| ratio, socket over reload (median of the per-op ratios) | %s |\n\n",
 		measured(ok1, withCI(sock, fixed(0), " ms")), measured(ok2, withCI(rel, fixed(0), " ms")), measured(ok3, withCI(ratio, fixed(2), "")))
-	b.WriteString("Reload mode waits for nginx: `nginx -t`, the reload, its new workers and the exit of the old ones. Socket mode renames a link and waits until nginx holds no connection to the old slot; with no upstream `keepalive`, that is the requests in flight.\n\n")
+	b.WriteString("Reload mode waits for nginx: `nginx -t`, the reload, its new workers and the exit of the old ones. Socket mode renames a link and waits until nginx holds no connection to the old slot: the requests in flight, and its cached connections, which nginx closes within the keepalive bounds.\n\n")
 	r.add(fmt.Sprintf("switch overhead, socket mode over reload mode, ≤ %.1f", maxSocketRatio), measured(ok3, withCI(ratio, fixed(2), "")), ok3 && ratio.Center <= maxSocketRatio,
 		"Socket mode's own steps (the link, the drain until nginx holds no connection to the old slot) are short; most of its overhead is what it shares with reload mode: starting the process, the decide step's unit queries, the preflight `nginx -t` (which a switch that touches no nginx file could skip) and the units' start and stop. The step lines of `edgeswitch switch --mode socket` on stderr give each step's time; `go test -run '^$' -bench SocketOverhead -benchtime 20x -v ./cmd/edgeswitch` repeats it.")
 	return b.String()
